@@ -1,0 +1,65 @@
+# Consentinel — `make help` lists the targets. Every target does its own set-up.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv demo test test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@echo ">> creating the virtualenv in $(VENV) and installing consentinel[dev] (first run downloads packages)..."
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create the virtualenv and install the project with dev extras
+
+demo: venv ## Run the main job end to end: stack, topics, schemas, the gate and a scripted story
+	@$(BIN)/consentinel stack up
+	@$(BIN)/consentinel topics apply
+	@$(BIN)/consentinel schemas register
+	@$(BIN)/consentinel demo --policy deploy/policy.example.yaml
+
+test: venv ## Run lint, type checks and the whole test suite against the real stack
+	@$(BIN)/ruff check streams tests bench
+	@$(BIN)/ruff format --check streams tests bench
+	@$(BIN)/mypy
+	@$(BIN)/pytest
+
+test-unit: venv ## Run only the tests that need no broker
+	@$(BIN)/pytest -m "not integration and not prometheus"
+
+lint: venv ## ruff lint and format check
+	@$(BIN)/ruff check streams tests bench
+	@$(BIN)/ruff format --check streams tests bench
+
+fmt: venv ## Format the code with ruff
+	@$(BIN)/ruff format streams tests bench
+	@$(BIN)/ruff check --fix streams tests bench
+
+typecheck: venv ## mypy (strict) on streams/
+	@$(BIN)/mypy
+
+stack-up: venv ## Start the local Kafka, registry (and Prometheus if installed)
+	@$(BIN)/consentinel stack up
+
+stack-down: venv ## Stop what stack-up started
+	@$(BIN)/consentinel stack down
+
+stack-status: venv ## Show what is running
+	@$(BIN)/consentinel stack status
+
+bench: venv ## Full benchmarks (long); results in bench/results and BENCHMARKS.md
+	@$(BIN)/python -m bench.run --full
+
+bench-quick: venv ## Benchmarks in under 5 minutes
+	@$(BIN)/python -m bench.run --quick
+
+clean: ## Remove the virtualenv and caches (not the stack's downloads)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

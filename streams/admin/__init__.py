@@ -1,0 +1,1 @@
+"""Administration of the broker and registry: topics and schemas."""

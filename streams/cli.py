@@ -1,0 +1,133 @@
+"""The ``consentinel`` command line: a thin dispatcher onto the package's modules.
+
+Every command reads its settings from the environment once (see :mod:`streams.settings`); errors
+of the :class:`~streams.errors.ConsentinelError` family print as one actionable line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from streams.errors import ConsentinelError
+from streams.settings import Settings, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _stack(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.stack.local import LocalStack
+
+    stack = LocalStack(settings.stack_home)
+    if args.action == "up":
+        stack.up()
+    elif args.action == "down":
+        stack.down()
+    else:
+        stack.status()
+    return 0
+
+
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    from streams.admin.topics import apply_topics, load_topic_specs
+
+    admin = AdminClient(settings.kafka_config())
+    changes = apply_topics(admin, load_topic_specs(args.file, partitions=args.partitions))
+    for line in changes:
+        print(line)
+    print(f"topics: {len(changes)} change(s)" if changes else "topics: already up to date")
+    return 0
+
+
+def _schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.serde.registry import register_all
+
+    for subject, schema_id, version in register_all(settings.schema_registry_url):
+        print(f"{subject}: id {schema_id}, version {version} (compatibility BACKWARD)")
+    return 0
+
+
+def _gate(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.gate.app import run_gate
+
+    return run_gate(settings, policy_path=args.policy or settings.policy_path)
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.gate.audit_verify import verify_decisions
+
+    return 0 if verify_decisions(settings, say=print) else 1
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(settings, policy_path=args.policy)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every ``consentinel`` command."""
+    parser = argparse.ArgumentParser(
+        prog="consentinel", description="Consent gate and bulk-export detection on Kafka."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="the local Kafka broker, registry and Prometheus")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.set_defaults(handler=_stack)
+
+    topics = sub.add_parser("topics", help="create or align the topics of deploy/topics.yaml")
+    topics.add_argument("action", choices=["apply"])
+    topics.add_argument("--file", type=Path, default=None, help="topic layout (default: bundled)")
+    topics.add_argument("--partitions", type=int, default=None, help="override partition count")
+    topics.set_defaults(handler=_topics)
+
+    schemas = sub.add_parser("schemas", help="register schemas/*.avsc with BACKWARD compatibility")
+    schemas.add_argument("action", choices=["register"])
+    schemas.set_defaults(handler=_schemas)
+
+    gate = sub.add_parser("gate", help="run the consent gate (exactly-once)")
+    gate.add_argument("--policy", type=Path, default=None, help="policy YAML (CONSENTINEL_POLICY)")
+    gate.set_defaults(handler=_gate)
+
+    audit = sub.add_parser("audit", help="verify the hash chains of governance.decisions")
+    audit.add_argument("action", choices=["verify"])
+    audit.set_defaults(handler=_audit)
+
+    demo = sub.add_parser("demo", help="run the scripted end-to-end story against the stack")
+    demo.add_argument("--policy", type=Path, default=Path("deploy/policy.example.yaml"))
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``consentinel`` command and return its exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        settings = load_settings()
+        if getattr(args, "file", None) is None and args.command == "topics":
+            from streams.admin.topics import TOPICS_FILE
+
+            args.file = TOPICS_FILE
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except ConsentinelError as exc:
+        print(f"consentinel: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The one exception hierarchy of Consentinel.
+
+Every error raised on purpose by this package derives from :class:`ConsentinelError`. Each carries a
+message that says what went wrong *and* what a person can do about it, plus, where it applies, an
+``error_kind`` used verbatim as the ``error_kind`` of a dead-letter record and as the ``kind`` label
+of the dead-letter counter (a small, fixed vocabulary).
+"""
+
+from __future__ import annotations
+
+
+class ConsentinelError(Exception):
+    """Base class of every error Consentinel raises on purpose."""
+
+    error_kind: str = "INTERNAL"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message} ({hint})" if hint else message)
+
+
+class ConfigError(ConsentinelError):
+    """Settings or a file given at start-up are invalid; the process refuses to start."""
+
+    error_kind = "CONFIG"
+
+
+class PolicyError(ConfigError):
+    """The policy file is invalid. The message names the file, line and key."""
+
+    error_kind = "POLICY"
+
+
+class StackError(ConsentinelError):
+    """The local Kafka/registry stack cannot be installed, started, stopped or reached."""
+
+    error_kind = "STACK"
+
+
+class RegistryError(ConsentinelError):
+    """The schema registry refused a request or cannot be reached."""
+
+    error_kind = "REGISTRY"
+
+
+class IncompatibleSchemaError(RegistryError):
+    """The registry rejected a schema as incompatible with the subject's earlier versions."""
+
+    error_kind = "INCOMPATIBLE_SCHEMA"
+
+
+class TopicLayoutError(ConsentinelError):
+    """The topics on the broker do not match what Consentinel needs (e.g. partition counts)."""
+
+    error_kind = "TOPIC_LAYOUT"
+
+
+class SerdeError(ConsentinelError):
+    """A value could not be serialized or deserialized."""
+
+    error_kind = "SERDE"
+
+
+class UndecodableBytesError(SerdeError):
+    """The bytes are not in the Confluent wire format (no magic byte, or too short)."""
+
+    error_kind = "UNDECODABLE_BYTES"
+
+
+class UnknownSchemaIdError(SerdeError):
+    """The value names a schema id the registry does not know."""
+
+    error_kind = "UNKNOWN_SCHEMA_ID"
+
+
+class SchemaMismatchError(SerdeError):
+    """The Avro body does not match its writer schema, or the record does not match ours."""
+
+    error_kind = "SCHEMA_MISMATCH"
+
+
+class InvalidEventError(ConsentinelError):
+    """An event decoded, but its content breaks the contract (missing id, unknown enum symbol...)."""
+
+    error_kind = "INVALID_EVENT"
+
+
+class UnknownEnumSymbolError(InvalidEventError):
+    """An enum field holds a symbol this version does not understand (read as ``UNKNOWN``)."""
+
+    error_kind = "UNKNOWN_ENUM_SYMBOL"
+
+
+class DeliveryError(ConsentinelError):
+    """Kafka did not acknowledge a produced record."""
+
+    error_kind = "DELIVERY"

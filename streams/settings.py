@@ -1,0 +1,79 @@
+"""Typed settings read once from the environment and validated at start-up.
+
+Names follow the contract (``KAFKA_BOOTSTRAP_SERVERS``, ``SCHEMA_REGISTRY_URL``, ``CONSENTINEL_POLICY``,
+``METRICS_PORT`` and the ``KAFKA_SECURITY_*``/``KAFKA_SASL_*`` family). Secrets are held as
+:class:`pydantic.SecretStr` so they never appear in logs or ``repr``.
+"""
+
+from __future__ import annotations
+
+import socket
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.errors import ConfigError
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+
+class Settings(BaseSettings):
+    """Everything a Consentinel process reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field("localhost:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    schema_registry_url: str = Field(
+        "http://localhost:8081/apis/ccompat/v7", alias="SCHEMA_REGISTRY_URL"
+    )
+    policy_path: Path | None = Field(None, alias="CONSENTINEL_POLICY")
+    metrics_port: int | None = Field(None, alias="METRICS_PORT", ge=0, le=65535)
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL"
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(None, alias="KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(None, alias="KAFKA_SASL_PASSWORD")
+    instance_id: str = Field(default_factory=socket.gethostname, alias="CONSENTINEL_INSTANCE_ID")
+    state_store: Literal["memory", "rocksdb"] = Field("memory", alias="CONSENTINEL_STATE_STORE")
+    state_dir: Path = Field(Path("./.consentinel/state"), alias="CONSENTINEL_STATE_DIR")
+    stack_home: Path = Field(
+        Path.home() / ".cache" / "consentinel" / "stack", alias="CONSENTINEL_STACK_HOME"
+    )
+
+    def kafka_config(self) -> dict[str, Any]:
+        """Return librdkafka client settings shared by every producer, consumer and admin."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username is not None:
+            config["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password is not None:
+            config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        return config
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings, turning validation failures into :class:`ConfigError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid settings: {problems}", hint="fix the environment variables named above"
+        ) from exc
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """Return the process-wide settings, read on first use."""
+    return load_settings()

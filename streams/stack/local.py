@@ -1,0 +1,309 @@
+"""``consentinel stack up|down|status``: the local servers, started and stopped by pid.
+
+Layout under the stack home (``CONSENTINEL_STACK_HOME``, default ``~/.cache/consentinel/stack``)::
+
+    lib/          Kafka's jars (Maven Central)      registry/   the unpacked Apicurio app
+    kafka/data/   KRaft log directories             registry/db H2 files of the registry
+    logs/*.log    each server's output              run/*.pid   pids of what ``up`` started
+
+Guarantees: ``up`` is idempotent (a running server is left alone); ``down`` signals only the pids
+that ``up`` recorded, and only while they still run the command it started; every failure is a
+:class:`~streams.errors.StackError` that says what to do.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from streams.errors import StackError
+from streams.stack.artifacts import ensure_artifacts
+from streams.stack.java import find_java
+from streams.stack.prometheus import prometheus_component
+
+KAFKA_PORT = 9092
+CONTROLLER_PORT = 9093
+REGISTRY_PORT = 8081
+REGISTRY_MANAGEMENT_PORT = 9000
+REGISTRY_PATH = "/apis/ccompat/v7"
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One server of the stack: how to start it and how to tell that it is ready."""
+
+    name: str
+    port: int
+    command: list[str]
+    cwd: Path
+    ready: Callable[[], bool]
+    ready_timeout_s: float
+    where: str
+
+
+class LocalStack:
+    """The servers of one stack home."""
+
+    def __init__(self, home: Path, *, say: Say = print) -> None:
+        self.home = home.expanduser().resolve()
+        self.say = say
+        self.run_dir = self.home / "run"
+        self.log_dir = self.home / "logs"
+
+    # -- pid bookkeeping ------------------------------------------------------------------------
+    def _pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def running_pid(self, name: str) -> int | None:
+        """Return the pid ``up`` recorded for ``name`` if that process is still ours and alive."""
+        pid_file = self._pid_file(name)
+        if not pid_file.exists():
+            return None
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (ValueError, IndexError, OSError):
+            pid_file.unlink(missing_ok=True)
+            return None
+        if str(self.home).encode() not in cmdline:  # the pid was reused by something else
+            pid_file.unlink(missing_ok=True)
+            return None
+        return pid
+
+    # -- components -----------------------------------------------------------------------------
+    def _kafka(self, lib: Path) -> Component:
+        data = self.home / "kafka" / "data"
+        conf_dir = self.home / "kafka"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        props = conf_dir / "server.properties"
+        props.write_text(
+            (Path(__file__).parent / "kafka.properties")
+            .read_text()
+            .format(data=data, port=KAFKA_PORT, controller_port=CONTROLLER_PORT)
+        )
+        log4j = conf_dir / "log4j2.properties"
+        log4j.write_text(
+            (Path(__file__).parent / "kafka-log4j2.properties")
+            .read_text()
+            .replace("{log}", str(self.log_dir / "kafka-server.log"))
+        )
+        java = find_java(17, purpose="Kafka 4")
+        base = [java, "-cp", f"{lib}/*", f"-Dlog4j2.configurationFile={log4j}"]
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            fmt = [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)]
+            result = subprocess.run(
+                [*fmt, "--standalone", "--ignore-formatted"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise StackError(
+                    f"formatting KRaft storage in {data} failed: {result.stderr.strip()[-800:]}",
+                    hint=f"remove {data} and run `consentinel stack up` again",
+                )
+        heap = ["-Xms256m", "-Xmx1g", "-XX:+UseG1GC"]
+        return Component(
+            name="kafka",
+            port=KAFKA_PORT,
+            command=[*base[:1], *heap, *base[1:], "kafka.Kafka", str(props)],
+            cwd=conf_dir,
+            ready=_kafka_ready,
+            ready_timeout_s=90,
+            where=f"localhost:{KAFKA_PORT} (data {data})",
+        )
+
+    def _registry(self, app: Path) -> Component:
+        java = find_java(21, purpose="Apicurio Registry 3")
+        db = self.home / "registry-db" / "registry"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        return Component(
+            name="registry",
+            port=REGISTRY_PORT,
+            command=[
+                java,
+                "-Xms128m",
+                "-Xmx512m",
+                f"-Dquarkus.http.port={REGISTRY_PORT}",
+                "-Dquarkus.http.host=127.0.0.1",
+                "-Dquarkus.management.host=127.0.0.1",
+                f"-Dquarkus.management.port={REGISTRY_MANAGEMENT_PORT}",
+                f"-Dapicurio.datasource.url=jdbc:h2:file:{db};DB_CLOSE_ON_EXIT=FALSE",
+                f"-Dconsentinel.stack={self.home}",
+                "-jar",
+                str(app / "quarkus-run.jar"),
+            ],
+            cwd=app,
+            ready=_registry_ready,
+            ready_timeout_s=120,
+            where=f"http://localhost:{REGISTRY_PORT}{REGISTRY_PATH} (db {db.parent})",
+        )
+
+    def _components(self) -> list[Component]:
+        lib, app = ensure_artifacts(self.home, say=self.say)
+        components = [self._kafka(lib), self._registry(app)]
+        prom = prometheus_component(self.home, self.log_dir)
+        if prom is not None:
+            components.append(
+                Component(
+                    name="prometheus",
+                    port=prom.port,
+                    command=prom.command,
+                    cwd=prom.cwd,
+                    ready=prom.ready,
+                    ready_timeout_s=60,
+                    where=prom.where,
+                )
+            )
+        return components
+
+    # -- commands -------------------------------------------------------------------------------
+    def up(self) -> None:
+        """Start every server that is not running yet and wait until each answers."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for component in self._components():
+            pid = self.running_pid(component.name)
+            if pid is not None:
+                self.say(f"{component.name}: already running (pid {pid}) at {component.where}")
+                continue
+            if _port_taken(component.port):
+                raise StackError(
+                    f"port {component.port} is taken by a process this stack did not start, "
+                    f"so {component.name} cannot listen there",
+                    hint=f"stop it (`ss -ltnp 'sport = :{component.port}'` shows which), or use "
+                    "that server through KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL",
+                )
+            log = self.log_dir / f"{component.name}.log"
+            self.say(f"{component.name}: starting (log {log})...")
+            with log.open("ab") as out:
+                proc = subprocess.Popen(
+                    component.command,
+                    cwd=component.cwd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            self._pid_file(component.name).write_text(f"{proc.pid}\n")
+            self._wait_ready(component, proc, log)
+            self.say(f"{component.name}: ready (pid {proc.pid}) at {component.where}")
+        self.say(f"stack home: {self.home} (logs in {self.log_dir})")
+
+    def _wait_ready(self, component: Component, proc: subprocess.Popen[bytes], log: Path) -> None:
+        deadline = time.monotonic() + component.ready_timeout_s
+        next_note = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self._pid_file(component.name).unlink(missing_ok=True)
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+                raise StackError(
+                    f"{component.name} exited with code {proc.returncode} while starting:\n{tail}",
+                    hint=f"read {log}",
+                )
+            if component.ready():
+                return
+            if time.monotonic() > next_note:
+                self.say(f"{component.name}: still waiting for it to answer...")
+                next_note = time.monotonic() + 10
+            time.sleep(0.5)
+        raise StackError(
+            f"{component.name} did not become ready within {component.ready_timeout_s:.0f}s",
+            hint=f"read {log}; `consentinel stack down` stops what was started",
+        )
+
+    def down(self) -> None:
+        """Stop the servers this stack started (by recorded pid), newest first."""
+        for name in ("prometheus", "registry", "kafka"):
+            pid = self.running_pid(name)
+            if pid is None:
+                continue
+            self.say(f"{name}: stopping pid {pid}...")
+            _terminate(pid)
+            self._pid_file(name).unlink(missing_ok=True)
+            self.say(f"{name}: stopped")
+
+    def status(self) -> dict[str, int | None]:
+        """Return each server's pid (None when not running) and print a line for each."""
+        result: dict[str, int | None] = {}
+        for name, port in (
+            ("kafka", KAFKA_PORT),
+            ("registry", REGISTRY_PORT),
+            ("prometheus", 9090),
+        ):
+            pid = self.running_pid(name)
+            result[name] = pid
+            if pid is not None:
+                self.say(f"{name}: running (pid {pid}, port {port})")
+            elif _port_taken(port):
+                self.say(f"{name}: not started by this stack, but port {port} is in use")
+            else:
+                self.say(f"{name}: not running")
+        self.say(f"stack home: {self.home}")
+        return result
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _terminate(pid: int, grace_s: float = 30.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        _reap(pid)
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _kafka_ready() -> bool:
+    if not _port_taken(KAFKA_PORT):
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({"bootstrap.servers": f"localhost:{KAFKA_PORT}"})
+        admin.list_topics(timeout=2)
+    except Exception:  # the broker is not answering metadata requests yet
+        return False
+    return True
+
+
+def _registry_ready() -> bool:
+    try:
+        response = httpx.get(f"http://localhost:{REGISTRY_PORT}{REGISTRY_PATH}/subjects", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200

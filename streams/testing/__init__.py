@@ -1,0 +1,1 @@
+"""Helpers for tests of Consentinel and of code built on it (in-memory fakes, containers)."""
