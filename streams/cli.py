@@ -37,7 +37,9 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
     from streams.admin.topics import apply_topics, load_topic_specs
 
     admin = AdminClient(settings.kafka_config())
-    changes = apply_topics(admin, load_topic_specs(args.file, partitions=args.partitions))
+    changes = apply_topics(
+        admin, load_topic_specs(args.file, partitions=args.partitions, prefix=settings.topic_prefix)
+    )
     for line in changes:
         print(line)
     print(f"topics: {len(changes)} change(s)" if changes else "topics: already up to date")
@@ -67,7 +69,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo
 
-    return run_demo(settings, policy_path=args.policy)
+    return int(run_demo(settings, policy_path=args.policy))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             args.file = TOPICS_FILE
         handler: Handler = args.handler
-        return handler(args, settings)
+        return int(handler(args, settings))
     except ConsentinelError as exc:
         print(f"consentinel: error: {exc}", file=sys.stderr)
         return 2

@@ -81,7 +81,7 @@ class SchemaMismatchError(SerdeError):
 
 
 class InvalidEventError(ConsentinelError):
-    """An event decoded, but its content breaks the contract (missing id, unknown enum symbol...)."""
+    """An event decoded, but its content breaks the contract (missing id, unknown symbol...)."""
 
     error_kind = "INVALID_EVENT"
 

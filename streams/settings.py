@@ -1,8 +1,8 @@
 """Typed settings read once from the environment and validated at start-up.
 
-Names follow the contract (``KAFKA_BOOTSTRAP_SERVERS``, ``SCHEMA_REGISTRY_URL``, ``CONSENTINEL_POLICY``,
-``METRICS_PORT`` and the ``KAFKA_SECURITY_*``/``KAFKA_SASL_*`` family). Secrets are held as
-:class:`pydantic.SecretStr` so they never appear in logs or ``repr``.
+Names follow the contract (``KAFKA_BOOTSTRAP_SERVERS``, ``SCHEMA_REGISTRY_URL``,
+``CONSENTINEL_POLICY``, ``METRICS_PORT`` and the ``KAFKA_SECURITY_*``/``KAFKA_SASL_*`` family).
+Secrets are held as :class:`pydantic.SecretStr` so they never appear in logs or ``repr``.
 """
 
 from __future__ import annotations
@@ -32,15 +32,14 @@ class Settings(BaseSettings):
     )
     policy_path: Path | None = Field(None, alias="CONSENTINEL_POLICY")
     metrics_port: int | None = Field(None, alias="METRICS_PORT", ge=0, le=65535)
-    kafka_security_protocol: SecurityProtocol = Field(
-        "PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL"
-    )
+    kafka_security_protocol: SecurityProtocol = Field("PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL")
     kafka_sasl_mechanism: SaslMechanism | None = Field(None, alias="KAFKA_SASL_MECHANISM")
     kafka_sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
     kafka_sasl_password: SecretStr | None = Field(None, alias="KAFKA_SASL_PASSWORD")
     instance_id: str = Field(default_factory=socket.gethostname, alias="CONSENTINEL_INSTANCE_ID")
     state_store: Literal["memory", "rocksdb"] = Field("memory", alias="CONSENTINEL_STATE_STORE")
     state_dir: Path = Field(Path("./.consentinel/state"), alias="CONSENTINEL_STATE_DIR")
+    topic_prefix: str = Field("", alias="CONSENTINEL_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]*$")
     stack_home: Path = Field(
         Path.home() / ".cache" / "consentinel" / "stack", alias="CONSENTINEL_STACK_HOME"
     )

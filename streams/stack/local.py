@@ -14,6 +14,7 @@ that ``up`` recorded, and only while they still run the command it started; ever
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import socket
@@ -282,10 +283,8 @@ def _terminate(pid: int, grace_s: float = 30.0) -> None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _kafka_ready() -> bool:

@@ -49,6 +49,8 @@ def prometheus_component(home: Path, log_dir: Path) -> PrometheusLaunch | None:
 
 def _ready() -> bool:
     try:
-        return httpx.get(f"http://localhost:{PROMETHEUS_PORT}/-/ready", timeout=2).status_code == 200
+        return (
+            httpx.get(f"http://localhost:{PROMETHEUS_PORT}/-/ready", timeout=2).status_code == 200
+        )
     except httpx.HTTPError:
         return False
