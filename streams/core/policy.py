@@ -1,0 +1,383 @@
+"""The operator's policy file (contract section 4), parsed strictly into a :class:`Policy`.
+
+Every mistake an operator can make in the file -- an unknown key, purpose, category or legal
+basis, a malformed date, a wrong type, a duplicate key, a recipient listing a purpose the policy
+does not configure or an ``internal_only`` purpose for an outside recipient -- raises
+:class:`~streams.errors.PolicyError` whose message starts with ``<file>:<line>:<column>:`` pointing
+at the offending key or value, then names the key path and what is expected. A policy that loads is
+therefore internally consistent.
+
+``version`` is stamped on every decision; when the file does not set it, it defaults to
+``"sha256:"`` plus the first 12 hex digits of the SHA-256 of the file's text, so an unchanged file
+always yields the same version. :attr:`Policy.fingerprint` is the full hash of that text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from streams.core.model import DataCategory, Purpose
+from streams.core.times import day_end_millis
+from streams.errors import PolicyError
+
+
+class Basis(StrEnum):
+    """The legal basis of a purpose; only ``consent`` makes the gate look at consent records."""
+
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGITIMATE_INTEREST = "legitimate_interest"
+    LEGAL_OBLIGATION = "legal_obligation"
+
+
+@dataclass(frozen=True, slots=True)
+class PurposeRule:
+    """How one purpose may be used: its legal basis and whether it may leave the company."""
+
+    purpose: Purpose
+    basis: Basis
+    internal_only: bool = False
+
+    @property
+    def consent_based(self) -> bool:
+        """Whether the owner's consent decides (basis ``consent``)."""
+        return self.basis is Basis.CONSENT
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """A data agreement with a recipient, valid through the end of ``expires`` (UTC) if set."""
+
+    id: str
+    expires: date | None = None
+    ends_at_ms: int | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.expires is not None:
+            object.__setattr__(self, "ends_at_ms", day_end_millis(self.expires))
+
+    def valid_at(self, at_ms: int) -> bool:
+        """Whether the agreement is in force at epoch millisecond ``at_ms``."""
+        return self.ends_at_ms is None or at_ms < self.ends_at_ms
+
+
+@dataclass(frozen=True, slots=True)
+class BulkExportLimit:
+    """How many photos per hour a recipient may receive before a ``BULK_EXPORT`` alert."""
+
+    max_photos_per_hour: int
+    auto_suspend: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """An organisation registered to receive photos, and what for."""
+
+    org: str
+    internal: bool
+    agreement: Agreement | None
+    purposes: frozenset[Purpose]
+    bulk_export: BulkExportLimit | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A validated, immutable policy. Look-ups are plain mapping reads (hot path)."""
+
+    version: str
+    fingerprint: str
+    source: str
+    sensitive_categories: frozenset[DataCategory]
+    purposes: Mapping[Purpose, PurposeRule]
+    recipients: Mapping[str, Recipient]
+
+    def rule(self, purpose: Purpose) -> PurposeRule | None:
+        """Return the rule for ``purpose``, or ``None`` if the policy does not configure it."""
+        return self.purposes.get(purpose)
+
+    def recipient(self, org: str) -> Recipient | None:
+        """Return the registered recipient ``org``, or ``None``."""
+        return self.recipients.get(org)
+
+
+DEFAULT_SENSITIVE = frozenset({DataCategory.FACE_BIOMETRIC})
+
+_TOP_KEYS = ("version", "sensitive_categories", "purposes", "recipients")
+_PURPOSE_KEYS = ("basis", "internal_only")
+_RECIPIENT_KEYS = ("internal", "agreement", "purposes", "bulk_export")
+_AGREEMENT_KEYS = ("id", "expires")
+_BULK_KEYS = ("max_photos_per_hour", "auto_suspend")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_KNOWN_PURPOSES = [p.value for p in Purpose if p is not Purpose.UNKNOWN]
+_KNOWN_CATEGORIES = [c.value for c in DataCategory if c is not DataCategory.UNKNOWN]
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Read and validate the policy file at ``path``; raise ``PolicyError`` if unusable."""
+    source = os.fspath(path)
+    try:
+        text = Path(source).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise PolicyError(
+            f"{source}: cannot read the policy file: {exc.strerror or exc}",
+            hint="check CONSENTINEL_POLICY / --policy",
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{source}: the policy file is not UTF-8 text: {exc}") from exc
+    return parse_policy(text, source)
+
+
+def parse_policy(text: str, source_name: str = "<policy>") -> Policy:
+    """Parse and validate policy YAML ``text``; ``source_name`` names it in error messages."""
+    return _Parser(source_name).policy(text)
+
+
+class _Parser:
+    """Walks the YAML node tree (which keeps line numbers) and builds the policy."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.loader = yaml.SafeLoader("")
+
+    # ------------------------------------------------------------------ errors and primitives
+
+    def fail(self, node: yaml.Node | None, message: str, hint: str | None = None) -> PolicyError:
+        """Return a ``PolicyError`` located at ``node`` (line 1 when there is none)."""
+        if node is None:
+            return PolicyError(f"{self.source}:1:1: {message}", hint=hint)
+        mark = node.start_mark
+        return PolicyError(f"{self.source}:{mark.line + 1}:{mark.column + 1}: {message}", hint=hint)
+
+    def value(self, node: yaml.Node) -> Any:
+        """Return the Python value of a scalar node, as YAML's safe loader would type it."""
+        return self.loader.construct_object(node, deep=True)
+
+    def mapping(
+        self, node: yaml.Node, path: str, allowed: Iterable[str]
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """Return ``{key: (key_node, value_node)}``; reject non-mappings, duplicate/unknown keys."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, f"{path} must be a mapping")
+        allowed = tuple(allowed)
+        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            key = self.value(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str) or not key:
+                raise self.fail(key_node, f"{path}: keys must be non-empty strings")
+            where = f"{path}.{key}" if path != "policy" else key
+            if allowed and key not in allowed:
+                kind = "top-level key" if path == "policy" else "key"
+                raise self.fail(key_node, f"unknown {kind} {where!r}", hint=_suggest(key, allowed))
+            if key in out:
+                raise self.fail(key_node, f"duplicate key {where!r}")
+            out[key] = (key_node, value_node)
+        return out
+
+    def boolean(self, node: yaml.Node, path: str) -> bool:
+        """Return a YAML boolean (``true``/``false``)."""
+        value = self.value(node) if isinstance(node, yaml.ScalarNode) else None
+        if not isinstance(value, bool):
+            raise self.fail(node, f"{path} must be true or false")
+        return value
+
+    def text(self, node: yaml.Node, path: str) -> str:
+        """Return a non-empty string (a number is accepted and turned into its text)."""
+        value = self.value(node) if isinstance(node, yaml.ScalarNode) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = node.value
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(node, f"{path} must be a non-empty string")
+        return value
+
+    def symbols(self, node: yaml.Node, path: str, known: list[str]) -> list[tuple[yaml.Node, str]]:
+        """Return the items of a list of enum symbols, each checked against ``known``."""
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, f"{path} must be a list")
+        out = []
+        for item in node.value:
+            value = self.value(item) if isinstance(item, yaml.ScalarNode) else None
+            if not isinstance(value, str) or value not in known:
+                raise self.fail(
+                    item, f"{path}: unknown symbol {value!r}", hint=_suggest(str(value), known)
+                )
+            out.append((item, value))
+        return out
+
+    # ------------------------------------------------------------------ the document
+
+    def policy(self, text: str) -> Policy:
+        """Parse the whole document."""
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
+            raise PolicyError(
+                f"{self.source}:{where}: not valid YAML: {exc.problem or exc.context}"
+            ) from exc
+        except yaml.YAMLError as exc:
+            raise PolicyError(f"{self.source}:1:1: not valid YAML: {exc}") from exc
+        if root is None:
+            raise self.fail(None, "the policy file is empty")
+        top = self.mapping(root, "policy", _TOP_KEYS)
+        for required in ("purposes", "recipients"):
+            if required not in top:
+                raise self.fail(root, f"missing required key {required!r}")
+
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        version = f"sha256:{digest[:12]}"
+        if "version" in top:
+            version = self.text(top["version"][1], "version")
+
+        sensitive = DEFAULT_SENSITIVE
+        if "sensitive_categories" in top:
+            items = self.symbols(
+                top["sensitive_categories"][1], "sensitive_categories", _KNOWN_CATEGORIES
+            )
+            sensitive = frozenset(DataCategory(v) for _, v in items)
+
+        purposes = self.purposes(top["purposes"][1])
+        recipients: dict[str, Recipient] = {}
+        for org, (key_node, value_node) in self.mapping(
+            top["recipients"][1], "recipients", ()
+        ).items():
+            recipients[org] = self.recipient(org, key_node, value_node, purposes)
+
+        return Policy(
+            version=version,
+            fingerprint=f"sha256:{digest}",
+            source=self.source,
+            sensitive_categories=sensitive,
+            purposes=MappingProxyType(purposes),
+            recipients=MappingProxyType(recipients),
+        )
+
+    def purposes(self, node: yaml.Node) -> dict[Purpose, PurposeRule]:
+        """Parse the ``purposes`` section."""
+        out: dict[Purpose, PurposeRule] = {}
+        for name, (key_node, value_node) in self.mapping(node, "purposes", ()).items():
+            if name not in _KNOWN_PURPOSES:
+                raise self.fail(
+                    key_node, f"unknown purpose {name!r}", hint=_suggest(name, _KNOWN_PURPOSES)
+                )
+            path = f"purposes.{name}"
+            spec = self.mapping(value_node, path, _PURPOSE_KEYS)
+            if "basis" not in spec:
+                raise self.fail(value_node, f"{path}: missing required key 'basis'")
+            basis_node = spec["basis"][1]
+            basis = self.value(basis_node) if isinstance(basis_node, yaml.ScalarNode) else None
+            if basis not in {b.value for b in Basis}:
+                raise self.fail(
+                    basis_node,
+                    f"{path}.basis: unknown legal basis {basis!r}",
+                    hint="one of: " + ", ".join(b.value for b in Basis),
+                )
+            internal_only = False
+            if "internal_only" in spec:
+                internal_only = self.boolean(spec["internal_only"][1], f"{path}.internal_only")
+            out[Purpose(name)] = PurposeRule(Purpose(name), Basis(basis), internal_only)
+        return out
+
+    def recipient(
+        self,
+        org: str,
+        key_node: yaml.Node,
+        node: yaml.Node,
+        purposes: Mapping[Purpose, PurposeRule],
+    ) -> Recipient:
+        """Parse one entry of the ``recipients`` section."""
+        path = f"recipients.{org}"
+        if not org.strip():
+            raise self.fail(key_node, "recipient names must not be blank")
+        spec = self.mapping(node, path, _RECIPIENT_KEYS)
+        internal = False
+        if "internal" in spec:
+            internal = self.boolean(spec["internal"][1], f"{path}.internal")
+        agreement = None
+        if "agreement" in spec:
+            agreement = self.agreement(spec["agreement"][1], f"{path}.agreement")
+        allowed: set[Purpose] = set()
+        if "purposes" in spec:
+            for item, name in self.symbols(
+                spec["purposes"][1], f"{path}.purposes", _KNOWN_PURPOSES
+            ):
+                rule = purposes.get(Purpose(name))
+                if rule is None:
+                    raise self.fail(
+                        item,
+                        f"{path}.purposes lists {name}, which is not configured under 'purposes'",
+                        hint=f"add {name} with its basis under 'purposes'",
+                    )
+                if rule.internal_only and not internal:
+                    raise self.fail(
+                        item,
+                        f"{path}.purposes lists {name}, which is internal_only, but {org!r} is not"
+                        " internal",
+                        hint="remove the purpose or mark the recipient 'internal: true'",
+                    )
+                allowed.add(rule.purpose)
+        bulk = None
+        if "bulk_export" in spec:
+            bulk = self.bulk_export(spec["bulk_export"][1], f"{path}.bulk_export")
+        return Recipient(org, internal, agreement, frozenset(allowed), bulk)
+
+    def agreement(self, node: yaml.Node, path: str) -> Agreement:
+        """Parse ``agreement: {id, expires}``."""
+        spec = self.mapping(node, path, _AGREEMENT_KEYS)
+        if "id" not in spec:
+            raise self.fail(node, f"{path}: missing required key 'id'")
+        agreement_id = self.text(spec["id"][1], f"{path}.id")
+        expires = None
+        if "expires" in spec:
+            expires = self.day(spec["expires"][1], f"{path}.expires")
+        return Agreement(agreement_id, expires)
+
+    def day(self, node: yaml.Node, path: str) -> date:
+        """Parse a calendar date written ``YYYY-MM-DD`` (quoted or not)."""
+        value = self.value(node) if isinstance(node, yaml.ScalarNode) else None
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value
+        if isinstance(value, str) and _DATE.fullmatch(value.strip()):
+            try:
+                return date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        raise self.fail(
+            node,
+            f"{path} must be a calendar date YYYY-MM-DD (got {getattr(node, 'value', None)!r})",
+        )
+
+    def bulk_export(self, node: yaml.Node, path: str) -> BulkExportLimit:
+        """Parse ``bulk_export: {max_photos_per_hour, auto_suspend}``."""
+        spec = self.mapping(node, path, _BULK_KEYS)
+        if "max_photos_per_hour" not in spec:
+            raise self.fail(node, f"{path}: missing required key 'max_photos_per_hour'")
+        limit_node = spec["max_photos_per_hour"][1]
+        limit = self.value(limit_node) if isinstance(limit_node, yaml.ScalarNode) else None
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+            raise self.fail(limit_node, f"{path}.max_photos_per_hour must be a positive integer")
+        auto = False
+        if "auto_suspend" in spec:
+            auto = self.boolean(spec["auto_suspend"][1], f"{path}.auto_suspend")
+        return BulkExportLimit(limit, auto)
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    """Return a hint naming the closest valid choice, or listing them all."""
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "expected one of: " + ", ".join(choices)

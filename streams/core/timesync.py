@@ -1,0 +1,92 @@
+"""Event-time synchronisation of co-partitioned input streams.
+
+Kafka keeps order only within one topic partition. The gate reads four input topics whose
+partition ``p`` together hold every event of the users hashed to ``p``; to decide a backlog
+exactly as it would have been decided live, it must interleave them by event time, as Kafka
+Streams does for the inputs of one task. :class:`PartitionSynchronizer` does that for one
+partition number:
+
+* each input stream (topic) has a FIFO of pending items, in offset order;
+* the next item released is the head with the smallest event time (ties: the order of ``streams``
+  given at construction, so consent and uploads precede requests of the same millisecond);
+* an item is released only when every *other* stream either has a pending item, is known to be
+  caught up (its consumer reached the end of the partition), or has been empty for longer than
+  ``max_idle_ms`` — so a stream whose data is merely still in flight holds the others back briefly,
+  never forever.
+
+The module is pure: the caller feeds items and end-of-partition facts and a clock reading.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Stream(Generic[T]):
+    rank: int
+    queue: deque[tuple[int, T]] = field(default_factory=deque)
+    caught_up: bool = False
+    empty_since_ms: int | None = None
+
+
+class PartitionSynchronizer(Generic[T]):
+    """Releases the items of several streams of one partition in event-time order."""
+
+    def __init__(self, streams: Sequence[str], *, max_idle_ms: int) -> None:
+        self.max_idle_ms = max_idle_ms
+        self._streams: dict[str, _Stream[T]] = {
+            name: _Stream(rank) for rank, name in enumerate(streams)
+        }
+
+    def add(self, stream: str, event_time_ms: int, item: T) -> None:
+        """Queue ``item`` of ``stream`` (items of one stream must arrive in offset order)."""
+        state = self._streams[stream]
+        state.queue.append((event_time_ms, item))
+        state.caught_up = False
+        state.empty_since_ms = None
+
+    def mark_caught_up(self, stream: str) -> None:
+        """Record that the consumer reached the current end of ``stream``'s partition."""
+        self._streams[stream].caught_up = True
+
+    def pending(self, stream: str | None = None) -> int:
+        """Return how many items are queued (for one stream, or in total)."""
+        if stream is not None:
+            return len(self._streams[stream].queue)
+        return sum(len(s.queue) for s in self._streams.values())
+
+    def drain(self, now_ms: int) -> Iterator[tuple[str, T]]:
+        """Yield ``(stream, item)`` in event-time order for as long as it is safe to release."""
+        while True:
+            best_name: str | None = None
+            best_key: tuple[int, int] | None = None
+            for name, state in self._streams.items():
+                if state.queue:
+                    key = (state.queue[0][0], state.rank)
+                    if best_key is None or key < best_key:
+                        best_name, best_key = name, key
+                elif not self._may_ignore(state, now_ms):
+                    return
+            if best_name is None:
+                return
+            yield best_name, self._pop(best_name, now_ms)
+
+    def _pop(self, name: str, now_ms: int) -> T:
+        state = self._streams[name]
+        _, item = state.queue.popleft()
+        if not state.queue:
+            state.empty_since_ms = now_ms
+        return item
+
+    def _may_ignore(self, state: _Stream[T], now_ms: int) -> bool:
+        if state.caught_up:
+            return True
+        if state.empty_since_ms is None:
+            state.empty_since_ms = now_ms
+        return now_ms - state.empty_since_ms >= self.max_idle_ms
