@@ -84,6 +84,7 @@ SAMPLE_RECORDS: dict[str, dict[str, Any]] = {
         "categories": ["IMAGE"],
         "occurred_at": _T,
         "partition": 3,
+        "model_id": None,
     },
     "Alert": {
         "alert_id": "a1",
