@@ -88,6 +88,8 @@ class ConsentinelProducer:
     ) -> None:
         self._settings = settings if settings is not None else current_settings()
         self._source = source
+        if topic_names is None and self._settings.topic_prefix:
+            topic_names = {t: self._settings.topic_prefix + t for t in TOPIC_RECORDS}
         self._topic_names = dict(topic_names or {})
         unknown = sorted(set(self._topic_names) - set(TOPIC_RECORDS))
         if unknown:

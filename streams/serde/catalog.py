@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastavro
 
 from streams import topics
 from streams.errors import ConfigError
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 SCHEMAS_DIR_ENV = "CONSENTINEL_SCHEMAS_DIR"
 """Environment variable that overrides the schemas directory."""
@@ -241,3 +244,15 @@ class Catalog:
 def default_catalog() -> Catalog:
     """Return the process-wide catalog, loaded from :func:`schemas_dir` on first use."""
     return Catalog.load()
+
+
+def prefixed_catalog(settings: Settings) -> Catalog:
+    """Return the catalog for the topic names in use: the contract's, under ``topic_prefix``.
+
+    With no prefix this is :func:`default_catalog`; with one, the prefixed names map to the same
+    records, and their subjects are ``<prefix><topic>-value`` (TopicNameStrategy on the real name).
+    """
+    prefix = settings.topic_prefix
+    if not prefix:
+        return default_catalog()
+    return default_catalog().with_topics({prefix + t: r for t, r in TOPIC_RECORDS.items()})

@@ -1,0 +1,68 @@
+"""The gate's Prometheus metrics (see the README's metric catalog).
+
+Label values are bounded: verdicts, reasons and kinds are enums; ``recipient`` is a recipient named
+in the policy or ``_unregistered`` — never a user, photo or free-text value.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+UNREGISTERED_RECIPIENT = "_unregistered"
+
+DECISIONS = Counter(
+    "consentinel_gate_decisions_total",
+    "Decisions written, by verdict, reason and subject kind.",
+    ["verdict", "reason", "subject_kind"],
+)
+PHOTOS_OUT = Counter(
+    "consentinel_gate_photos_out_total",
+    "Photos allowed to leave (approved shares and allowed training reads), by recipient.",
+    ["recipient", "subject_kind"],
+)
+DECISION_LATENCY = Histogram(
+    "consentinel_gate_decision_latency_seconds",
+    "Time from a request's occurred_at to its decision being committed.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+DEAD_LETTERS = Counter(
+    "consentinel_gate_dead_letters_total",
+    "Input records sent to governance.dlq, by error kind.",
+    ["kind"],
+)
+RETROACTIVE_VIOLATIONS = Counter(
+    "consentinel_gate_retroactive_violations_total",
+    "Allowed requests later found to predate a consent withdrawal (alerts raised).",
+)
+RESTORE_DURATION = Histogram(
+    "consentinel_gate_state_restore_duration_seconds",
+    "Time to restore one partition's state from its changelog.",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+RESTORED_RECORDS = Counter(
+    "consentinel_gate_state_restored_records_total",
+    "Changelog records replayed while restoring state.",
+)
+ASSIGNED_PARTITIONS = Gauge(
+    "consentinel_gate_assigned_partitions", "Input partitions this process decides for."
+)
+READY = Gauge("consentinel_gate_ready", "1 when every assigned partition's state is restored.")
+SUSPENDED_RECIPIENTS = Gauge(
+    "consentinel_gate_suspended_recipients", "Recipients currently suspended by a control."
+)
+TRANSACTIONS = Counter(
+    "consentinel_gate_transactions_total", "Kafka transactions by outcome.", ["outcome"]
+)
+BATCH_SIZE = Histogram(
+    "consentinel_gate_batch_events",
+    "Input events processed per transaction.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+CONSUMER_LAG = Gauge(
+    "consentinel_gate_consumer_lag_messages",
+    "Input records not yet decided (high watermark minus position), by topic.",
+    ["topic"],
+)
+POLICY_INFO = Gauge(
+    "consentinel_gate_policy_info", "The policy version in force (value is always 1).", ["version"]
+)

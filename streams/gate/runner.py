@@ -1,0 +1,402 @@
+"""The gate's Kafka loop: consume → decide → produce, exactly once, with confluent-kafka.
+
+Each iteration consumes a batch, releases inputs in event-time order per partition
+(:class:`~streams.core.timesync.PartitionSynchronizer`), and writes in ONE transaction the
+decisions, approved shares, alerts, dead letters, the state changelog records and the consumed
+offsets. Hence after any crash either all of a batch's effects are visible to ``read_committed``
+readers, or none are and the batch is decided again from the same state.
+
+A partition is decided only after its state is restored from the changelog (fail closed), and only
+after the controls topic has been read to its end. Rebalances happen inside ``consume`` — never
+while a transaction is open — so revoked partitions carry no half-written work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from streams import topics
+from streams.core.timesync import PartitionSynchronizer
+from streams.errors import ConsentinelError
+from streams.gate import metrics
+from streams.gate.controls import ControlsReader
+from streams.gate.processor import GateProcessor, Output, RawInput
+from streams.gate.state import PartitionState
+from streams.gate.store import open_store
+from streams.serde.wire import AvroCodec
+
+log = logging.getLogger(__name__)
+
+# Consent and uploads first: at equal event time they must be known before a request is decided.
+STREAM_ORDER = (
+    topics.TOPIC_CONSENT_CHANGES,
+    topics.TOPIC_PHOTO_UPLOADS,
+    topics.TOPIC_SHARE_REQUESTS,
+    topics.TOPIC_TRAINING_READS,
+)
+CHANGELOG_TOPIC = "consentinel.gate.state-changelog"
+GROUP_ID = "consentinel-gate"
+
+
+class GateFatalError(ConsentinelError):
+    """The gate cannot continue (fenced by a newer instance, or a fatal producer error)."""
+
+    error_kind = "GATE_FATAL"
+
+
+@dataclass
+class RunnerOptions:
+    """Tunables of the loop; the defaults suit production."""
+
+    batch_max_events: int = 2000
+    poll_timeout_s: float = 0.05
+    max_idle_ms: int = 200
+    pause_above: int = 20_000
+    resume_below: int = 5_000
+    state_store: str = "memory"
+    state_dir: Any = None
+    transaction_timeout_ms: int = 60_000
+    lag_interval_s: float = 5.0
+    producer_overrides: dict[str, Any] = field(default_factory=dict)
+    consumer_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+class GateRunner:
+    """One gate process: a member of the ``consentinel-gate`` consumer group."""
+
+    def __init__(
+        self,
+        kafka_config: dict[str, Any],
+        codec: AvroCodec,
+        processor: GateProcessor,
+        *,
+        instance_id: str,
+        topic_prefix: str = "",
+        options: RunnerOptions | None = None,
+    ) -> None:
+        self.codec = codec
+        self.processor = processor
+        self.options = options or RunnerOptions()
+        self.prefix = topic_prefix
+        self._logical = {self.physical(t): t for t in (*topics.ALL_TOPICS, CHANGELOG_TOPIC)}
+        self._states: dict[int, PartitionState] = {}
+        self._syncs: dict[int, PartitionSynchronizer[RawInput]] = {}
+        self._paused: set[tuple[str, int]] = set()
+        self._running = True
+        self._next_lag_report = 0.0
+        self.consumer = Consumer(
+            {
+                **kafka_config,
+                "group.id": topic_prefix + GROUP_ID,
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+                "partition.assignment.strategy": "range",
+                "max.poll.interval.ms": 600_000,
+                **self.options.consumer_overrides,
+            }
+        )
+        self.producer = Producer(
+            {
+                **kafka_config,
+                "transactional.id": f"{topic_prefix}{GROUP_ID}-{instance_id}",
+                "enable.idempotence": True,
+                "transaction.timeout.ms": self.options.transaction_timeout_ms,
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                **self.options.producer_overrides,
+            }
+        )
+        self.controls = ControlsReader(
+            kafka_config, codec, processor.suspensions, self.physical(topics.TOPIC_CONTROLS)
+        )
+        self._restore_config = {
+            **kafka_config,
+            "group.id": topic_prefix + GROUP_ID + "-restore",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+
+    def physical(self, logical: str) -> str:
+        """Return the broker's name of a contract topic (the prefix serves tests and tenants)."""
+        return self.prefix + logical
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch and exit."""
+        self._running = False
+
+    @property
+    def ready(self) -> bool:
+        """Whether controls are read and every assigned partition is restored."""
+        return self.controls.caught_up and bool(self._states)
+
+    def run(self, *, until: Callable[[], bool] | None = None) -> None:
+        """Run until :meth:`stop` is called (or ``until()`` returns true)."""
+        self.producer.init_transactions()
+        self.controls.catch_up()
+        metrics.SUSPENDED_RECIPIENTS.set(len(self.processor.suspensions))
+        self.consumer.subscribe(
+            [self.physical(t) for t in STREAM_ORDER],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        try:
+            while self._running and not (until and until()):
+                self._iteration()
+        finally:
+            self.consumer.close()
+            self.controls.close()
+            for state in self._states.values():
+                state.close()
+            self._states.clear()
+            metrics.READY.set(0)
+            metrics.ASSIGNED_PARTITIONS.set(0)
+
+    def _iteration(self) -> None:
+        messages = self.consumer.consume(
+            self.options.batch_max_events, timeout=self.options.poll_timeout_s
+        )
+        if self.controls.poll():
+            metrics.SUSPENDED_RECIPIENTS.set(len(self.processor.suspensions))
+        for message in messages:
+            self._accept(message)
+        batch = self._drain()
+        if batch:
+            self._transact(batch)
+        self._flow_control()
+        if time.monotonic() >= self._next_lag_report:
+            self._report_lag()
+
+    # -- intake ---------------------------------------------------------------------------------
+    def _accept(self, message: Message) -> None:
+        error = message.error()
+        partition = message.partition()
+        topic = self._logical.get(message.topic() or "", message.topic() or "")
+        sync = self._syncs.get(partition) if partition is not None else None
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                if sync is not None:
+                    sync.mark_caught_up(topic)
+                return
+            if error.fatal():
+                raise GateFatalError(f"consumer failed: {error}")
+            log.warning("consumer error (retrying): %s", error)
+            return
+        if sync is None or partition is None:
+            return  # a message for a partition revoked in the meantime: its new owner decides it
+        _, timestamp = message.timestamp()
+        raw = RawInput(
+            topic=topic,
+            partition=partition,
+            offset=message.offset() or 0,
+            timestamp_ms=timestamp,
+            key=message.key(),
+            value=message.value(),
+        )
+        sync.add(topic, timestamp, raw)
+
+    def _drain(self) -> list[RawInput]:
+        now = int(time.time() * 1000)
+        budget = self.options.batch_max_events
+        batch: list[RawInput] = []
+        for sync in self._syncs.values():
+            for _, raw in sync.drain(now):
+                batch.append(raw)
+                if len(batch) >= budget:
+                    return batch
+        return batch
+
+    # -- the transaction ------------------------------------------------------------------------
+    def _transact(self, batch: list[RawInput]) -> None:
+        self.producer.begin_transaction()
+        offsets: dict[tuple[str, int], int] = {}
+        decided_at = time.time()
+        latencies: list[float] = []
+        for raw in batch:
+            state = self._states[raw.partition]
+            record: dict[str, Any] | None = None
+            try:
+                record = self.codec.decode(self.physical(raw.topic), raw.value)
+            except ConsentinelError as exc:
+                processed = self.processor.dead_letter(raw, exc.error_kind, str(exc))
+            else:
+                processed = self.processor.process(raw, record, state)
+            for output in processed.outputs:
+                self._produce(output)
+            if processed.dead_letter_kind is not None:
+                metrics.DEAD_LETTERS.labels(processed.dead_letter_kind).inc()
+            if processed.decision is not None:
+                self._count(processed.decision)
+                latencies.append(decided_at - processed.decision.request.occurred_at_ms / 1000)
+            offsets[(self.physical(raw.topic), raw.partition)] = raw.offset + 1
+        for partition in {raw.partition for raw in batch}:
+            for key, value in self._states[partition].take_changes():
+                self.producer.produce(
+                    self.physical(CHANGELOG_TOPIC), key=key, value=value, partition=partition
+                )
+        self.producer.send_offsets_to_transaction(
+            [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+            self.consumer.consumer_group_metadata(),
+        )
+        self._commit()
+        for latency in latencies:
+            metrics.DECISION_LATENCY.observe(max(latency, 0.0))
+        metrics.BATCH_SIZE.observe(len(batch))
+
+    def _produce(self, output: Output) -> None:
+        value = output.value
+        topic = self.physical(output.topic)
+        payload = value if isinstance(value, bytes) else self.codec.encode(topic, value)
+        while True:
+            try:
+                if output.partition is None:
+                    self.producer.produce(topic, key=output.key, value=payload)
+                else:
+                    self.producer.produce(
+                        topic, key=output.key, value=payload, partition=output.partition
+                    )
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: let deliveries drain
+
+    def _count(self, decision: Any) -> None:
+        request = decision.request
+        metrics.DECISIONS.labels(
+            decision.verdict.value, decision.reason.value, request.kind.value
+        ).inc()
+        if decision.allowed:
+            recipient = request.recipient_org
+            if self.processor.policy.recipient(recipient) is None:
+                recipient = metrics.UNREGISTERED_RECIPIENT
+            metrics.PHOTOS_OUT.labels(recipient, request.kind.value).inc()
+
+    def _commit(self) -> None:
+        try:
+            self.producer.commit_transaction()
+            metrics.TRANSACTIONS.labels("committed").inc()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.txn_requires_abort():
+                log.warning("transaction must abort (%s): rewinding to the last commit", error)
+                self.producer.abort_transaction()
+                metrics.TRANSACTIONS.labels("aborted").inc()
+                self._rewind()
+                return
+            if error.retriable():
+                self._commit()
+                return
+            raise GateFatalError(f"cannot commit the transaction: {error}") from exc
+
+    def _rewind(self) -> None:
+        """After an abort, forget uncommitted work: re-restore state, seek to committed offsets."""
+        partitions = sorted(self._states)
+        for partition in partitions:
+            self._states.pop(partition).close()
+        assigned = self.consumer.assignment()
+        committed = self.consumer.committed(assigned, timeout=30)
+        for partition in partitions:
+            self._restore(partition)
+        for tp in committed:
+            tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(tp)
+
+    # -- assignment -----------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        # Reading committed offsets with read_committed waits for any transaction the previous
+        # owner left open to finish, so the changelog read below sees all of its effects.
+        consumer.committed(assigned, timeout=60)
+        for partition in sorted({tp.partition for tp in assigned} - set(self._states)):
+            self._restore(partition)
+        metrics.ASSIGNED_PARTITIONS.set(len(self._states))
+        metrics.READY.set(1 if self.ready else 0)
+
+    def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
+        for partition in {tp.partition for tp in revoked}:
+            state = self._states.pop(partition, None)
+            if state is not None:
+                state.close()
+            self._syncs.pop(partition, None)
+        self._paused = {tp for tp in self._paused if tp[1] in self._states}
+        metrics.ASSIGNED_PARTITIONS.set(len(self._states))
+        metrics.READY.set(1 if self.ready else 0)
+
+    def _restore(self, partition: int) -> None:
+        started = time.monotonic()
+        state = PartitionState(
+            partition,
+            open_store(self.options.state_store, self.options.state_dir, partition),
+            cache_all=self.options.state_store == "memory",
+        )
+        restorer = Consumer(self._restore_config)
+        tp = TopicPartition(self.physical(CHANGELOG_TOPIC), partition, OFFSET_BEGINNING)
+        low, high = restorer.get_watermark_offsets(tp, timeout=30)
+        count = 0
+        if high > low:
+            restorer.assign([tp])
+            done = False
+            while not done:
+                for message in restorer.consume(10_000, timeout=1.0):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            done = True
+                            break
+                        raise GateFatalError(f"restoring partition {partition} failed: {error}")
+                    state.restore(message.key() or b"", message.value())
+                    count += 1
+        restorer.close()
+        self._states[partition] = state
+        self._syncs[partition] = PartitionSynchronizer(
+            STREAM_ORDER, max_idle_ms=self.options.max_idle_ms
+        )
+        elapsed = time.monotonic() - started
+        metrics.RESTORE_DURATION.observe(elapsed)
+        metrics.RESTORED_RECORDS.inc(count)
+        log.info("partition %d restored: %d changelog records in %.2fs", partition, count, elapsed)
+
+    # -- housekeeping ---------------------------------------------------------------------------
+    def _flow_control(self) -> None:
+        for partition, sync in self._syncs.items():
+            for topic in STREAM_ORDER:
+                key = (topic, partition)
+                pending = sync.pending(topic)
+                tp = TopicPartition(self.physical(topic), partition)
+                if pending > self.options.pause_above and key not in self._paused:
+                    self.consumer.pause([tp])
+                    self._paused.add(key)
+                elif pending < self.options.resume_below and key in self._paused:
+                    self.consumer.resume([tp])
+                    self._paused.discard(key)
+
+    def _report_lag(self) -> None:
+        self._next_lag_report = time.monotonic() + self.options.lag_interval_s
+        lag: dict[str, int] = {}
+        try:
+            for tp in self.consumer.position(self.consumer.assignment()):
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0 and tp.offset >= 0:
+                    logical = self._logical.get(tp.topic, tp.topic)
+                    lag[logical] = lag.get(logical, 0) + max(high - tp.offset, 0)
+        except KafkaException as exc:
+            log.debug("lag report skipped: %s", exc)
+            return
+        for topic in STREAM_ORDER:
+            metrics.CONSUMER_LAG.labels(topic).set(lag.get(topic, 0))
