@@ -153,6 +153,22 @@ class AvroCodec:
         schemas = self._readers.get((topic, schema_id))
         if schemas is None:
             schemas = self._resolve(topic, schema_id)
+        return schema_id, self._read_body(topic, schema_id, data, schemas)
+
+    def decode_as_written(self, topic: str, data: bytes | None) -> Record:
+        """Decode one value with its writer's schema alone: exactly the fields it was written with.
+
+        For auditing: no schema resolution adds defaults for fields the writer did not have.
+        """
+        schema_id, _ = self.decode_with_id(topic, data)
+        writer = self._writers.get(schema_id)
+        if writer is None:
+            writer = self._writers[schema_id] = self._fetch_writer(topic, schema_id)
+        return self._read_body(topic, schema_id, data or b"", (writer[1], None))
+
+    def _read_body(
+        self, topic: str, schema_id: int, data: bytes, schemas: tuple[Any, Any]
+    ) -> Record:
         buffer = BytesIO(data)
         buffer.seek(HEADER_SIZE)
         try:
@@ -165,7 +181,7 @@ class AvroCodec:
             )
         if not isinstance(record, dict):
             raise self._body_error(topic, schema_id, "the writer schema is not a record")
-        return schema_id, record
+        return record
 
     @staticmethod
     def _body_error(topic: str, schema_id: int, reason: str) -> SchemaMismatchError:

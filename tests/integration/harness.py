@@ -1,0 +1,182 @@
+"""A gate test environment on the real broker and registry, isolated by a topic prefix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streams import topics
+from streams.admin.topics import apply_topics, load_topic_specs
+from streams.gate.app import build_runner
+from streams.gate.runner import GateRunner, RunnerOptions
+from streams.sdk import ConsentinelProducer
+from streams.serde.catalog import TOPIC_RECORDS, prefixed_catalog
+from streams.serde.registry import RegistrySchemaSource, register_all
+from streams.serde.wire import AvroCodec
+from streams.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+POLICY = REPO / "deploy" / "policy.example.yaml"
+
+
+@dataclass
+class GateEnv:
+    """Topics under a unique prefix, schemas registered for them, and ways to run gates."""
+
+    settings: Settings
+    prefix: str
+    partitions: int
+    producer: ConsentinelProducer
+    codec: AvroCodec
+    admin: AdminClient
+    work_dir: Path
+
+    def topic(self, logical: str) -> str:
+        """Return the broker's name of a contract topic in this environment."""
+        return self.prefix + logical
+
+    # -- running gates --------------------------------------------------------------------------
+    @contextmanager
+    def gate_thread(self, instance: str = "t1", **options: Any) -> Iterator[GateRunner]:
+        """Run a gate in a thread of this process for the duration of the block."""
+        settings = self.with_instance(instance)
+        runner = build_runner(settings, POLICY, options=RunnerOptions(**options))
+        errors: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                runner.run()
+            except BaseException as exc:  # surfaced to the test below
+                errors.append(exc)
+
+        thread = threading.Thread(target=target, name=f"gate-{instance}", daemon=True)
+        thread.start()
+        try:
+            yield runner
+        finally:
+            runner.stop()
+            thread.join(60)
+        assert not thread.is_alive(), "the gate did not stop within 60 s"
+        assert not errors, f"the gate failed: {errors[0]!r}"
+
+    def gate_process(
+        self, instance: str, metrics_port: int | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``consentinel gate`` as a separate process (for crash and scale-out tests)."""
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+            "SCHEMA_REGISTRY_URL": self.settings.schema_registry_url,
+            "CONSENTINEL_TOPIC_PREFIX": self.prefix,
+            "CONSENTINEL_INSTANCE_ID": instance,
+            "CONSENTINEL_STATE_DIR": str(self.work_dir / "state"),
+        }
+        if metrics_port is not None:
+            env["METRICS_PORT"] = str(metrics_port)
+        log = (self.work_dir / f"gate-{instance}.log").open("ab")
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "gate", "--policy", str(POLICY)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
+    def with_instance(self, instance: str) -> Settings:
+        """Return this environment's settings for a gate instance id."""
+        return load_settings(
+            KAFKA_BOOTSTRAP_SERVERS=self.settings.kafka_bootstrap_servers,
+            SCHEMA_REGISTRY_URL=self.settings.schema_registry_url,
+            CONSENTINEL_TOPIC_PREFIX=self.prefix,
+            CONSENTINEL_INSTANCE_ID=instance,
+            CONSENTINEL_STATE_DIR=str(self.work_dir / "state"),
+        )
+
+    # -- writing and reading --------------------------------------------------------------------
+    def produce_raw(self, logical: str, key: bytes | None, value: bytes) -> None:
+        """Write bytes as they are (poison for the gate)."""
+        producer = Producer(self.settings.kafka_config())
+        producer.produce(self.topic(logical), key=key, value=value)
+        assert producer.flush(30) == 0
+
+    def read(
+        self,
+        logical: str,
+        *,
+        until: Callable[[list[Any]], bool],
+        timeout_s: float = 60,
+        decode: bool = True,
+    ) -> list[Any]:
+        """Read a topic from the start with ``read_committed`` until ``until(records)`` holds."""
+        topic = self.topic(logical)
+        consumer = Consumer(
+            {
+                **self.settings.kafka_config(),
+                "group.id": f"{self.prefix}reader",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
+        )
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not until(records) and time.monotonic() < deadline:
+                for message in consumer.consume(1000, timeout=0.5):
+                    if message.error() is not None:
+                        assert message.error().code() == KafkaError._PARTITION_EOF
+                        continue
+                    value = message.value()
+                    records.append(self.codec.decode(topic, value) if decode else value)
+        finally:
+            consumer.close()
+        return records
+
+    def read_exactly(self, logical: str, count: int, *, timeout_s: float = 60) -> list[Any]:
+        """Read until ``count`` records are there, then briefly more to catch any extra."""
+        records = self.read(logical, until=lambda r: len(r) >= count, timeout_s=timeout_s)
+        assert len(records) >= count, f"{logical}: {len(records)} records, expected {count}"
+        time.sleep(1.0)
+        return self.read(logical, until=lambda r: len(r) > count, timeout_s=3)
+
+
+def make_gate_env(
+    settings: Settings, admin: AdminClient, unique: str, work_dir: Path, partitions: int = 4
+) -> GateEnv:
+    """Create the prefixed topics and subjects of a fresh environment."""
+    prefix = f"it{unique}."
+    env_settings = load_settings(
+        KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+        SCHEMA_REGISTRY_URL=settings.schema_registry_url,
+        CONSENTINEL_TOPIC_PREFIX=prefix,
+    )
+    apply_topics(admin, load_topic_specs(partitions=partitions, prefix=prefix))
+    catalog = prefixed_catalog(env_settings)
+    register_all(
+        env_settings.schema_registry_url, catalog, topics=[prefix + t for t in TOPIC_RECORDS]
+    )
+    codec = AvroCodec(RegistrySchemaSource(env_settings.schema_registry_url), catalog)
+    producer = ConsentinelProducer(env_settings, source="it-gate")
+    return GateEnv(env_settings, prefix, partitions, producer, codec, admin, work_dir)
+
+
+def drop_gate_env(env: GateEnv) -> None:
+    """Delete the environment's topics (subjects stay: they are cheap and harmless)."""
+    names = [env.topic(t) for t in (*topics.ALL_TOPICS, "consentinel.gate.state-changelog")]
+    for future in env.admin.delete_topics(names, operation_timeout=30).values():
+        try:
+            future.result()
+        except Exception:  # already gone
+            pass

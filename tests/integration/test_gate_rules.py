@@ -1,0 +1,271 @@
+"""Every rule of contract section 3, end to end through the real broker, registry and gate."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from streams import topics
+from streams.core.partitioning import partition_for
+from streams.gate.audit_verify import verify_partitions
+from tests.integration.harness import GateEnv
+
+pytestmark = pytest.mark.integration
+
+HOUR = 3_600_000
+
+
+@dataclass
+class Story:
+    """One request and the events before it, with the verdict and reason the contract demands."""
+
+    name: str
+    verdict: str
+    reason: str
+    recipient: str = "acme-vision"
+    purpose: str = "ML_TRAINING"
+    categories: tuple[str, ...] = ("IMAGE",)
+    upload: bool = True
+    consents: list[dict[str, Any]] = field(default_factory=list)
+    training: bool = False
+    uploader: str | None = None  # another owner of the photo (same partition), for OWNER_MISMATCH
+
+
+def grant(**extra: Any) -> dict[str, Any]:
+    return {"granted": True, "purpose": "ML_TRAINING", "categories": ["IMAGE"], **extra}
+
+
+STORIES = [
+    Story("consented", "ALLOW", "CONSENTED", consents=[grant()]),
+    Story(
+        "consent for this recipient only",
+        "ALLOW",
+        "CONSENTED",
+        consents=[grant(recipient_org="acme-vision")],
+    ),
+    Story(
+        "consent for another recipient",
+        "DENY",
+        "NO_CONSENT",
+        consents=[grant(recipient_org="lovebird-partners")],
+    ),
+    Story(
+        "not consent based",
+        "ALLOW",
+        "NOT_CONSENT_BASED",
+        recipient="photo-cdn",
+        purpose="SERVICE_OPERATION",
+    ),
+    Story("no consent", "DENY", "NO_CONSENT"),
+    Story(
+        "withdrawn",
+        "DENY",
+        "CONSENT_REVOKED",
+        consents=[grant(at=-3 * HOUR), {**grant(at=-2 * HOUR), "granted": False}],
+    ),
+    Story("expired", "DENY", "CONSENT_EXPIRED", consents=[grant(expires=-HOUR)]),
+    Story(
+        "biometric without biometric consent",
+        "DENY",
+        "CATEGORY_NOT_CONSENTED",
+        categories=("IMAGE", "FACE_BIOMETRIC"),
+        consents=[grant()],
+    ),
+    Story(
+        "biometric with explicit consent",
+        "ALLOW",
+        "CONSENTED",
+        categories=("IMAGE", "FACE_BIOMETRIC"),
+        consents=[grant(categories=["IMAGE", "FACE_BIOMETRIC"])],
+    ),
+    Story(
+        "empty categories cover non-sensitive",
+        "ALLOW",
+        "CONSENTED",
+        categories=("IMAGE", "DEMOGRAPHIC"),
+        consents=[grant(categories=[])],
+    ),
+    Story("unknown photo", "DENY", "UNKNOWN_PHOTO", upload=False, consents=[grant()]),
+    Story("owner mismatch", "DENY", "OWNER_MISMATCH", uploader="other", consents=[grant()]),
+    Story("unknown recipient", "DENY", "RECIPIENT_UNKNOWN", recipient="shady-ai"),
+    Story(
+        "lapsed agreement",
+        "DENY",
+        "NO_AGREEMENT",
+        recipient="old-lab",
+        purpose="RESEARCH",
+        consents=[grant(purpose="RESEARCH")],
+    ),
+    Story(
+        "purpose not in agreement",
+        "DENY",
+        "PURPOSE_NOT_PERMITTED",
+        purpose="ADVERTISING",
+        consents=[grant(purpose="ADVERTISING")],
+    ),
+    Story(
+        "internal-only purpose to outsider",
+        "DENY",
+        "PURPOSE_NOT_PERMITTED",
+        recipient="acme-vision",
+        purpose="ANALYTICS",
+    ),
+    Story("training read consented", "ALLOW", "CONSENTED", training=True, consents=[grant()]),
+    Story("training read without consent", "DENY", "NO_CONSENT", training=True),
+]
+
+
+def same_partition_user(owner: str, partitions: int) -> str:
+    target = partition_for(owner, partitions)
+    for i in range(10_000):
+        candidate = f"{owner}-twin{i}"
+        if partition_for(candidate, partitions) == target:
+            return candidate
+    raise AssertionError("no twin found")
+
+
+def write_story(env: GateEnv, story: Story, now: int) -> tuple[str, str]:
+    """Produce a story's events; return (owner, request event id)."""
+    tag = uuid.uuid4().hex[:8]
+    owner, photo = f"u-{tag}", f"p-{tag}"
+    p = env.producer
+    request_at = now
+    # The request is written FIRST, its upload and consents after it: the gate must still order
+    # them by event time (they happened before the request).
+    if story.training:
+        event_id = p.training_read(
+            job_id=f"job-{tag}",
+            model_id=f"model-{tag}",
+            org=story.recipient,
+            photo_id=photo,
+            owner_id=owner,
+            purpose=story.purpose,
+            categories=list(story.categories),
+            occurred_at=request_at,
+        )
+    else:
+        event_id = p.share_requested(
+            photo_id=photo,
+            owner_id=owner,
+            requester="share-svc",
+            recipient_org=story.recipient,
+            purpose=story.purpose,
+            categories=list(story.categories),
+            occurred_at=request_at,
+        )
+    if story.upload:
+        uploader = same_partition_user(owner, env.partitions) if story.uploader else owner
+        p.photo_uploaded(
+            photo_id=photo,
+            owner_id=uploader,
+            content_sha256="ab" * 32,
+            media_type="image/jpeg",
+            size_bytes=1000,
+            occurred_at=now - 5 * HOUR,
+        )
+    for consent in story.consents:
+        consent = dict(consent)
+        at = consent.pop("at", -4 * HOUR)
+        expires = consent.pop("expires", None)
+        p.consent_changed(
+            user_id=owner,
+            notice_version="2026-01",
+            occurred_at=now + at,
+            expires_at=None if expires is None else now + expires,
+            **consent,
+        )
+    return owner, event_id
+
+
+def test_every_rule_end_to_end(gate_env: GateEnv) -> None:
+    now = int(time.time() * 1000)
+    expected = {}
+    for story in STORIES:
+        _, event_id = write_story(gate_env, story, now)
+        expected[event_id] = story
+    gate_env.producer.flush()
+
+    with gate_env.gate_thread():
+        decisions = gate_env.read_exactly(topics.TOPIC_DECISIONS, len(STORIES))
+        approved = gate_env.read(topics.TOPIC_SHARE_APPROVED, until=lambda r: False, timeout_s=2)
+
+    by_subject: dict[str, list[dict[str, Any]]] = {}
+    for decision in decisions:
+        by_subject.setdefault(decision["subject_event_id"], []).append(decision)
+    assert set(by_subject) == set(expected), "every request gets a decision, nothing else does"
+    for event_id, story in expected.items():
+        (decision,) = by_subject[event_id]  # exactly one
+        assert (decision["verdict"], decision["reason"]) == (story.verdict, story.reason), (
+            story.name
+        )
+        assert decision["explanation"].endswith(".") and len(decision["explanation"]) > 20
+        assert decision["policy_version"] == "2026-11-26.1"
+    allowed_shares = {e for e, s in expected.items() if s.verdict == "ALLOW" and not s.training}
+    assert sorted(a["event_id"] for a in approved) == sorted(allowed_shares)
+    assert all(r.intact for r in verify_partitions(gate_env.settings))
+
+
+def test_suspended_recipient_is_held_and_resumed(gate_env: GateEnv) -> None:
+    now = int(time.time() * 1000)
+    p = gate_env.producer
+    p.produce(
+        p.topic(topics.TOPIC_CONTROLS),
+        "acme-vision",
+        {
+            "control_id": "c-1",
+            "at": now,
+            "kind": "SUSPEND_RECIPIENT",
+            "recipient_org": "acme-vision",
+            "reason": "test",
+            "actor": "it",
+        },
+    )
+    held_owner, held = write_story(gate_env, Story("held", "", "", consents=[grant()]), now)
+    p.flush()
+    with gate_env.gate_thread():
+        first = gate_env.read_exactly(topics.TOPIC_DECISIONS, 1)
+        p.produce(
+            p.topic(topics.TOPIC_CONTROLS),
+            "acme-vision",
+            {
+                "control_id": "c-2",
+                "at": now + 1,
+                "kind": "RESUME_RECIPIENT",
+                "recipient_org": "acme-vision",
+                "reason": "test",
+                "actor": "it",
+            },
+        )
+        p.flush()
+        time.sleep(2)  # the gate applies controls before its next batch
+        _, resumed = write_story(gate_env, Story("resumed", "", "", consents=[grant()]), now + 10)
+        p.flush()
+        both = gate_env.read_exactly(topics.TOPIC_DECISIONS, 2)
+    assert [(d["verdict"], d["reason"]) for d in first] == [("HOLD", "RECIPIENT_SUSPENDED")]
+    later = next(d for d in both if d["subject_event_id"] == resumed)
+    assert (later["verdict"], later["reason"]) == ("ALLOW", "CONSENTED")
+
+
+def test_late_withdrawal_raises_retroactive_violation(gate_env: GateEnv) -> None:
+    now = int(time.time() * 1000)
+    owner, request = write_story(gate_env, Story("ok", "", "", consents=[grant()]), now)
+    gate_env.producer.flush()
+    with gate_env.gate_thread():
+        (decision,) = gate_env.read_exactly(topics.TOPIC_DECISIONS, 1)
+        assert decision["verdict"] == "ALLOW"
+        withdrawal = gate_env.producer.consent_changed(
+            user_id=owner,
+            purpose="ML_TRAINING",
+            granted=False,
+            notice_version="2026-01",
+            occurred_at=now - HOUR,
+        )
+        gate_env.producer.flush()
+        (alert,) = gate_env.read_exactly(topics.TOPIC_ALERTS, 1)
+    assert alert["kind"] == "RETROACTIVE_VIOLATION"
+    assert decision["decision_id"] in alert["summary"]
+    assert set(alert["sample_event_ids"]) == {request, withdrawal}
