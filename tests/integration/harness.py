@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -176,7 +177,5 @@ def drop_gate_env(env: GateEnv) -> None:
     """Delete the environment's topics (subjects stay: they are cheap and harmless)."""
     names = [env.topic(t) for t in (*topics.ALL_TOPICS, "consentinel.gate.state-changelog")]
     for future in env.admin.delete_topics(names, operation_timeout=30).values():
-        try:
+        with contextlib.suppress(Exception):  # already gone
             future.result()
-        except Exception:  # already gone
-            pass

@@ -224,7 +224,7 @@ def test_suspended_recipient_is_held_and_resumed(gate_env: GateEnv) -> None:
             "actor": "it",
         },
     )
-    held_owner, held = write_story(gate_env, Story("held", "", "", consents=[grant()]), now)
+    write_story(gate_env, Story("held", "", "", consents=[grant()]), now)
     p.flush()
     with gate_env.gate_thread():
         first = gate_env.read_exactly(topics.TOPIC_DECISIONS, 1)
