@@ -1,4 +1,4 @@
-"""Poison input: each lands in governance.dlq with its kind, none is ALLOWed, the next is decided."""
+"""Poison input lands in governance.dlq by kind, is never ALLOWed, and the next is decided."""
 
 from __future__ import annotations
 

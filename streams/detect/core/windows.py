@@ -7,7 +7,7 @@ long). Nothing depends on window-close callbacks or on expiry: the caller advanc
 each event's time and old buckets are pruned then.
 
 An :class:`Episode` is the span from a crossing (the observed value exceeds the trigger) until the
-value falls back below ``rearm_fraction`` × the trigger. Exactly one alert is raised per episode,
+value falls back below ``rearm_fraction`` * the trigger. Exactly one alert is raised per episode,
 on the event that crosses; while the episode is active nothing else is raised.
 """
 
