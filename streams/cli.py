@@ -115,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.command == "demo" and not args.verbose:
+        logging.getLogger("streams").setLevel(logging.WARNING)  # the story speaks for itself
     try:
         settings = load_settings()
         if getattr(args, "file", None) is None and args.command == "topics":
