@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
+from streams.errors import ConfigError
+
 
 class HealthServer:
     """Serves metrics and health on ``port`` (0 picks a free port) in a daemon thread."""
@@ -26,7 +28,13 @@ class HealthServer:
         host: str = "0.0.0.0",
     ) -> None:
         handler = _handler(is_ready, registry)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror}",
+                hint="choose a free METRICS_PORT",
+            ) from exc
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(

@@ -49,9 +49,11 @@ class GateEnv:
 
     # -- running gates --------------------------------------------------------------------------
     @contextmanager
-    def gate_thread(self, instance: str = "t1", **options: Any) -> Iterator[GateRunner]:
+    def gate_thread(
+        self, instance: str = "t1", store: str = "memory", **options: Any
+    ) -> Iterator[GateRunner]:
         """Run a gate in a thread of this process for the duration of the block."""
-        settings = self.with_instance(instance)
+        settings = self.with_instance(instance, store)
         runner = build_runner(settings, POLICY, options=RunnerOptions(**options))
         errors: list[BaseException] = []
 
@@ -94,9 +96,10 @@ class GateEnv:
             cwd=REPO,
         )
 
-    def with_instance(self, instance: str) -> Settings:
-        """Return this environment's settings for a gate instance id."""
+    def with_instance(self, instance: str, store: str = "memory") -> Settings:
+        """Return this environment's settings for a gate instance id and state store kind."""
         return load_settings(
+            CONSENTINEL_STATE_STORE=store,
             KAFKA_BOOTSTRAP_SERVERS=self.settings.kafka_bootstrap_servers,
             SCHEMA_REGISTRY_URL=self.settings.schema_registry_url,
             CONSENTINEL_TOPIC_PREFIX=self.prefix,
