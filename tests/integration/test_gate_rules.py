@@ -269,3 +269,24 @@ def test_late_withdrawal_raises_retroactive_violation(gate_env: GateEnv) -> None
     assert alert["kind"] == "RETROACTIVE_VIOLATION"
     assert decision["decision_id"] in alert["summary"]
     assert set(alert["sample_event_ids"]) == {request, withdrawal}
+
+
+def test_audit_verify_reports_a_forged_decision(gate_env: GateEnv) -> None:
+    now = int(time.time() * 1000)
+    write_story(gate_env, Story("denied", "", ""), now)
+    gate_env.producer.flush()
+    with gate_env.gate_thread():
+        (decision,) = gate_env.read_exactly(topics.TOPIC_DECISIONS, 1)
+    assert all(r.intact for r in verify_partitions(gate_env.settings))
+
+    # Someone with write access appends a forged ALLOW that claims to follow the real decision.
+    forged = {**decision, "verdict": "ALLOW", "reason": "CONSENTED", "prev_hash": decision["hash"]}
+    forged["decision_id"] = str(uuid.uuid4())
+    topic = gate_env.topic(topics.TOPIC_DECISIONS)
+    gate_env.produce_raw(
+        topics.TOPIC_DECISIONS, decision["owner_id"].encode(), gate_env.codec.encode(topic, forged)
+    )
+    reports = verify_partitions(gate_env.settings)
+    broken = [r for r in reports if not r.intact]
+    assert len(broken) == 1 and broken[0].first_break is not None
+    assert broken[0].first_break.decision_id == forged["decision_id"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +39,7 @@ DASHBOARDS = {
 GRAFANA_DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 GRAFANA_DASHBOARD_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "consentinel.yml"
 GRAFANA_ALERTING = GRAFANA / "provisioning" / "alerting"
+README = REPO / "README.md"
 RUNBOOK = REPO / "docs" / "runbook.md"
 METRIC_CATALOG = REPO / "docs" / "metrics.md"
 DATASOURCE_UID = "consentinel-prometheus"
@@ -67,7 +68,7 @@ _SUFFIXES = {
 def promtool() -> str:
     path = shutil.which("promtool")
     assert path is not None, (
-        "promtool is not installed: `apt-get install prometheus` (Debian's package; .ci/run does it)"
+        "promtool is not installed: `apt-get install prometheus` (Debian's; .ci/run does)"
     )
     return path
 
@@ -84,7 +85,7 @@ def exported_series(module: ModuleType) -> set[str]:
     for value in vars(module).values():
         if isinstance(value, MetricWrapperBase):
             families.extend(value.describe())
-        elif isinstance(value, CollectorRegistry) and value is not module.__dict__.get("REGISTRY"):
+        elif isinstance(value, CollectorRegistry) and value is not REGISTRY:
             families.extend(value.collect())
     names: set[str] = set()
     for family in families:
@@ -217,6 +218,11 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+def docs_text(*paths: Path) -> str:
+    """The README plus the given docs (the runbook and catalog may live in either)."""
+    return "\n".join(p.read_text(encoding="utf-8") for p in (README, *paths) if p.exists())
+
+
 def rule_test_cases() -> list[dict[str, Any]]:
     return [case for test in load_yaml(RULE_TESTS)["tests"] for case in test["alert_rule_test"]]
 
@@ -325,7 +331,7 @@ def test_prometheus_rules_use_only_exported_metrics() -> None:
 
 
 def test_metric_catalog_lists_every_metric() -> None:
-    catalog = METRIC_CATALOG.read_text(encoding="utf-8")
+    catalog = docs_text(METRIC_CATALOG)
     missing = set()
     for module in METRIC_MODULES:
         for value in vars(importlib.import_module(module)).values():
@@ -334,14 +340,14 @@ def test_metric_catalog_lists_every_metric() -> None:
                 shown = family.name + ("_total" if family.type == "counter" else "")
                 if f"`{shown}`" not in catalog:
                     missing.add(shown)
-    assert not missing, f"docs/metrics.md does not describe: {sorted(missing)}"
+    assert not missing, f"the metric catalog (README.md, docs/metrics.md) lacks: {sorted(missing)}"
 
 
 # --------------------------------------------------------------------------- alert hygiene
 
 
 def test_every_alert_is_documented_and_actionable() -> None:
-    runbook = RUNBOOK.read_text(encoding="utf-8")
+    runbook = docs_text(RUNBOOK)
     alerts = prometheus_alerts()
     assert len(alerts) >= 7
     for name, rule in alerts.items():
@@ -352,7 +358,7 @@ def test_every_alert_is_documented_and_actionable() -> None:
         anchor = f"runbook-{name.lower()}"
         assert annotations["runbook_url"] == f"README.md#{anchor}", name
         assert re.search(rf"^## {re.escape(anchor)}\s*$", runbook, re.M), (
-            f"docs/runbook.md has no section '## {anchor}'"
+            f"neither README.md nor docs/runbook.md has a section '## {anchor}'"
         )
 
 
