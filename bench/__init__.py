@@ -1,0 +1,1 @@
+"""Benchmarks of the gate (see BENCHMARKS.md)."""
