@@ -66,6 +66,42 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if verify_decisions(settings, say=print) else 1
 
 
+def _recipients(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.admin.controls import describe_control, issue_control
+
+    policy_path = args.policy or settings.policy_path
+    policy = None
+    if policy_path is not None:
+        from streams.core.policy import load_policy
+
+        policy = load_policy(policy_path)
+    else:
+        print(
+            f"consentinel: warning: no policy given (--policy or CONSENTINEL_POLICY): "
+            f"{args.name!r} is not checked against the registered recipients",
+            file=sys.stderr,
+        )
+    kind = "SUSPEND_RECIPIENT" if args.action == "suspend" else "RESUME_RECIPIENT"
+    topic, record = issue_control(
+        kind, args.name, args.reason, actor=args.actor, policy=policy, settings=settings
+    )
+    print(describe_control(topic, record))
+    return 0
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.report.run import decisions_report, user_report
+
+    if args.kind == "decisions":
+        text = decisions_report(
+            settings, since=args.since, until=args.until, fmt=args.format, out=args.out
+        )
+    else:
+        text = user_report(settings, args.user_id, fmt=args.format, out=args.out)
+    print(text)
+    return 0
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo
 
@@ -101,6 +137,38 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="verify the hash chains of governance.decisions")
     audit.add_argument("action", choices=["verify"])
     audit.set_defaults(handler=_audit)
+
+    recipients = sub.add_parser("recipients", help="suspend or resume a recipient (a Control)")
+    recipient_actions = recipients.add_subparsers(dest="action", required=True)
+    for action, verb in (("suspend", "hold every request"), ("resume", "lift the suspension")):
+        control = recipient_actions.add_parser(action, help=f"{verb} for a recipient")
+        control.add_argument("name", help="the recipient_org, as named in the policy")
+        control.add_argument(
+            "--reason",
+            required=action == "suspend",
+            default="resumed by an operator",
+            help="why, in plain words (recorded)",
+        )
+        control.add_argument("--actor", default=None, help="who (default: operator:$USER)")
+        control.add_argument(
+            "--policy", type=Path, default=None, help="refuse names it lacks (CONSENTINEL_POLICY)"
+        )
+    recipients.set_defaults(handler=_recipients)
+
+    report = sub.add_parser("report", help="reports over governance.decisions")
+    report_kinds = report.add_subparsers(dest="kind", required=True)
+    totals = report_kinds.add_parser("decisions", help="totals by verdict, recipient, kind, day")
+    totals.add_argument("--since", default=None, help="ISO date/time (UTC if no offset)")
+    totals.add_argument("--until", default=None, help="ISO date/time, exclusive; a date: its end")
+    user = report_kinds.add_parser("user", help="every decision about one user (for a DSAR)")
+    user.add_argument("user_id", help="the owner_id / user_id")
+    for each, out_help in (
+        (totals, "a file for table, a directory for csv/parquet (one file per table)"),
+        (user, "a file"),
+    ):
+        each.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
+        each.add_argument("--out", type=Path, default=None, help=out_help)
+    report.set_defaults(handler=_report)
 
     demo = sub.add_parser("demo", help="run the scripted end-to-end story against the stack")
     demo.add_argument("--policy", type=Path, default=Path("deploy/policy.example.yaml"))

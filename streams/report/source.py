@@ -1,0 +1,147 @@
+"""Read ``governance.decisions`` in full: every partition, ``read_committed``, to its current end.
+
+Reads outside any consumer group (partitions are assigned, nothing is committed). The end is each
+partition's high watermark when reading starts, so a gate writing meanwhile does not keep the read
+going forever. Values are decoded with the local ``Decision`` schema as reader schema, so fields
+added later read as their defaults; a record that cannot be decoded is counted, not returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from streams.errors import ConsentinelError, StackError
+from streams.serde.catalog import prefixed_catalog
+from streams.serde.registry import RegistrySchemaSource
+from streams.serde.wire import AvroCodec
+from streams.settings import Settings
+from streams.topics import TOPIC_DECISIONS
+
+log = logging.getLogger(__name__)
+
+STALL_TIMEOUT_S = 60.0
+"""Give up when no partition advances for this long."""
+
+
+@dataclass
+class DecisionLog:
+    """What was read from the decisions topic.
+
+    Attributes:
+        topic: The topic read (the contract name under ``CONSENTINEL_TOPIC_PREFIX``).
+        partitions: How many partitions it has.
+        records: The decoded decisions kept (all of them, or those the filter kept).
+        read: How many decisions were decoded in all.
+        unreadable: ``(partition, offset)`` of every record that could not be decoded.
+    """
+
+    topic: str
+    partitions: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+    read: int = 0
+    unreadable: list[tuple[int, int]] = field(default_factory=list)
+
+
+def read_decisions(
+    settings: Settings,
+    *,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
+    codec: AvroCodec | None = None,
+) -> DecisionLog:
+    """Read every committed decision up to the current end of each partition.
+
+    Args:
+        settings: Where Kafka and the registry are; ``topic_prefix`` is honoured.
+        keep: Keep only the decisions for which this returns true (default: all).
+        codec: The codec to decode with (default: one over the settings' registry).
+
+    Raises:
+        StackError: the topic does not exist, or reading fails or stalls.
+    """
+    topic = settings.topic_prefix + TOPIC_DECISIONS
+    if codec is None:
+        codec = AvroCodec(
+            RegistrySchemaSource(settings.schema_registry_url), prefixed_catalog(settings)
+        )
+    consumer = Consumer(
+        {
+            **settings.kafka_config(),
+            "group.id": "consentinel-report",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise StackError(f"topic {topic} does not exist", hint="run `consentinel topics apply`")
+        result = DecisionLog(topic=topic, partitions=len(metadata.partitions))
+        ends: dict[int, int] = {}
+        for partition in sorted(metadata.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            if high > low:
+                ends[partition] = high
+        _consume(consumer, codec, topic, ends, keep, result)
+        return result
+    finally:
+        consumer.close()
+
+
+def _consume(
+    consumer: Consumer,
+    codec: AvroCodec,
+    topic: str,
+    ends: dict[int, int],
+    keep: Callable[[Mapping[str, Any]], bool] | None,
+    into: DecisionLog,
+) -> None:
+    """Read the partitions of ``ends`` from the beginning until each reaches its end offset."""
+    if not ends:
+        return
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(ends)])
+    pending = set(ends)
+    last_progress = time.monotonic()
+    while pending:
+        messages = consumer.consume(1000, timeout=1.0)
+        if messages:
+            last_progress = time.monotonic()
+        elif time.monotonic() - last_progress > STALL_TIMEOUT_S:
+            raise StackError(
+                f"reading {topic} stalled: partitions {sorted(pending)} did not reach their end "
+                f"in {STALL_TIMEOUT_S:.0f}s"
+            )
+        done: list[int] = []
+        for message in messages:
+            partition = message.partition() or 0
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    done.append(partition)
+                    continue
+                raise StackError(f"reading {topic}[{partition}] failed: {error}")
+            offset = message.offset() or 0
+            if partition not in pending or offset >= ends[partition]:
+                done.append(partition)  # written after we started: not part of this report
+                continue
+            try:
+                record = codec.decode(topic, message.value())
+            except ConsentinelError as exc:
+                log.warning("%s[%d]@%d cannot be decoded: %s", topic, partition, offset, exc)
+                into.unreadable.append((partition, offset))
+            else:
+                into.read += 1
+                if keep is None or keep(record):
+                    into.records.append(record)
+            if offset >= ends[partition] - 1:
+                done.append(partition)
+        finished = pending.intersection(done)
+        if finished:
+            consumer.pause([TopicPartition(topic, p) for p in finished])
+            pending -= finished
