@@ -163,6 +163,17 @@ class DecisionEvent:
         """Whether the photo was let out (verdict ``ALLOW``)."""
         return self.verdict == ALLOW
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-able dict (see :meth:`from_dict`)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DecisionEvent:
+        """Rebuild from :meth:`to_dict` output."""
+        values = dict(data)
+        values["categories"] = tuple(values.get("categories") or ())
+        return cls(**values)
+
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> DecisionEvent:
         """Build from a decoded ``Decision`` record; raise ``InvalidEventError`` if unusable."""

@@ -13,17 +13,33 @@ on the event that crosses; while the episode is active nothing else is raised.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
 class BucketCounter:
-    """Event counts per bucket (bucket index = event time // ``bucket_ms``), sparse."""
+    """Event counts per bucket (bucket index = event time // ``bucket_ms``), sparse.
 
-    bucket_ms: int
-    size: int
-    counts: dict[int, int] = field(default_factory=dict)
+    The caller never adds at a time later than the head it passes; then, after :meth:`prune`,
+    every bucket kept lies in the window, so the window's total is kept as a running sum.
+    """
+
+    __slots__ = ("_oldest", "_sum", "bucket_ms", "counts", "size")
+
+    def __init__(self, bucket_ms: int, size: int, counts: dict[int, int] | None = None) -> None:
+        self.bucket_ms = bucket_ms
+        self.size = size
+        self.counts: dict[int, int] = {}
+        self._sum = 0
+        self._oldest: int | None = None
+        for index, n in (counts or {}).items():
+            self._put(index, n)
+
+    def _put(self, index: int, n: int) -> None:
+        self.counts[index] = self.counts.get(index, 0) + n
+        self._sum += n
+        if self._oldest is None or index < self._oldest:
+            self._oldest = index
 
     def bucket(self, at_ms: int) -> int:
         """Return the index of the bucket holding event time ``at_ms``."""
@@ -34,19 +50,22 @@ class BucketCounter:
         index = at_ms // self.bucket_ms
         if index <= head - self.size:
             return False
-        self.counts[index] = self.counts.get(index, 0) + n
+        self._put(index, n)
         return True
 
     def total(self, head: int) -> int:
-        """Return the number of events in the window ending at bucket ``head``."""
-        low = head - self.size
-        return sum(n for index, n in self.counts.items() if low < index <= head)
+        """Return the number of events in the window ending at bucket ``head`` (prunes first)."""
+        self.prune(head)
+        return self._sum
 
     def prune(self, head: int) -> None:
         """Forget the buckets that fell out of the window ending at ``head``."""
         low = head - self.size
+        if self._oldest is None or self._oldest > low:
+            return
         for index in [i for i in self.counts if i <= low]:
-            del self.counts[index]
+            self._sum -= self.counts.pop(index)
+        self._oldest = min(self.counts) if self.counts else None
 
     def window_start(self, head: int) -> int:
         """Return the first millisecond of the window ending at bucket ``head``."""
@@ -58,7 +77,9 @@ class BucketCounter:
 
     def load(self, pairs: Any) -> BucketCounter:
         """Replace the counts with those of :meth:`to_dict` output; return self."""
-        self.counts = {int(index): int(n) for index, n in pairs or ()}
+        self.counts, self._sum, self._oldest = {}, 0, None
+        for index, n in pairs or ():
+            self._put(int(index), int(n))
         return self
 
 

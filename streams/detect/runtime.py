@@ -1,0 +1,282 @@
+"""What the detector's agents do, without faust: decode, route, apply the pure detectors.
+
+The streaming app (:mod:`streams.detect.app`) is three steps, each a method here so that it can
+be tested without a broker:
+
+1. :meth:`DetectorRuntime.route_decision` decodes a ``governance.decisions`` value (a value it
+   cannot use becomes a ``governance.dlq`` record) and forwards a compact JSON copy twice: keyed
+   by recipient, and keyed by actor (requester or job). :meth:`DetectorRuntime.route_read` forwards
+   each ``training.reads`` event's job -> model to the actor side.
+2. :meth:`DetectorRuntime.on_recipient` applies one forwarded decision to the recipient's
+   bulk-export state and recipient denial-burst state (table values keyed by recipient).
+3. :meth:`DetectorRuntime.on_actor` applies it to the requester's denial-burst state and the
+   job's unconsented-training state (table values keyed by actor).
+
+Every table value is ``{"src": {source partition: last offset}, "state": ...}``: a forwarded copy
+whose source offset is not beyond the last one applied is a replay (after a crash) and is
+skipped, so a replay never counts a decision twice, and the alert it once raised is re-derived
+with the same id.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams import topics
+from streams.core.policy import Policy
+from streams.detect import metrics
+from streams.detect.core.bulk_export import BulkExportConfig, BulkExportOutcome
+from streams.detect.core.denied_burst import BurstDimension, DeniedBurstConfig
+from streams.detect.core.pipeline import DetectorSet
+from streams.detect.core.records import Alert, Control, DecisionEvent
+from streams.detect.core.unconsented_training import TrainingJobState, UnconsentedTrainingConfig
+from streams.errors import ConsentinelError
+from streams.serde.wire import AvroCodec
+
+_DLQ_NS = uuid.UUID("2f0b8a4c-1f3e-5d7a-8c11-6a5e9b0d3c21")
+
+Value = dict[str, Any] | None
+"""A table value as stored (JSON-able), or None when the key has none."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record to produce: contract topic name (unprefixed), key, Avro record."""
+
+    topic: str
+    key: str
+    record: dict[str, Any]
+
+
+@dataclass
+class Applied:
+    """The new table values after one forwarded record, and what to produce."""
+
+    values: dict[str, Any]
+    outputs: list[Output] = field(default_factory=list)
+    duplicate: bool = False
+
+
+class DetectorRuntime:
+    """Shared by the agents: the policy, the pure detectors and the codec."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        codec: AvroCodec,
+        *,
+        topic_prefix: str = "",
+        bulk: BulkExportConfig | None = None,
+        bursts: DeniedBurstConfig | None = None,
+        training: UnconsentedTrainingConfig | None = None,
+        publish_updates: bool = True,
+    ) -> None:
+        self.policy = policy
+        self.codec = codec
+        self.prefix = topic_prefix
+        self.detectors = DetectorSet.from_policy(
+            policy, bulk=bulk, bursts=bursts, training=training
+        )
+        self.publish_updates = publish_updates
+        self.registered = frozenset(policy.recipients)
+        for org, limit in self.detectors.bulk.limits.items():
+            metrics.RECIPIENT_LIMIT.labels(org).set(limit.max_photos_per_hour)
+
+    def topic(self, contract_topic: str) -> str:
+        """Return the real name of a contract topic (with the settings' prefix)."""
+        return self.prefix + contract_topic
+
+    # ------------------------------------------------------------------ step 1: route
+
+    def route_decision(
+        self, key: bytes | None, value: bytes | None, partition: int, offset: int
+    ) -> tuple[list[tuple[str, str, dict[str, Any]]], Output | None]:
+        """Decode one decision; return ``[(side, key, forwarded)]`` or a dead letter.
+
+        ``side`` is ``"recipient"`` or ``"actor"``.
+        """
+        metrics.DECISIONS_CONSUMED.inc()
+        source = self.topic(topics.TOPIC_DECISIONS)
+        try:
+            event = DecisionEvent.from_record(self.codec.decode(source, value))
+        except ConsentinelError as exc:
+            return [], self._dead_letter(source, key, value, partition, offset, exc)
+        metrics.EVENT_LAG.set(max(0.0, time.time() - event.at_ms / 1000))
+        forwarded = {"e": event.to_dict(), "src": [partition, offset]}
+        return [
+            ("recipient", event.recipient_org, forwarded),
+            ("actor", event.actor, forwarded),
+        ], None
+
+    def route_read(
+        self, key: bytes | None, value: bytes | None, partition: int, offset: int
+    ) -> tuple[list[tuple[str, str, dict[str, Any]]], Output | None]:
+        """Decode one training read; forward its job -> model to the actor side.
+
+        A read that cannot be decoded is skipped (the gate dead-letters the input topics).
+        """
+        try:
+            record = self.codec.decode(self.topic(topics.TOPIC_TRAINING_READS), value)
+        except ConsentinelError:
+            return [], None
+        job, model = record.get("job_id"), record.get("model_id")
+        if not isinstance(job, str) or not isinstance(model, str) or not job or not model:
+            return [], None
+        forwarded = {"job_model": [job, model, record.get("org")], "src": None}
+        return [("actor", job, forwarded)], None
+
+    def _dead_letter(
+        self,
+        source: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        offset: int,
+        exc: ConsentinelError,
+    ) -> Output:
+        metrics.DEAD_LETTERS.labels(exc.error_kind).inc()
+        record = {
+            "dead_letter_id": str(uuid.uuid5(_DLQ_NS, f"{source}:{partition}:{offset}")),
+            "at": int(time.time() * 1000),
+            "source_topic": source,
+            "partition": partition,
+            "offset": offset,
+            "key": key,
+            "value": value or b"",
+            "error_kind": exc.error_kind,
+            "error": str(exc),
+        }
+        return Output(topics.TOPIC_DLQ, key.decode("utf-8", "replace") if key else "", record)
+
+    # ------------------------------------------------------------------ step 2: recipients
+
+    def on_recipient(self, forwarded: Mapping[str, Any], bulk: Value, burst: Value) -> Applied:
+        """Apply a forwarded decision to its recipient's states (``bulk``, ``burst``)."""
+        event = DecisionEvent.from_dict(forwarded["e"])
+        src = forwarded.get("src")
+        if _seen(bulk, src):
+            return Applied({"bulk": bulk, "burst": burst}, duplicate=True)
+        det = self.detectors
+        org = event.recipient_org
+        state = det.bulk.load(bulk["state"]) if bulk else det.bulk.new_state(org)
+        outcome = det.bulk.observe(state, event)
+        self._gauges(outcome)
+        outputs = self._outputs(outcome.alert, outcome.control)
+        key = (BurstDimension.RECIPIENT, org)
+        new_burst = burst
+        if det.bursts.subjects(event):
+            bstate = det.bursts.load(burst["state"]) if burst else det.bursts.new_state(*key)
+            found = det.bursts.observe(bstate, event)
+            outputs += self._outputs(found.alert, None)
+            _episode_gauge("DENIED_BURST", "recipient", org, bstate.episode.active)
+            new_burst = None if bstate.is_idle() else _wrap(burst, src, bstate.to_dict())
+        _episode_gauge("BULK_EXPORT", "recipient", org, state.episode.active)
+        return Applied({"bulk": _wrap(bulk, src, state.to_dict()), "burst": new_burst}, outputs)
+
+    def _gauges(self, outcome: BulkExportOutcome) -> None:
+        label = metrics.recipient_label(outcome.recipient, self.registered)
+        if label == metrics.UNREGISTERED_RECIPIENT:
+            return
+        metrics.RECIPIENT_PHOTOS_LAST_HOUR.labels(label).set(outcome.observed)
+        base = outcome.baseline
+        metrics.RECIPIENT_BASELINE.labels(label).set(float("nan") if base is None else base.median)
+        threshold = outcome.threshold
+        metrics.RECIPIENT_THRESHOLD.labels(label).set(
+            float("nan") if threshold is None else threshold
+        )
+
+    # ------------------------------------------------------------------ step 3: actors
+
+    def on_actor(
+        self, forwarded: Mapping[str, Any], burst: Value, job: Value, job_model: str | None
+    ) -> Applied:
+        """Apply a forwarded decision (or a job -> model fact) to its actor's states.
+
+        Returns values for ``burst``, ``job`` and ``job_model`` (the model learned for the job).
+        """
+        if "job_model" in forwarded:
+            _, model, _ = forwarded["job_model"]
+            return Applied({"burst": burst, "job": job, "job_model": model})
+        event = DecisionEvent.from_dict(forwarded["e"])
+        src = forwarded.get("src")
+        values: dict[str, Any] = {"burst": burst, "job": job, "job_model": job_model}
+        if _seen(burst, src) or _seen(job, src):
+            return Applied(values, duplicate=True)
+        det = self.detectors
+        outputs: list[Output] = []
+        if det.bursts.subjects(event):
+            key = (BurstDimension.REQUESTER, event.actor)
+            bstate = det.bursts.load(burst["state"]) if burst else det.bursts.new_state(*key)
+            found = det.bursts.observe(bstate, event)
+            outputs += self._outputs(found.alert, None)
+            _episode_gauge("DENIED_BURST", "requester", event.actor, bstate.episode.active)
+            values["burst"] = None if bstate.is_idle() else _wrap(burst, src, bstate.to_dict())
+        if det.training.watches(event):
+            jstate = (
+                TrainingJobState.from_dict(job["state"])
+                if job
+                else det.training.new_state(event.actor)
+            )
+            alert = det.training.observe(jstate, event, model_id=job_model)
+            outputs += self._outputs(alert, None)
+            values["job"] = _wrap(job, src, jstate.to_dict())
+        return Applied(values, outputs)
+
+    # ------------------------------------------------------------------ outputs
+
+    def _outputs(self, alert: Alert | None, control: Control | None) -> list[Output]:
+        """Turn an alert (or update) and a control into records to produce; count them."""
+        out: list[Output] = []
+        if alert is not None:
+            if alert.revision == 0:
+                metrics.ALERTS.labels(alert.kind.value, alert.severity.value).inc()
+            else:
+                metrics.ALERT_UPDATES.labels(alert.kind.value).inc()
+            if alert.revision == 0 or self.publish_updates:
+                out.append(Output(topics.TOPIC_ALERTS, alert.subject, alert.to_record()))
+        if control is not None:
+            metrics.SUSPENSIONS.labels(
+                metrics.recipient_label(control.recipient_org, self.registered)
+            ).inc()
+            out.append(Output(topics.TOPIC_CONTROLS, control.recipient_org, control.to_record()))
+        return out
+
+    def encode(self, output: Output) -> tuple[str, bytes, bytes]:
+        """Return ``(real topic, key bytes, value bytes)`` for an output."""
+        name = self.topic(output.topic)
+        return name, output.key.encode("utf-8"), self.codec.encode(name, output.record)
+
+
+_ACTIVE: set[tuple[str, str, str]] = set()
+
+
+def _episode_gauge(kind: str, subject_kind: str, subject: str, active: bool) -> None:
+    """Keep ``consentinel_detector_episode_active`` in step with one subject's episode."""
+    key = (kind, subject_kind, subject)
+    if active and key not in _ACTIVE:
+        _ACTIVE.add(key)
+        metrics.EPISODE_ACTIVE.labels(kind, subject_kind).inc()
+    elif not active and key in _ACTIVE:
+        _ACTIVE.discard(key)
+        metrics.EPISODE_ACTIVE.labels(kind, subject_kind).dec()
+
+
+def _seen(value: Value, src: Any) -> bool:
+    """Whether the forwarded copy from source ``src`` was applied to ``value`` already."""
+    if not value or not src:
+        return False
+    partition, offset = src
+    last = value.get("src", {}).get(str(partition))
+    return last is not None and offset <= last
+
+
+def _wrap(old: Value, src: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """Return the new table value: ``state`` plus the source offsets applied so far."""
+    offsets = dict(old.get("src", {})) if old else {}
+    if src:
+        offsets[str(src[0])] = src[1]
+    return {"src": offsets, "state": state}

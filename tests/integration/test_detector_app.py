@@ -1,0 +1,238 @@
+"""The faust detector against the real broker: one alert per episode, suspension, crash safety.
+
+Decisions are produced straight onto a scratch ``governance.decisions`` (no gate needed), the
+detector runs as a separate process (``python -m streams.detect.app``), and what it writes to
+``governance.alerts`` and ``governance.controls`` is read back.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streams import topics
+from streams.admin.topics import apply_topics, load_topic_specs
+from streams.serde.catalog import prefixed_catalog
+from streams.serde.registry import RegistrySchemaSource, register_all
+from streams.serde.testing import SAMPLE_RECORDS
+from streams.serde.wire import AvroCodec
+from streams.settings import Settings, load_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = 1_795_000_000_000
+LIMIT = 20
+
+
+@dataclass
+class DetectorEnv:
+    settings: Settings
+    codec: AvroCodec
+    policy: Path
+    env: dict[str, str]
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def topic(self, name: str) -> str:
+        return self.settings.topic_prefix + name
+
+    def start(self) -> None:
+        log = open(self.policy.parent / "detector.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.detect.app", "--policy", str(self.policy)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "the detector exited; see detector.log"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise AssertionError("the detector did not become ready within 90 s")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+
+    def produce_decisions(self, start: int, count: int, verdict: str = "ALLOW") -> None:
+        producer = Producer(self.settings.kafka_config())
+        name = self.topic(topics.TOPIC_DECISIONS)
+        for i in range(start, start + count):
+            owner = f"u-{i}"
+            record = {
+                **SAMPLE_RECORDS["Decision"],
+                "decision_id": f"d-{i}",
+                "subject_event_id": f"e-{i}",
+                "subject_kind": "TRAINING_READ",
+                "owner_id": owner,
+                "photo_id": f"p-{i}",
+                "actor": "job-7",
+                "recipient_org": "acme-vision",
+                "purpose": "ML_TRAINING",
+                "verdict": verdict,
+                "reason": "CONSENTED" if verdict == "ALLOW" else "NO_CONSENT",
+                "occurred_at": T0 + i * 1000,
+            }
+            producer.produce(name, self.codec.encode(name, record), owner.encode())
+        assert producer.flush(30) == 0
+
+    def read(self, contract_topic: str, *, settle_s: float = 0.0) -> list[dict[str, Any]]:
+        time.sleep(settle_s)
+        name = self.topic(contract_topic)
+        consumer = Consumer(
+            {
+                **self.settings.kafka_config(),
+                "group.id": f"reader-{time.monotonic_ns()}",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            metadata = consumer.list_topics(name, timeout=10).topics[name]
+            parts = [TopicPartition(name, p, 0) for p in metadata.partitions]
+            ends = {tp.partition: consumer.get_watermark_offsets(tp)[1] for tp in parts}
+            consumer.assign(parts)
+            remaining = {p for p, end in ends.items() if end > 0}
+            out = []
+            deadline = time.monotonic() + 20
+            while remaining and time.monotonic() < deadline:
+                message = consumer.poll(1)
+                if message is None or message.error():
+                    continue
+                out.append(self.codec.decode(name, message.value()))
+                if message.offset() + 1 >= ends[message.partition()]:
+                    remaining.discard(message.partition())
+            return out
+        finally:
+            consumer.close()
+
+    def wait_for(
+        self, contract_topic: str, count: int, timeout: float = 60
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            records = self.read(contract_topic)
+            if len(records) >= count or time.monotonic() > deadline:
+                return records
+            time.sleep(1)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def detector(
+    settings: Settings, admin: AdminClient, unique: str, tmp_path: Path
+) -> Iterator[DetectorEnv]:
+    prefix = f"det-{unique}."
+    scoped = load_settings(
+        KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+        SCHEMA_REGISTRY_URL=settings.schema_registry_url,
+        CONSENTINEL_TOPIC_PREFIX=prefix,
+    )
+    wanted = {
+        topics.TOPIC_DECISIONS,
+        topics.TOPIC_TRAINING_READS,
+        topics.TOPIC_ALERTS,
+        topics.TOPIC_CONTROLS,
+        topics.TOPIC_DLQ,
+    }
+    specs = [s for s in load_topic_specs(prefix=prefix) if s.name[len(prefix) :] in wanted]
+    apply_topics(admin, specs)
+    catalog = prefixed_catalog(scoped)
+    register_all(scoped.schema_registry_url, catalog, topics=[prefix + t for t in sorted(wanted)])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        (REPO / "deploy" / "policy.example.yaml")
+        .read_text()
+        .replace("max_photos_per_hour: 5000", f"max_photos_per_hour: {LIMIT}")
+    )
+    port = _free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": scoped.kafka_bootstrap_servers,
+        "SCHEMA_REGISTRY_URL": scoped.schema_registry_url,
+        "CONSENTINEL_TOPIC_PREFIX": prefix,
+        "CONSENTINEL_STATE_DIR": str(tmp_path / "state"),
+        "CONSENTINEL_INSTANCE_ID": unique,
+        "METRICS_PORT": str(port),
+    }
+    codec = AvroCodec(RegistrySchemaSource(scoped.schema_registry_url), catalog)
+    env_ = DetectorEnv(scoped, codec, policy, env, port)
+    try:
+        yield env_
+    finally:
+        env_.stop()
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        if names:
+            for future in admin.delete_topics(names).values():
+                future.result()
+        base = scoped.schema_registry_url
+        for subject in httpx.get(base + "/subjects").json():
+            if subject.startswith(prefix):
+                httpx.delete(f"{base}/subjects/{subject}")
+                httpx.delete(f"{base}/subjects/{subject}", params={"permanent": "true"})
+
+
+def test_one_alert_per_episode_with_suspension_and_a_crash_mid_episode(
+    detector: DetectorEnv,
+) -> None:
+    detector.start()
+    detector.produce_decisions(0, LIMIT + 5)
+    alerts = detector.wait_for(topics.TOPIC_ALERTS, 1)
+    assert [a["kind"] for a in alerts] == ["BULK_EXPORT"]
+    alert = alerts[0]
+    assert alert["subject"] == "acme-vision" and alert["observed"] == LIMIT + 1
+    crossing = T0 + LIMIT * 1000  # the (LIMIT+1)-th allowed photo
+    assert abs(alert["raised_at"] - crossing) <= 5_000
+    assert alert["action"] == "RECIPIENT_SUSPENDED"
+    controls = detector.wait_for(topics.TOPIC_CONTROLS, 1)
+    assert [(c["kind"], c["recipient_org"]) for c in controls] == [
+        ("SUSPEND_RECIPIENT", "acme-vision")
+    ]
+
+    # a crash mid-episode, then more of the same export: no second alert
+    detector.kill()
+    detector.start()
+    detector.produce_decisions(LIMIT + 5, 10)
+    detector.produce_decisions(LIMIT + 15, 1, verdict="DENY")
+    time.sleep(10)
+    alerts = [a for a in detector.read(topics.TOPIC_ALERTS) if a["kind"] == "BULK_EXPORT"]
+    assert {a["alert_id"] for a in alerts} == {alert["alert_id"]}
+    controls = detector.read(topics.TOPIC_CONTROLS)
+    assert {c["control_id"] for c in controls} == {controls[0]["control_id"]}
+    unconsented = [a for a in detector.read(topics.TOPIC_ALERTS) if a["kind"] != "BULK_EXPORT"]
+    assert [a["kind"] for a in unconsented] == ["UNCONSENTED_TRAINING"]
