@@ -47,9 +47,15 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.serde.catalog import TOPIC_RECORDS, prefixed_catalog
     from streams.serde.registry import register_all
 
-    for subject, schema_id, version in register_all(settings.schema_registry_url):
+    registered = register_all(
+        settings.schema_registry_url,
+        prefixed_catalog(settings),
+        topics=[settings.topic_prefix + t for t in TOPIC_RECORDS],
+    )
+    for subject, schema_id, version in registered:
         print(f"{subject}: id {schema_id}, version {version} (compatibility BACKWARD)")
     return 0
 
@@ -99,6 +105,42 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     else:
         text = user_report(settings, args.user_id, fmt=args.format, out=args.out)
     print(text)
+    return 0
+
+
+def _detect(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.detect.app import run_detector
+
+    return run_detector(settings, policy_path=args.policy or settings.policy_path)
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.simulate.run import run_simulation
+
+    report = run_simulation(
+        settings,
+        rate=args.rate,
+        duration_s=args.duration,
+        scenarios=args.scenario,
+        seed=args.seed,
+        ground_truth_path=args.ground_truth,
+        speedup=args.speedup,
+        policy_path=args.policy or settings.policy_path,
+        users=args.users,
+    )
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def _lineage(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.detect.lineage_query import build_lineage, print_model, print_user
+
+    index = build_lineage(settings)
+    if args.user:
+        print_user(index, args.user)
+    else:
+        print_model(index, args.model)
     return 0
 
 
@@ -169,6 +211,34 @@ def build_parser() -> argparse.ArgumentParser:
         each.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
         each.add_argument("--out", type=Path, default=None, help=out_help)
     report.set_defaults(handler=_report)
+
+    detect = sub.add_parser("detect", help="run the detectors (bulk export, denial bursts, ...)")
+    detect.add_argument("--policy", type=Path, default=None, help="policy YAML")
+    detect.set_defaults(handler=_detect)
+
+    simulate = sub.add_parser("simulate", help="produce a realistic dating-app workload")
+    simulate.add_argument("--rate", type=float, default=50.0, help="events per simulated second")
+    simulate.add_argument("--duration", type=float, default=3600.0, help="simulated seconds")
+    simulate.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        help="inject NAME or NAME@OFFSET: bulk-2014, slow-drip, probe, revoke-after-training",
+    )
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--users", type=int, default=None, help="population size")
+    simulate.add_argument(
+        "--speedup", type=float, default=None, help="event time per wall second (default: max)"
+    )
+    simulate.add_argument("--ground-truth", type=Path, default=None, help="JSON-lines output")
+    simulate.add_argument("--policy", type=Path, default=None, help="policy YAML")
+    simulate.set_defaults(handler=_simulate)
+
+    lineage = sub.add_parser("lineage", help="which models used whose photos")
+    which = lineage.add_mutually_exclusive_group(required=True)
+    which.add_argument("--user", help="list the models trained on this user's photos")
+    which.add_argument("--model", help="list the users behind this model")
+    lineage.set_defaults(handler=_lineage)
 
     demo = sub.add_parser("demo", help="run the scripted end-to-end story against the stack")
     demo.add_argument("--policy", type=Path, default=Path("deploy/policy.example.yaml"))
