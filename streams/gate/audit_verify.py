@@ -8,19 +8,13 @@ writer schema, so fields added to the schema later do not alter old records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
 from streams.core.audit import ChainBreak, verify_chain
-from streams.errors import ConsentinelError, StackError
-from streams.serde.catalog import prefixed_catalog
-from streams.serde.registry import RegistrySchemaSource
-from streams.serde.wire import AvroCodec
+from streams.report.source import partition_count, scan_decisions
 from streams.settings import Settings
-from streams.topics import TOPIC_DECISIONS
 
 
 @dataclass(frozen=True)
@@ -38,60 +32,26 @@ class PartitionReport:
         return self.first_break is None and self.unreadable_offset is None
 
 
-def read_partition(
-    consumer: Consumer, codec: AvroCodec, topic: str, partition: int
-) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """Yield ``(offset, decision or None if undecodable)`` for one partition, to its end."""
-    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-    if high <= low:
-        return
-    consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
-    while True:
-        for message in consumer.consume(1000, timeout=2.0):
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    return
-                raise StackError(f"reading {topic}[{partition}] failed: {error}")
-            try:
-                yield message.offset() or 0, codec.decode_as_written(topic, message.value())
-            except ConsentinelError:
-                yield message.offset() or 0, None
-
-
 def verify_partitions(settings: Settings) -> list[PartitionReport]:
     """Verify every partition of the decisions topic; return one report per partition."""
-    topic = settings.topic_prefix + TOPIC_DECISIONS
-    codec = AvroCodec(
-        RegistrySchemaSource(settings.schema_registry_url), prefixed_catalog(settings)
-    )
-    consumer = Consumer(
-        {
-            **settings.kafka_config(),
-            "group.id": "consentinel-audit-verify",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise StackError(f"topic {topic} does not exist", hint="run `consentinel topics apply`")
-        reports = []
-        for partition in sorted(metadata.partitions):
-            records: list[dict[str, Any]] = []
-            unreadable = None
-            for offset, record in read_partition(consumer, codec, topic, partition):
-                if record is None:
-                    unreadable = offset
-                    break
-                records.append(record)
-            first_break = verify_chain(records) if unreadable is None else None
-            reports.append(PartitionReport(partition, len(records), first_break, unreadable))
-        return reports
-    finally:
-        consumer.close()
+    records: dict[int, list[dict[str, Any]]] = {p: [] for p in range(partition_count(settings))}
+    unreadable: dict[int, int] = {}
+    for partition, offset, record in scan_decisions(settings, as_written=True):
+        if partition in unreadable:
+            continue  # the chain cannot be followed past an unreadable link
+        if record is None:
+            unreadable[partition] = offset
+        else:
+            records[partition].append(record)
+    return [
+        PartitionReport(
+            partition,
+            len(chain),
+            None if partition in unreadable else verify_chain(chain),
+            unreadable.get(partition),
+        )
+        for partition, chain in sorted(records.items())
+    ]
 
 
 def verify_decisions(settings: Settings, *, say: Callable[[str], None] = print) -> bool:

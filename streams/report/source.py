@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,63 @@ class DecisionLog:
     unreadable: list[tuple[int, int]] = field(default_factory=list)
 
 
+def scan_decisions(
+    settings: Settings, *, codec: AvroCodec | None = None, as_written: bool = False
+) -> Iterator[tuple[int, int, dict[str, Any] | None]]:
+    """Yield ``(partition, offset, decision or None if undecodable)`` up to each partition's end.
+
+    Offsets come in order within each partition (partitions interleave). With ``as_written`` each
+    record is decoded with its writer's schema alone (for hash verification); otherwise with the
+    local schema, so fields added later read as their defaults.
+
+    Raises:
+        StackError: the topic does not exist, or reading fails or stalls.
+    """
+    topic = settings.topic_prefix + TOPIC_DECISIONS
+    if codec is None:
+        codec = AvroCodec(
+            RegistrySchemaSource(settings.schema_registry_url), prefixed_catalog(settings)
+        )
+    decode = codec.decode_as_written if as_written else codec.decode
+    consumer = Consumer(
+        {
+            **settings.kafka_config(),
+            "group.id": "consentinel-decisions-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise StackError(f"topic {topic} does not exist", hint="run `consentinel topics apply`")
+        ends: dict[int, int] = {}
+        for partition in sorted(metadata.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            if high > low:
+                ends[partition] = high
+        for partition, offset, value in _consume(consumer, topic, ends):
+            try:
+                yield partition, offset, decode(topic, value)
+            except ConsentinelError as exc:
+                log.warning("%s[%d]@%d cannot be decoded: %s", topic, partition, offset, exc)
+                yield partition, offset, None
+    finally:
+        consumer.close()
+
+
+def partition_count(settings: Settings) -> int:
+    """Return how many partitions the decisions topic has (0 if it does not exist)."""
+    topic = settings.topic_prefix + TOPIC_DECISIONS
+    consumer = Consumer({**settings.kafka_config(), "group.id": "consentinel-decisions-reader"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        return 0 if metadata is None or metadata.error is not None else len(metadata.partitions)
+    finally:
+        consumer.close()
+
+
 def read_decisions(
     settings: Settings,
     *,
@@ -64,44 +121,22 @@ def read_decisions(
     Raises:
         StackError: the topic does not exist, or reading fails or stalls.
     """
-    topic = settings.topic_prefix + TOPIC_DECISIONS
-    if codec is None:
-        codec = AvroCodec(
-            RegistrySchemaSource(settings.schema_registry_url), prefixed_catalog(settings)
-        )
-    consumer = Consumer(
-        {
-            **settings.kafka_config(),
-            "group.id": "consentinel-report",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }
+    result = DecisionLog(
+        topic=settings.topic_prefix + TOPIC_DECISIONS, partitions=partition_count(settings)
     )
-    try:
-        metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise StackError(f"topic {topic} does not exist", hint="run `consentinel topics apply`")
-        result = DecisionLog(topic=topic, partitions=len(metadata.partitions))
-        ends: dict[int, int] = {}
-        for partition in sorted(metadata.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-            if high > low:
-                ends[partition] = high
-        _consume(consumer, codec, topic, ends, keep, result)
-        return result
-    finally:
-        consumer.close()
+    for partition, offset, record in scan_decisions(settings, codec=codec):
+        if record is None:
+            result.unreadable.append((partition, offset))
+            continue
+        result.read += 1
+        if keep is None or keep(record):
+            result.records.append(record)
+    return result
 
 
 def _consume(
-    consumer: Consumer,
-    codec: AvroCodec,
-    topic: str,
-    ends: dict[int, int],
-    keep: Callable[[Mapping[str, Any]], bool] | None,
-    into: DecisionLog,
-) -> None:
+    consumer: Consumer, topic: str, ends: dict[int, int]
+) -> Iterator[tuple[int, int, bytes]]:
     """Read the partitions of ``ends`` from the beginning until each reaches its end offset."""
     if not ends:
         return
@@ -128,17 +163,9 @@ def _consume(
                 raise StackError(f"reading {topic}[{partition}] failed: {error}")
             offset = message.offset() or 0
             if partition not in pending or offset >= ends[partition]:
-                done.append(partition)  # written after we started: not part of this report
+                done.append(partition)  # written after we started: not part of this read
                 continue
-            try:
-                record = codec.decode(topic, message.value())
-            except ConsentinelError as exc:
-                log.warning("%s[%d]@%d cannot be decoded: %s", topic, partition, offset, exc)
-                into.unreadable.append((partition, offset))
-            else:
-                into.read += 1
-                if keep is None or keep(record):
-                    into.records.append(record)
+            yield partition, offset, message.value() or b""
             if offset >= ends[partition] - 1:
                 done.append(partition)
         finished = pending.intersection(done)
