@@ -77,6 +77,50 @@ DETECTION_LATENCY = Histogram(
 READY = Gauge("consentinel_detector_ready", "1 when the detector's state is restored and running.")
 
 
+#: The ``(kind, severity)`` pairs the detectors raise (bulk_export.py, denied_burst.py,
+#: unconsented_training.py); RETROACTIVE_VIOLATION is raised by the gate, not here.
+RAISED: tuple[tuple[str, str], ...] = (
+    ("BULK_EXPORT", "WARNING"),
+    ("BULK_EXPORT", "CRITICAL"),
+    ("DENIED_BURST", "WARNING"),
+    ("UNCONSENTED_TRAINING", "CRITICAL"),
+)
+#: The ``(kind, subject_kind)`` pairs of :data:`EPISODE_ACTIVE`.
+EPISODES: tuple[tuple[str, str], ...] = (
+    ("BULK_EXPORT", "recipient"),
+    ("DENIED_BURST", "recipient"),
+    ("DENIED_BURST", "requester"),
+)
+#: The ``error_kind`` of a decision record the detector cannot decode or use.
+DEAD_LETTER_KINDS: tuple[str, ...] = (
+    "UNDECODABLE_BYTES",
+    "UNKNOWN_SCHEMA_ID",
+    "SCHEMA_MISMATCH",
+    "INVALID_EVENT",
+    "UNKNOWN_ENUM_SYMBOL",
+)
+
+
+def initialise(limited_recipients: Collection[str]) -> None:
+    """Create every bounded labelled series at 0, so that it exists before its first event.
+
+    Without this a counter appears only at its first increment: its panel says "No data" until
+    then, and ``increase()`` cannot see that first increment. Gauges that carry a recipient's
+    window state (photos in the last hour, baseline, threshold) are *not* created here: a
+    restarted detector would show 0 until the recipient's next decision. Idempotent.
+    """
+    for kind, severity in RAISED:
+        ALERTS.labels(kind, severity)
+    for kind in dict.fromkeys(kind for kind, _ in RAISED):
+        ALERT_UPDATES.labels(kind)
+    for kind, subject_kind in EPISODES:
+        EPISODE_ACTIVE.labels(kind, subject_kind)
+    for kind in DEAD_LETTER_KINDS:
+        DEAD_LETTERS.labels(kind)
+    for recipient in limited_recipients:
+        SUSPENSIONS.labels(recipient)
+
+
 def recipient_label(recipient: str, registered: Collection[str]) -> str:
     """Return the ``recipient`` label for ``recipient``: itself if the policy names it."""
     return recipient if recipient in registered else UNREGISTERED_RECIPIENT

@@ -24,10 +24,12 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from streams import topics
 from streams.core.policy import Policy
+from streams.core.times import to_millis
 from streams.detect import metrics
 from streams.detect.core.bulk_export import BulkExportConfig, BulkExportOutcome
 from streams.detect.core.denied_burst import BurstDimension, DeniedBurstConfig
@@ -85,6 +87,7 @@ class DetectorRuntime:
         self.registered = frozenset(policy.recipients)
         for org, limit in self.detectors.bulk.limits.items():
             metrics.RECIPIENT_LIMIT.labels(org).set(limit.max_photos_per_hour)
+        metrics.initialise(self.detectors.bulk.limits)
 
     def topic(self, contract_topic: str) -> str:
         """Return the real name of a contract topic (with the settings' prefix)."""
@@ -102,11 +105,13 @@ class DetectorRuntime:
         metrics.DECISIONS_CONSUMED.inc()
         source = self.topic(topics.TOPIC_DECISIONS)
         try:
-            event = DecisionEvent.from_record(self.codec.decode(source, value))
+            record = self.codec.decode(source, value)
+            event = DecisionEvent.from_record(record)
         except ConsentinelError as exc:
             return [], self._dead_letter(source, key, value, partition, offset, exc)
         metrics.EVENT_LAG.set(max(0.0, time.time() - event.at_ms / 1000))
-        forwarded = {"e": event.to_dict(), "src": [partition, offset]}
+        # "d": when the gate decided (its wall clock), for the detection latency of an alert
+        forwarded = {"e": event.to_dict(), "src": [partition, offset], "d": _wall_ms(record)}
         return [
             ("recipient", event.recipient_org, forwarded),
             ("actor", event.actor, forwarded),
@@ -165,13 +170,14 @@ class DetectorRuntime:
         state = det.bulk.load(bulk["state"]) if bulk else det.bulk.new_state(org)
         outcome = det.bulk.observe(state, event)
         self._gauges(outcome)
-        outputs = self._outputs(outcome.alert, outcome.control)
+        decided = forwarded.get("d")
+        outputs = self._outputs(outcome.alert, outcome.control, decided)
         key = (BurstDimension.RECIPIENT, org)
         new_burst = burst
         if det.bursts.subjects(event):
             bstate = det.bursts.load(burst["state"]) if burst else det.bursts.new_state(*key)
             found = det.bursts.observe(bstate, event)
-            outputs += self._outputs(found.alert, None)
+            outputs += self._outputs(found.alert, None, decided)
             _episode_gauge("DENIED_BURST", "recipient", org, bstate.episode.active)
             new_burst = None if bstate.is_idle() else _wrap(burst, src, bstate.to_dict())
         _episode_gauge("BULK_EXPORT", "recipient", org, state.episode.active)
@@ -203,6 +209,7 @@ class DetectorRuntime:
             return Applied({"burst": burst, "job": job, "job_model": model})
         event = DecisionEvent.from_dict(forwarded["e"])
         src = forwarded.get("src")
+        decided = forwarded.get("d")
         values: dict[str, Any] = {"burst": burst, "job": job, "job_model": job_model}
         if _seen(burst, src) or _seen(job, src):
             return Applied(values, duplicate=True)
@@ -212,7 +219,7 @@ class DetectorRuntime:
             key = (BurstDimension.REQUESTER, event.actor)
             bstate = det.bursts.load(burst["state"]) if burst else det.bursts.new_state(*key)
             found = det.bursts.observe(bstate, event)
-            outputs += self._outputs(found.alert, None)
+            outputs += self._outputs(found.alert, None, decided)
             _episode_gauge("DENIED_BURST", "requester", event.actor, bstate.episode.active)
             values["burst"] = None if bstate.is_idle() else _wrap(burst, src, bstate.to_dict())
         if det.training.watches(event):
@@ -222,18 +229,27 @@ class DetectorRuntime:
                 else det.training.new_state(event.actor)
             )
             alert = det.training.observe(jstate, event, model_id=job_model)
-            outputs += self._outputs(alert, None)
+            outputs += self._outputs(alert, None, decided)
             values["job"] = _wrap(job, src, jstate.to_dict())
         return Applied(values, outputs)
 
     # ------------------------------------------------------------------ outputs
 
-    def _outputs(self, alert: Alert | None, control: Control | None) -> list[Output]:
-        """Turn an alert (or update) and a control into records to produce; count them."""
+    def _outputs(
+        self, alert: Alert | None, control: Control | None, decided_ms: int | None = None
+    ) -> list[Output]:
+        """Turn an alert (or update) and a control into records to produce; count them.
+
+        ``decided_ms`` is when the gate decided the crossing decision (wall clock): a new alert
+        observes the detection latency from then to now.
+        """
         out: list[Output] = []
         if alert is not None:
             if alert.revision == 0:
                 metrics.ALERTS.labels(alert.kind.value, alert.severity.value).inc()
+                if decided_ms:
+                    latency = time.time() - decided_ms / 1000
+                    metrics.DETECTION_LATENCY.observe(max(0.0, latency))
             else:
                 metrics.ALERT_UPDATES.labels(alert.kind.value).inc()
             if alert.revision == 0 or self.publish_updates:
@@ -263,6 +279,16 @@ def _episode_gauge(kind: str, subject_kind: str, subject: str, active: bool) -> 
     elif not active and key in _ACTIVE:
         _ACTIVE.discard(key)
         metrics.EPISODE_ACTIVE.labels(kind, subject_kind).dec()
+
+
+def _wall_ms(record: Mapping[str, Any]) -> int | None:
+    """Return a decision's ``decided_at`` as epoch milliseconds (None when absent)."""
+    value = record.get("decided_at")
+    if isinstance(value, datetime):
+        return to_millis(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
 
 
 def _seen(value: Value, src: Any) -> bool:

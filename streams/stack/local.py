@@ -30,7 +30,7 @@ import httpx
 from streams.errors import StackError
 from streams.stack.artifacts import ensure_artifacts
 from streams.stack.java import find_java
-from streams.stack.prometheus import prometheus_component
+from streams.stack.prometheus import PROMETHEUS_PORT, identify, prometheus_component, skip_reason
 
 KAFKA_PORT = 9092
 CONTROLLER_PORT = 9093
@@ -52,6 +52,10 @@ class Component:
     ready: Callable[[], bool]
     ready_timeout_s: float
     where: str
+    optional: bool = False
+    """An optional server whose port is taken is skipped with a warning instead of an error."""
+    reload: Callable[[], bool] | None = None
+    """How to make a running instance re-read its configuration (``up`` calls it)."""
 
 
 class LocalStack:
@@ -153,22 +157,30 @@ class LocalStack:
             where=f"http://localhost:{REGISTRY_PORT}{REGISTRY_PATH} (db {db.parent})",
         )
 
+    def _prometheus(self, port: int = PROMETHEUS_PORT) -> Component | None:
+        prom = prometheus_component(self.home, self.log_dir, port=port)
+        if prom is None:
+            return None
+        return Component(
+            name="prometheus",
+            port=prom.port,
+            command=prom.command,
+            cwd=prom.cwd,
+            ready=prom.ready,
+            ready_timeout_s=60,
+            where=prom.where,
+            optional=True,
+            reload=prom.reload,
+        )
+
     def _components(self) -> list[Component]:
         lib, app = ensure_artifacts(self.home, say=self.say)
         components = [self._kafka(lib), self._registry(app)]
-        prom = prometheus_component(self.home, self.log_dir)
-        if prom is not None:
-            components.append(
-                Component(
-                    name="prometheus",
-                    port=prom.port,
-                    command=prom.command,
-                    cwd=prom.cwd,
-                    ready=prom.ready,
-                    ready_timeout_s=60,
-                    where=prom.where,
-                )
-            )
+        prom = self._prometheus()
+        if prom is None:
+            self.say(f"prometheus: skipped, {skip_reason()}")
+        else:
+            components.append(prom)
         return components
 
     # -- commands -------------------------------------------------------------------------------
@@ -180,6 +192,23 @@ class LocalStack:
             pid = self.running_pid(component.name)
             if pid is not None:
                 self.say(f"{component.name}: already running (pid {pid}) at {component.where}")
+                if component.reload is not None:
+                    done = component.reload()
+                    self.say(
+                        f"{component.name}: configuration reloaded"
+                        if done
+                        else f"{component.name}: reloading its configuration failed; "
+                        f"read {self.log_dir / (component.name + '.log')}"
+                    )
+                continue
+            if _port_taken(component.port) and component.optional:
+                other = identify(component.port) or "a process this stack did not start"
+                self.say(
+                    f"{component.name}: not started, port {component.port} is taken by {other}. "
+                    f"Point that server at the project's config, or stop it and run "
+                    f"`consentinel stack up` again (`ss -ltnp 'sport = :{component.port}'` shows "
+                    "which process it is)"
+                )
                 continue
             if _port_taken(component.port):
                 raise StackError(
@@ -243,7 +272,7 @@ class LocalStack:
         for name, port in (
             ("kafka", KAFKA_PORT),
             ("registry", REGISTRY_PORT),
-            ("prometheus", 9090),
+            ("prometheus", PROMETHEUS_PORT),
         ):
             pid = self.running_pid(name)
             result[name] = pid
@@ -251,6 +280,8 @@ class LocalStack:
                 self.say(f"{name}: running (pid {pid}, port {port})")
             elif _port_taken(port):
                 self.say(f"{name}: not started by this stack, but port {port} is in use")
+            elif name == "prometheus" and (reason := skip_reason()) is not None:
+                self.say(f"{name}: not running ({reason})")
             else:
                 self.say(f"{name}: not running")
         self.say(f"stack home: {self.home}")

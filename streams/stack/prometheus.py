@@ -1,4 +1,10 @@
-"""Prometheus (Debian's package) as an optional member of the local stack."""
+"""Prometheus (Debian's package) as an optional member of the local stack.
+
+``consentinel stack up`` starts ``/usr/bin/prometheus`` with ``deploy/prometheus/prometheus.yml``
+(scrape config and rules) on 127.0.0.1:9090 when it is installed; otherwise it says why it skips
+it and the rest of the stack starts anyway. Lifecycle endpoints are on, so a ``stack up`` against a
+running Prometheus reloads the config and rules (``POST /-/reload``) instead of restarting it.
+"""
 
 from __future__ import annotations
 
@@ -21,36 +27,65 @@ class PrometheusLaunch:
     command: list[str]
     cwd: Path
     ready: Callable[[], bool]
+    reload: Callable[[], bool]
     where: str
 
 
-def prometheus_component(home: Path, log_dir: Path) -> PrometheusLaunch | None:
+def skip_reason(config: Path = CONFIG) -> str | None:
+    """Why Prometheus cannot join the stack here (None when it can)."""
+    if shutil.which("prometheus") is None:
+        return "not installed; `apt-get install prometheus` adds it (Debian's package)"
+    if not config.exists():
+        return f"{config} is missing (run from a source checkout of consentinel)"
+    return None
+
+
+def prometheus_component(
+    home: Path, log_dir: Path, *, port: int = PROMETHEUS_PORT, config: Path = CONFIG
+) -> PrometheusLaunch | None:
     """Return how to launch Prometheus, or None when it is not installed or not configured."""
     binary = shutil.which("prometheus")
-    if binary is None or not CONFIG.exists():
+    if binary is None or skip_reason(config) is not None:
         return None
     data = home / "prometheus"
     data.mkdir(parents=True, exist_ok=True)
     return PrometheusLaunch(
-        port=PROMETHEUS_PORT,
+        port=port,
         command=[
             binary,
-            f"--config.file={CONFIG}",
+            f"--config.file={config}",
             f"--storage.tsdb.path={data}",
-            f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
+            f"--web.listen-address=127.0.0.1:{port}",
             "--storage.tsdb.retention.time=2d",
             "--web.enable-lifecycle",
         ],
-        cwd=CONFIG.parent,
-        ready=_ready,
-        where=f"http://localhost:{PROMETHEUS_PORT} (data {data})",
+        cwd=config.parent,
+        ready=lambda: _ready(port),
+        reload=lambda: reload(port),
+        where=f"http://localhost:{port} (config {config}, data {data})",
     )
 
 
-def _ready() -> bool:
+def _ready(port: int) -> bool:
     try:
-        return (
-            httpx.get(f"http://localhost:{PROMETHEUS_PORT}/-/ready", timeout=2).status_code == 200
-        )
+        return httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def reload(port: int = PROMETHEUS_PORT) -> bool:
+    """Ask the Prometheus on ``port`` to re-read its config and rules; True when it did."""
+    try:
+        return httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=10).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def identify(port: int = PROMETHEUS_PORT) -> str | None:
+    """Return ``"Prometheus <version>"`` if a Prometheus answers on ``port``, else None."""
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/api/v1/status/buildinfo", timeout=2)
+        version = response.json()["data"]["version"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+    return f"Prometheus {version}"

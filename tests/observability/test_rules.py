@@ -336,7 +336,7 @@ def test_metric_catalog_lists_every_metric() -> None:
     for module in METRIC_MODULES:
         for value in vars(importlib.import_module(module)).values():
             if isinstance(value, MetricWrapperBase):
-                family = value.describe()[0]
+                family = next(iter(value.describe()))
                 shown = family.name + ("_total" if family.type == "counter" else "")
                 if f"`{shown}`" not in catalog:
                     missing.add(shown)
@@ -410,6 +410,20 @@ def test_grafana_datasource_and_dashboard_provider() -> None:
     (provider,) = load_yaml(GRAFANA_DASHBOARD_PROVIDER)["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_compose_grafana_reaches_the_datasource() -> None:
+    """The provisioned datasource is http://localhost:9090: in compose, Grafana must share the
+    host's network with Prometheus (a bridged container's localhost is the container itself)."""
+    (datasource,) = load_yaml(GRAFANA_DATASOURCES)["datasources"]
+    services = load_yaml(REPO / "deploy" / "compose" / "docker-compose.yml")["services"]
+    assert datasource["url"].startswith("http://localhost:")
+    assert services["prometheus"].get("network_mode") == "host"
+    assert services["grafana"].get("network_mode") == "host"
+    assert "ports" not in services["grafana"], "published ports conflict with host networking"
+    mounts = services["grafana"]["volumes"]
+    assert "../../grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+    assert "../../grafana/dashboards:/var/lib/grafana/dashboards:ro" in mounts
 
 
 @pytest.mark.parametrize("title", sorted(DASHBOARDS))

@@ -1,0 +1,84 @@
+"""The detector's metrics: bounded series exist at 0 from the start; alerts observe latency."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from streams import topics
+from streams.core.policy import parse_policy
+from streams.detect import metrics
+from streams.detect.runtime import DetectorRuntime
+from streams.serde.testing import SAMPLE_RECORDS, InMemorySchemaSource
+from streams.serde.wire import AvroCodec
+from tests.unit.detect_support import T0
+
+REPO = Path(__file__).resolve().parents[2]
+POLICY = parse_policy(
+    (REPO / "deploy" / "policy.example.yaml")
+    .read_text()
+    .replace("max_photos_per_hour: 5000", "max_photos_per_hour: 2")
+)
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
+    return REGISTRY.get_sample_value(name, labels or {})
+
+
+def test_bounded_series_exist_before_their_first_event() -> None:
+    DetectorRuntime(POLICY, AvroCodec(InMemorySchemaSource()))
+    for kind, severity in metrics.RAISED:
+        labels = {"kind": kind, "severity": severity}
+        assert sample("consentinel_detector_alerts_total", labels) is not None
+    for kind in metrics.DEAD_LETTER_KINDS:
+        assert sample("consentinel_detector_dead_letters_total", {"kind": kind}) is not None
+    for kind, subject_kind in metrics.EPISODES:
+        labels = {"kind": kind, "subject_kind": subject_kind}
+        assert sample("consentinel_detector_episode_active", labels) is not None
+    for org in ("acme-vision", "lovebird-partners"):  # the recipients with a bulk_export limit
+        assert sample("consentinel_detector_suspensions_total", {"recipient": org}) is not None
+    assert sample("consentinel_detector_suspensions_total", {"recipient": "photo-cdn"}) is None
+
+
+def test_a_new_alert_observes_the_time_since_the_gate_decided() -> None:
+    runtime = DetectorRuntime(POLICY, AvroCodec(InMemorySchemaSource()))
+    before = sample("consentinel_detector_alert_latency_seconds_count") or 0.0
+    slow_before = (sample("consentinel_detector_alert_latency_seconds_count") or 0.0) - (
+        sample("consentinel_detector_alert_latency_seconds_bucket", {"le": "2.0"}) or 0.0
+    )
+    decided = int(time.time() * 1000) - 3_000  # the gate decided 3 s ago
+    bulk: dict[str, Any] | None = None
+    alerts: list[Any] = []
+    for n in range(4):  # limit 2: the third allowed read crosses
+        record: dict[str, Any] = {
+            **SAMPLE_RECORDS["Decision"],
+            "decision_id": f"lat-{n}",
+            "subject_event_id": f"lat-e{n}",
+            "subject_kind": "TRAINING_READ",
+            "actor": "job-lat",
+            "purpose": "ML_TRAINING",
+            "verdict": "ALLOW",
+            "reason": "CONSENTED",
+            "occurred_at": T0 + n * 1000,
+            "decided_at": decided,
+        }
+        value = runtime.codec.encode(topics.TOPIC_DECISIONS, record)
+        forwards, dead = runtime.route_decision(b"u", value, 0, n)
+        assert dead is None
+        side, _, forwarded = forwards[0]
+        assert side == "recipient" and forwarded["d"] == decided
+        forwarded = json.loads(json.dumps(forwarded))  # what the internal topic carries
+        applied = runtime.on_recipient(forwarded, bulk, None)
+        bulk = json.loads(json.dumps(applied.values["bulk"]))
+        alerts += [o for o in applied.outputs if o.topic == topics.TOPIC_ALERTS]
+    assert [a.record["kind"] for a in alerts] == ["BULK_EXPORT"]
+    after = sample("consentinel_detector_alert_latency_seconds_count") or 0.0
+    assert after - before >= 1
+    slow_after = after - (
+        sample("consentinel_detector_alert_latency_seconds_bucket", {"le": "2.0"}) or 0.0
+    )
+    assert slow_after - slow_before >= 1  # observed about 3 s, not 0
