@@ -25,6 +25,9 @@ demo: venv ## Run the main job end to end: stack, topics, schemas, the gate and 
 	@$(BIN)/consentinel topics apply
 	@$(BIN)/consentinel schemas register
 	@$(BIN)/consentinel demo --policy deploy/policy.example.yaml
+	@echo ">> Prometheus: http://localhost:9090  (alerts /alerts, targets /targets; config deploy/prometheus/prometheus.yml)"
+	@echo ">> Grafana: mount $(CURDIR)/grafana/provisioning at /etc/grafana/provisioning and $(CURDIR)/grafana/dashboards at /var/lib/grafana/dashboards"
+	@echo "   e.g. docker compose -f deploy/compose/docker-compose.yml up -d grafana, then http://localhost:3000 (admin/admin)"
 
 test: venv ## Run lint, type checks and the whole test suite against the real stack
 	@$(BIN)/ruff check streams tests bench
