@@ -111,7 +111,12 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 def _detect(args: argparse.Namespace, settings: Settings) -> int:
     from streams.detect.app import run_detector
 
-    return run_detector(settings, policy_path=args.policy or settings.policy_path)
+    return run_detector(
+        settings,
+        policy_path=args.policy or settings.policy_path,
+        app_name=args.app_name,
+        from_now=args.from_now,
+    )
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -214,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     detect = sub.add_parser("detect", help="run the detectors (bulk export, denial bursts, ...)")
     detect.add_argument("--policy", type=Path, default=None, help="policy YAML")
+    detect.add_argument(
+        "--app-name",
+        default="consentinel-detector",
+        help="consumer group and state name (after the topic prefix); another name, another state",
+    )
+    detect.add_argument(
+        "--from-now",
+        action="store_true",
+        help="a detector with no committed offsets starts at the end of its inputs (no replay)",
+    )
     detect.set_defaults(handler=_detect)
 
     simulate = sub.add_parser("simulate", help="produce a realistic dating-app workload")

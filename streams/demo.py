@@ -3,23 +3,47 @@
 It writes a handful of users' uploads and consents, then requests that exercise each rule, and a
 2014-style attempt to hand hundreds of users' photos to an AI vendor for training. The gate runs in
 this process; each decision is printed with its explanation as it is committed, then a summary.
-Every run uses fresh ids, so it can be repeated against the same topics.
+
+The detector (``consentinel detect``, a subprocess started with the gate) then stops a bulk export:
+a training job reads thousands of users' photos for acme-vision within minutes of event time,
+crossing its ``bulk_export`` limit; the detector raises ``BULK_EXPORT`` and writes
+``SUSPEND_RECIPIENT``, the gate holds the job's next reads, and the demo resumes the recipient
+(so a rerun starts clean) and stops the detector.
+
+Every run uses fresh ids, so it can be repeated against the same topics. The detector runs under
+a name of its own per run (``--app-name consentinel-detector-demo-<run>``, ``--from-now``): it
+starts with empty state at the end of the decisions topic, so an earlier run's export, still
+inside the sliding hour, cannot hide this run's crossing; its internal topics and consumer group
+are deleted when the demo ends.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from streams import topics
+from streams.admin.controls import resume_recipient
+from streams.core.policy import load_policy
+from streams.core.times import iso_moment
+from streams.errors import ConsentinelError
 from streams.gate.app import build_runner
+from streams.gate.runner import GateRunner
 from streams.sdk import ConsentinelProducer
 from streams.serde.catalog import prefixed_catalog
 from streams.serde.registry import RegistrySchemaSource
@@ -27,7 +51,15 @@ from streams.serde.wire import AvroCodec
 from streams.settings import Settings
 
 HOUR = 3_600_000
+MINUTE = 60_000
 BULK_USERS = 300
+VENDOR = "acme-vision"
+BURST_USERS = 2500
+BURST_PHOTOS = 4
+BURST_CONSENTING = 0.6
+"""The share of the burst's users who consented (so about 6,000 of its 10,000 reads are allowed)."""
+BURST_MINUTES = 10
+DETECTOR_PORT = 9465
 
 
 def _story(p: ConsentinelProducer, tag: str, now: int) -> dict[str, str]:
@@ -163,36 +195,49 @@ def _collect(
 
 
 def run_demo(settings: Settings, *, policy_path: Path) -> int:
-    """Run the story; return 0 when every request got its decision."""
+    """Run the story; return 0 when every request got its decision and the export was stopped."""
     tag = uuid.uuid4().hex[:6]
     now = int(time.time() * 1000)
     print(f"== Consentinel demo (run {tag}) against {settings.kafka_bootstrap_servers}")
+    detector = _Detector(settings, policy_path, tag)
     runner = build_runner(settings, policy_path)
     thread = threading.Thread(target=runner.run, name="gate", daemon=True)
-    thread.start()
-    print("== the gate is starting: restoring state from its changelog, reading controls...")
-    with ConsentinelProducer(settings, source="consentinel-demo") as producer:
-        labels = _story(producer, tag, now)
-    print(f"== wrote {len(labels)} requests; decisions as the gate commits them:\n")
-    shown = Counter[str]()
+    alerts = _Tail(settings, topics.TOPIC_ALERTS)  # from now on: this run's alerts
+    try:
+        detector.start()
+        thread.start()
+        print("== the gate is starting: restoring state from its changelog, reading controls...")
+        ready = detector.wait_ready()
+        with ConsentinelProducer(settings, source="consentinel-demo") as producer:
+            labels = _story(producer, tag, now)
+        print(f"== wrote {len(labels)} requests; decisions as the gate commits them:\n")
+        shown = Counter[str]()
 
-    def show(decision: dict[str, Any]) -> None:
-        label = labels[decision["subject_event_id"]]
-        shown[label] += 1
-        if label.startswith("2014") and shown[label] > 3:
-            if shown[label] == 4:
-                print("   ... (the rest of the 2014-style job is summarised below)\n")
-            return
-        print(
-            f" * {label}\n   {decision['verdict']:5} {decision['reason']}: "
-            f"{decision['explanation']}\n"
-        )
+        def show(decision: dict[str, Any]) -> None:
+            label = labels[decision["subject_event_id"]]
+            shown[label] += 1
+            if label.startswith("2014") and shown[label] > 3:
+                if shown[label] == 4:
+                    print("   ... (the rest of the 2014-style job is summarised below)\n")
+                return
+            print(
+                f" * {label}\n   {decision['verdict']:5} {decision['reason']}: "
+                f"{decision['explanation']}\n"
+            )
 
-    decisions = _collect(settings, set(labels), show, timeout_s=120)
-    runner.stop()
-    thread.join(30)
-    _summary(decisions, labels)
-    return 0 if len(decisions) == len(labels) else 1
+        decisions = _collect(settings, set(labels), show, timeout_s=120)
+        _summary(decisions, labels)
+        stopped = ready and _bulk_export_story(settings, policy_path, runner, alerts, tag)
+    except (RuntimeError, ConsentinelError) as exc:
+        print(f"!! {exc}")
+        return 1
+    finally:
+        alerts.close()
+        detector.stop()
+        runner.stop()
+        if thread.is_alive():
+            thread.join(30)
+    return 0 if len(decisions) == len(labels) and stopped else 1
 
 
 def _summary(decisions: list[dict[str, Any]], labels: dict[str, str]) -> None:
@@ -211,3 +256,312 @@ def _summary(decisions: list[dict[str, Any]], labels: dict[str, str]) -> None:
         f"== {len(decisions)} of {len(labels)} requests decided; every decision is chained in "
         "governance.decisions (`consentinel audit verify`)."
     )
+
+
+# ---------------------------------------------------------------------- a bulk export is stopped
+
+
+class _Tail:
+    """Reads the records written to a topic after it was opened (``read_committed``)."""
+
+    def __init__(self, settings: Settings, contract_topic: str) -> None:
+        self.topic = settings.topic_prefix + contract_topic
+        self.codec = AvroCodec(
+            RegistrySchemaSource(settings.schema_registry_url), prefixed_catalog(settings)
+        )
+        self.consumer = Consumer(
+            {
+                **settings.kafka_config(),
+                "group.id": f"demo-{uuid.uuid4().hex}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
+        )
+        meta = self.consumer.list_topics(self.topic, timeout=30).topics[self.topic]
+        self.consumer.assign([TopicPartition(self.topic, p, OFFSET_END) for p in meta.partitions])
+
+    def until(
+        self, done: Callable[[list[dict[str, Any]]], bool], timeout_s: float
+    ) -> list[dict[str, Any]]:
+        """Read until ``done(records read so far)`` or the timeout; return the records."""
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout_s
+        while not done(records) and time.monotonic() < deadline:
+            for message in self.consumer.consume(500, timeout=0.5):
+                error = message.error()
+                if error is None:
+                    records.append(self.codec.decode(self.topic, message.value()))
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(f"reading {self.topic}: {error}")
+        return records
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _detector_port() -> int:
+    """Return 9465 (the detector's usual metrics port) if it is free, else any free port."""
+    for port in (DETECTOR_PORT, 0):
+        with socket.socket() as sock, contextlib.suppress(OSError):
+            sock.bind(("0.0.0.0", port))
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free port for the detector's metrics")
+
+
+class _Detector:
+    """``consentinel detect`` in a subprocess, under a name (and so a state) of its own."""
+
+    def __init__(self, settings: Settings, policy_path: Path, tag: str) -> None:
+        self.settings = settings
+        self.policy_path = policy_path
+        self.app_name = f"consentinel-detector-demo-{tag}"
+        self.log_path = settings.state_dir.parent / "demo-detector.log"
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.port = _detector_port()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+            "SCHEMA_REGISTRY_URL": self.settings.schema_registry_url,
+            "CONSENTINEL_TOPIC_PREFIX": self.settings.topic_prefix,
+            "METRICS_PORT": str(self.port),
+        }
+        command = [
+            *("consentinel", "detect", "--policy", str(self.policy_path)),
+            *("--app-name", self.app_name, "--from-now"),
+        ]
+        print(
+            f"== starting the detector: {' '.join(command)}\n   (metrics and readiness on"
+            f" :{self.port}, log in {self.log_path})"
+        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", *command[1:]],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout_s: float = 120) -> bool:
+        """Wait until its ``/ready`` answers; False (with a message) if it does not in time."""
+        deadline = time.monotonic() + timeout_s
+        while self.process is not None and self.process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=2):
+                    return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        print(f"!! the detector did not become ready; see {self.log_path}")
+        return False
+
+    def stop(self) -> None:
+        """Stop it, then delete its consumer group and internal topics (this run's state)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        self.process = None
+        app_id = self.settings.topic_prefix + self.app_name
+        admin = AdminClient(self.settings.kafka_config())
+        names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(app_id + "-")]
+        for future in admin.delete_topics(names, operation_timeout=30).values() if names else ():
+            with contextlib.suppress(Exception):  # already gone
+                future.result()
+        for _ in range(20):  # the group empties once the broker has seen the member leave
+            try:
+                admin.delete_consumer_groups([app_id], request_timeout=30)[app_id].result()
+                break
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if isinstance(error, KafkaError) and error.code() == KafkaError.GROUP_ID_NOT_FOUND:
+                    break
+                time.sleep(0.5)
+        print(f"== the detector stopped; its state ({len(names)} internal topics) was deleted")
+
+
+def _write_burst(p: ConsentinelProducer, tag: str, start: int) -> tuple[str, list[str], set[str]]:
+    """Write the burst; return the job id, the consenting users and the reads' event ids."""
+    job = f"bulk-2014-{tag}"
+    consenting: list[str] = []
+    reads: list[tuple[str, str]] = []
+    for i in range(BURST_USERS):
+        owner = f"burst{i:04d}-{tag}"
+        for k in range(BURST_PHOTOS):
+            photo = f"burst{i:04d}-{k}-{tag}"
+            p.photo_uploaded(
+                photo_id=photo,
+                owner_id=owner,
+                content_sha256="cd" * 32,
+                media_type="image/jpeg",
+                size_bytes=150_000,
+                occurred_at=start - 2 * HOUR,
+            )
+            reads.append((owner, photo))
+        if i % 10 < BURST_CONSENTING * 10:
+            p.consent_changed(
+                user_id=owner,
+                purpose="ML_TRAINING",
+                granted=True,
+                recipient_org=VENDOR,
+                categories=["IMAGE"],
+                notice_version="2026-11",
+                occurred_at=start - HOUR,
+            )
+            consenting.append(owner)
+    # photo k of every user, then photo k+1: the job sweeps the whole user base
+    reads.sort(key=lambda r: r[1].rsplit("-", 2)[1])
+    step = BURST_MINUTES * MINUTE / len(reads)
+    ids = set()
+    for n, (owner, photo) in enumerate(reads):
+        event_id = p.training_read(
+            job_id=job,
+            model_id=f"faceprint-{tag}",
+            org=VENDOR,
+            photo_id=photo,
+            owner_id=owner,
+            purpose="ML_TRAINING",
+            categories=["IMAGE"],
+            occurred_at=start + int(n * step),
+        )
+        ids.add(event_id)
+    p.flush()
+    return job, consenting, ids
+
+
+def _follow_ups(
+    p: ConsentinelProducer, job: str, tag: str, owners: list[str], at: int
+) -> dict[str, str]:
+    """Write the job's next reads (consenting users' photos); return event id -> owner."""
+    ids = {}
+    for n, owner in enumerate(owners):
+        event_id = p.training_read(
+            job_id=job,
+            model_id=f"faceprint-{tag}",
+            org=VENDOR,
+            photo_id=owner.replace("-", "-0-", 1),
+            owner_id=owner,
+            purpose="ML_TRAINING",
+            categories=["IMAGE"],
+            occurred_at=at + n,
+        )
+        ids[event_id] = owner
+    p.flush()
+    return ids
+
+
+def _wait_gate(runner: GateRunner, suspended: bool, timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (runner.processor.suspensions.suspension(VENDOR) is not None) == suspended:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _bulk_export_story(
+    settings: Settings, policy_path: Path, runner: GateRunner, alerts: _Tail, tag: str
+) -> bool:
+    """Let a bulk export cross the limit; return True if the detector and the gate stopped it."""
+    limit_spec = load_policy(policy_path).recipients[VENDOR].bulk_export
+    limit = f"{limit_spec.max_photos_per_hour:,}" if limit_spec else "no"
+    start = int(time.time() * 1000)
+    controls = _Tail(settings, topics.TOPIC_CONTROLS)
+    decisions = _Tail(settings, topics.TOPIC_DECISIONS)
+    try:
+        with ConsentinelProducer(settings, source="consentinel-demo") as producer:
+            reads = BURST_USERS * BURST_PHOTOS
+            print(
+                f"== 2014 again, at scale: training job bulk-2014-{tag} reads {reads:,} photos of"
+                f" {BURST_USERS:,} users for {VENDOR} within {BURST_MINUTES} minutes (event time"
+                f" from {iso_moment(start)}); {VENDOR}'s limit is {limit} photos per hour."
+            )
+            job, consenting, read_ids = _write_burst(producer, tag, start)
+
+            def ours(alert: dict[str, Any]) -> bool:
+                samples = set(alert["sample_event_ids"])
+                return alert["kind"] == "BULK_EXPORT" and bool(samples & read_ids)
+
+            def bulk(records: list[dict[str, Any]]) -> bool:
+                return any(ours(a) for a in records)
+
+            raised = alerts.until(bulk, timeout_s=120)
+            alert = next((a for a in raised if ours(a)), None)
+            if alert is None:
+                print("!! no BULK_EXPORT alert within 120 s")
+                return False
+            crossed = (alert["raised_at"] - start) / 1000
+            print(
+                f"\n * the detector's alert ({crossed:.0f} s into the job, event time)\n"
+                f"   {alert['severity']} {alert['kind']} {alert['subject']}: {alert['summary']}\n"
+            )
+            suspended = controls.until(lambda r: bool(r), timeout_s=30)
+            for control in suspended:
+                print(
+                    f" * the control it wrote to governance.controls\n"
+                    f"   {control['kind']} {control['recipient_org']} by {control['actor']}:"
+                    f" {control['reason']}\n"
+                )
+            latest: dict[str, dict[str, Any]] = {}
+            for other in raised + alerts.until(lambda _: False, timeout_s=1):
+                if other["kind"] == "UNCONSENTED_TRAINING":  # updated as the count grows
+                    latest[other["alert_id"]] = other
+            jobs = {job: "the same job", f"facerec-2014-{tag}": "the story's 2014-style job"}
+            for other in latest.values():
+                if other["subject"] in jobs:
+                    print(
+                        f" * and, about {jobs[other['subject']]}\n"
+                        f"   {other['severity']} {other['kind']}: {other['summary']}\n"
+                    )
+            if not _wait_gate(runner, suspended=True):
+                print("!! the gate did not apply the suspension within 30 s")
+                return False
+            after = start + (BURST_MINUTES + 1) * MINUTE
+            held_ids = _follow_ups(producer, job, tag, consenting[:3], after)
+            held = _decisions_for(decisions, held_ids)
+            print(" * the job's next reads (users who did consent), as the gate decides them")
+            for d in held:
+                print(f"   {d['verdict']:5} {d['reason']}: {d['explanation']}")
+            topic, _ = resume_recipient(
+                VENDOR,
+                f"demo run {tag}: checked the alert, resuming so that reruns start clean",
+                actor="operator:demo",
+                producer=producer,
+            )
+            print(f"\n== an operator resumes {VENDOR} (RESUME_RECIPIENT to {topic})")
+            if not _wait_gate(runner, suspended=False):
+                print("!! the gate did not lift the suspension within 30 s")
+                return False
+            again_ids = _follow_ups(producer, job, tag, consenting[3:4], after + MINUTE)
+            for d in _decisions_for(decisions, again_ids):
+                print(f"   {d['verdict']:5} {d['reason']}: {d['explanation']}")
+        ok = len(held) == 3 and all(d["verdict"] == "HOLD" for d in held)
+        print(
+            f"\n== the bulk export was stopped: one {alert['kind']} alert, {VENDOR} suspended,"
+            f" its next {len(held)} reads held; resumed afterwards."
+            if ok
+            else "\n!! the follow-up reads were not all held"
+        )
+        return ok
+    finally:
+        controls.close()
+        decisions.close()
+
+
+def _decisions_for(tail: _Tail, ids: dict[str, str]) -> list[dict[str, Any]]:
+    """Read decisions until every event in ``ids`` has one; return them in ``ids`` order."""
+
+    def done(records: list[dict[str, Any]]) -> bool:
+        return set(ids) <= {r["subject_event_id"] for r in records}
+
+    found = {r["subject_event_id"]: r for r in tail.until(done, timeout_s=60)}
+    return [found[i] for i in ids if i in found]

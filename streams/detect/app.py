@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from confluent_kafka import Consumer, TopicPartition
 
 from streams import topics
 from streams.core.policy import load_policy
@@ -79,16 +80,46 @@ def _broker(settings: Settings) -> tuple[str, Any]:
     )
 
 
+def fix_faust_gap_tracking() -> None:
+    """Let faust commit past the gate's transaction markers (faust-streaming issue #606).
+
+    The gate writes ``governance.decisions`` in transactions, so every batch leaves a commit
+    marker at an offset no consumer ever sees. faust records such holes as gaps that commits may
+    pass, but it records ``[first missing offset, next real offset]`` with both ends included:
+    the next real offset is then counted twice among the acknowledged ones, each commit gets past
+    one hole only, and the committed offset falls ever further behind the stream (a restart then
+    replays everything since; the tables' source offsets keep that from counting twice, but it is
+    slow). This makes the gap end just before the next real offset. Idempotent.
+    """
+    from faust.transport.consumer import Consumer as FaustConsumer
+
+    original = FaustConsumer._add_gap
+    if getattr(original, "_consentinel_fixed", False):
+        return
+
+    async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        await original(self, tp, offset_from, offset_to - 1)
+
+    _add_gap._consentinel_fixed = True  # type: ignore[attr-defined]
+    FaustConsumer._add_gap = _add_gap  # type: ignore[method-assign]
+
+
 def build_app(
     settings: Settings,
     runtime: DetectorRuntime,
     *,
     partitions: int = PARTITIONS,
     merge_wait_ms: int = MERGE_WAIT_MS,
+    app_name: str = APP_NAME,
 ) -> faust.App:
-    """Return the faust app running ``runtime`` against the settings' Kafka."""
+    """Return the faust app running ``runtime`` against the settings' Kafka.
+
+    ``app_name`` (after the topic prefix) names the consumer group, the internal topics and the
+    tables' changelogs: a detector with another name keeps its own state.
+    """
+    fix_faust_gap_tracking()
     prefix = settings.topic_prefix
-    app_id = prefix + APP_NAME
+    app_id = prefix + app_name
     broker, credentials = _broker(settings)
     store = "memory://" if settings.state_store == "memory" else "rocksdb://"
     datadir = settings.state_dir / settings.instance_id / "detector"
@@ -104,6 +135,11 @@ def build_app(
         producer_acks=-1,
         web_enabled=False,
         autodiscover=False,
+        # Decisions wait in the event-time merge, unacknowledged, until released; after the
+        # timers stop, nothing releases them, and waiting for every event to be acknowledged
+        # would hang the shutdown. Unacknowledged events are simply not committed, so the next
+        # start reads them again (the tables' source offsets keep that from counting twice).
+        stream_wait_empty=False,
     )
 
     def raw(name: str) -> Any:
@@ -238,12 +274,52 @@ def build_runtime(settings: Settings, policy_path: Path) -> DetectorRuntime:
     return DetectorRuntime(policy, codec, topic_prefix=settings.topic_prefix)
 
 
-def run_detector(settings: Settings, *, policy_path: Path | None) -> int:
-    """Run the detector until SIGTERM or SIGINT; return the process exit code."""
+def start_at_end(settings: Settings, group: str, contract_topics: list[str]) -> bool:
+    """Commit ``group``'s offsets at the current end of the topics, if it has none yet.
+
+    So a new detector reads only what is written from now on (faust itself would replay the
+    topics from the beginning). Returns False when the group had committed offsets already.
+    """
+    consumer = Consumer({**settings.kafka_config(), "group.id": group})
+    try:
+        parts = []
+        for name in (settings.topic_prefix + t for t in contract_topics):
+            meta = consumer.list_topics(name, timeout=30).topics[name]
+            parts += [TopicPartition(name, p) for p in meta.partitions]
+        if any(tp.offset >= 0 for tp in consumer.committed(parts, timeout=30)):
+            return False
+        ends = [
+            TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, 30)[1])
+            for tp in parts
+        ]
+        consumer.commit(offsets=ends, asynchronous=False)
+        return True
+    finally:
+        consumer.close()
+
+
+def run_detector(
+    settings: Settings,
+    *,
+    policy_path: Path | None,
+    app_name: str = APP_NAME,
+    from_now: bool = False,
+) -> int:
+    """Run the detector until SIGTERM or SIGINT; return the process exit code.
+
+    ``app_name`` names its consumer group and state (see :func:`build_app`); with ``from_now``, a
+    detector whose group has no committed offsets starts at the end of its input topics.
+    """
     if policy_path is None:
         raise ConfigError("no policy given", hint="pass --policy FILE or set CONSENTINEL_POLICY")
     runtime = build_runtime(settings, policy_path)
-    app = build_app(settings, runtime)
+    if from_now and start_at_end(
+        settings,
+        settings.topic_prefix + app_name,
+        [topics.TOPIC_DECISIONS, topics.TOPIC_TRAINING_READS],
+    ):
+        log.info("new detector %s: starts at the end of its input topics", app_name)
+    app = build_app(settings, runtime, app_name=app_name)
     server = None
     if settings.metrics_port is not None:
 
@@ -274,9 +350,16 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="consentinel-detect")
     parser.add_argument("--policy", type=Path, default=None)
+    parser.add_argument("--app-name", default=APP_NAME)
+    parser.add_argument("--from-now", action="store_true")
     args = parser.parse_args(argv)
     settings = load_settings()
-    return run_detector(settings, policy_path=args.policy or settings.policy_path)
+    return run_detector(
+        settings,
+        policy_path=args.policy or settings.policy_path,
+        app_name=args.app_name,
+        from_now=args.from_now,
+    )
 
 
 if __name__ == "__main__":
