@@ -93,9 +93,17 @@ class GateRunner:
         self.options = options or RunnerOptions()
         self.prefix = topic_prefix
         self._logical = {self.physical(t): t for t in (*topics.ALL_TOPICS, CHANGELOG_TOPIC)}
+        self._physical = {t: self.physical(t) for t in (*topics.ALL_TOPICS, CHANGELOG_TOPIC)}
+        # metric children by label values: ``labels()`` costs a lock and a tuple lookup per call
+        self._decision_counters: dict[tuple[str, str, str], Any] = {}
+        self._photos_out_counters: dict[tuple[str, str], Any] = {}
         self._states: dict[int, PartitionState] = {}
         self._syncs: dict[int, PartitionSynchronizer[RawInput]] = {}
         self._paused: set[tuple[str, int]] = set()
+        # (logical topic, partition) -> the offset after the last record accepted, for the streams
+        # that got records since they were last known to be caught up (see _settle)
+        self._unsettled: dict[tuple[str, int], int] = {}
+        self._tps: dict[tuple[str, int], TopicPartition] = {}
         self._running = True
         self._next_lag_report = 0.0
         self.consumer = Consumer(
@@ -131,6 +139,10 @@ class GateRunner:
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # The end of the changelog shows as an empty fetch, which the broker holds for
+            # fetch.wait.max.ms (default 500 ms) before answering: half a second per partition.
+            "fetch.wait.max.ms": 10,
+            "max.partition.fetch.bytes": 4 * 1024 * 1024,
         }
 
     def physical(self, logical: str) -> str:
@@ -171,9 +183,7 @@ class GateRunner:
             metrics.ASSIGNED_PARTITIONS.set(0)
 
     def _iteration(self) -> None:
-        messages = self.consumer.consume(
-            self.options.batch_max_events, timeout=self.options.poll_timeout_s
-        )
+        messages = self._consume()
         if self.controls.poll():
             metrics.SUSPENDED_RECIPIENTS.set(len(self.processor.suspensions))
         for message in messages:
@@ -186,6 +196,22 @@ class GateRunner:
             self._report_lag()
 
     # -- intake ---------------------------------------------------------------------------------
+    def _consume(self) -> list[Message]:
+        """Return up to a batch of what is already fetched, waiting only when nothing is.
+
+        ``consume(n, timeout)`` would wait for ``n`` records or the whole timeout, adding up to
+        ``poll_timeout_s`` to every decision's latency under moderate load. Records that arrive
+        while a transaction commits form the next batch, so batches still grow with the load.
+        """
+        budget = self.options.batch_max_events
+        messages = self.consumer.consume(budget, timeout=0)
+        if messages:
+            return messages
+        first = self.consumer.poll(self.options.poll_timeout_s)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(budget - 1, timeout=0)]
+
     def _accept(self, message: Message) -> None:
         error = message.error()
         partition = message.partition()
@@ -193,8 +219,9 @@ class GateRunner:
         sync = self._syncs.get(partition) if partition is not None else None
         if error is not None:
             if error.code() == KafkaError._PARTITION_EOF:
-                if sync is not None:
+                if sync is not None and partition is not None:
                     sync.mark_caught_up(topic)
+                    self._unsettled.pop((topic, partition), None)
                 return
             if error.fatal():
                 raise GateFatalError(f"consumer failed: {error}")
@@ -203,17 +230,45 @@ class GateRunner:
         if sync is None or partition is None:
             return  # a message for a partition revoked in the meantime: its new owner decides it
         _, timestamp = message.timestamp()
+        offset = message.offset() or 0
         raw = RawInput(
             topic=topic,
             partition=partition,
-            offset=message.offset() or 0,
+            offset=offset,
             timestamp_ms=timestamp,
             key=message.key(),
             value=message.value(),
         )
         sync.add(topic, timestamp, raw)
+        self._unsettled[(topic, partition)] = offset + 1
+
+    def _settle(self) -> None:
+        """Mark the streams whose last fetched record was the partition's end as caught up.
+
+        The consumer's ``_PARTITION_EOF`` says the same, but only after a further fetch round
+        trip; the high watermark cached from the fetch that brought the last record says it at
+        once. Without this, under live traffic a request waits for its partition's other
+        streams to report EOF (or for ``max_idle_ms``) whenever an upload or consent just came in.
+        """
+        for key, position in list(self._unsettled.items()):
+            topic, partition = key
+            sync = self._syncs.get(partition)
+            if sync is None:
+                del self._unsettled[key]
+                continue
+            if sync.pending(topic):
+                continue
+            tp = self._tps.get(key)
+            if tp is None:
+                tp = self._tps[key] = TopicPartition(self.physical(topic), partition)
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if 0 <= high <= position:
+                sync.mark_caught_up(topic)
+                del self._unsettled[key]
 
     def _drain(self) -> list[RawInput]:
+        if self._unsettled:
+            self._settle()
         now = int(time.time() * 1000)
         budget = self.options.batch_max_events
         batch: list[RawInput] = []
@@ -230,40 +285,46 @@ class GateRunner:
         offsets: dict[tuple[str, int], int] = {}
         decided_at = time.time()
         latencies: list[float] = []
+        physical = self._physical
+        states = self._states
+        decode = self.codec.decode
+        process = self.processor.process
+        produce = self._produce
         for raw in batch:
-            state = self._states[raw.partition]
-            record: dict[str, Any] | None = None
+            state = states[raw.partition]
+            topic = physical[raw.topic]
             try:
-                record = self.codec.decode(self.physical(raw.topic), raw.value)
+                record = decode(topic, raw.value)
             except ConsentinelError as exc:
                 processed = self.processor.dead_letter(raw, exc.error_kind, str(exc))
             else:
-                processed = self.processor.process(raw, record, state)
+                processed = process(raw, record, state)
             for output in processed.outputs:
-                self._produce(output)
+                produce(output)
             if processed.dead_letter_kind is not None:
                 metrics.DEAD_LETTERS.labels(processed.dead_letter_kind).inc()
-            if processed.decision is not None:
-                self._count(processed.decision)
-                latencies.append(decided_at - processed.decision.request.occurred_at_ms / 1000)
-            offsets[(self.physical(raw.topic), raw.partition)] = raw.offset + 1
+            decision = processed.decision
+            if decision is not None:
+                self._count(decision)
+                latencies.append(decided_at - decision.request.occurred_at_ms / 1000)
+            offsets[(topic, raw.partition)] = raw.offset + 1
+        changelog = physical[CHANGELOG_TOPIC]
         for partition in {raw.partition for raw in batch}:
-            for key, value in self._states[partition].take_changes():
-                self.producer.produce(
-                    self.physical(CHANGELOG_TOPIC), key=key, value=value, partition=partition
-                )
+            for key, value in states[partition].take_changes():
+                self.producer.produce(changelog, key=key, value=value, partition=partition)
         self.producer.send_offsets_to_transaction(
             [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
             self.consumer.consumer_group_metadata(),
         )
         self._commit()
+        observe = metrics.DECISION_LATENCY.observe
         for latency in latencies:
-            metrics.DECISION_LATENCY.observe(max(latency, 0.0))
+            observe(max(latency, 0.0))
         metrics.BATCH_SIZE.observe(len(batch))
 
     def _produce(self, output: Output) -> None:
         value = output.value
-        topic = self.physical(output.topic)
+        topic = self._physical[output.topic]
         payload = value if isinstance(value, bytes) else self.codec.encode(topic, value)
         while True:
             try:
@@ -279,14 +340,23 @@ class GateRunner:
 
     def _count(self, decision: Any) -> None:
         request = decision.request
-        metrics.DECISIONS.labels(
-            decision.verdict.value, decision.reason.value, request.kind.value
-        ).inc()
+        kind = request.kind.value
+        key = (decision.verdict.value, decision.reason.value, kind)
+        counter = self._decision_counters.get(key)
+        if counter is None:
+            counter = self._decision_counters[key] = metrics.DECISIONS.labels(*key)
+        counter.inc()
         if decision.allowed:
             recipient = request.recipient_org
-            if self.processor.policy.recipient(recipient) is None:
-                recipient = metrics.UNREGISTERED_RECIPIENT
-            metrics.PHOTOS_OUT.labels(recipient, request.kind.value).inc()
+            out_key = (recipient, kind)
+            counter = self._photos_out_counters.get(out_key)
+            if counter is None:
+                if self.processor.policy.recipient(recipient) is None:
+                    recipient = metrics.UNREGISTERED_RECIPIENT
+                counter = self._photos_out_counters[out_key] = metrics.PHOTOS_OUT.labels(
+                    recipient, kind
+                )
+            counter.inc()
 
     def _commit(self) -> None:
         try:
@@ -334,11 +404,19 @@ class GateRunner:
             if state is not None:
                 state.close()
             self._syncs.pop(partition, None)
+            self._forget_positions(partition)
         self._paused = {tp for tp in self._paused if tp[1] in self._states}
         metrics.ASSIGNED_PARTITIONS.set(len(self._states))
         metrics.READY.set(1 if self.ready else 0)
 
-    def _restore(self, partition: int) -> None:
+    def restore_partition(self, partition: int) -> int:
+        """Restore one partition's state from the changelog, as on assignment; return the records.
+
+        What the assignment callback does for each new partition; public for tools that time it.
+        """
+        return self._restore(partition)
+
+    def _restore(self, partition: int) -> int:
         started = time.monotonic()
         state = PartitionState(
             partition,
@@ -353,17 +431,22 @@ class GateRunner:
             restorer.assign([tp])
             done = False
             while not done:
-                for message in restorer.consume(10_000, timeout=1.0):
+                # what is fetched already, else wait for the next record (or the EOF event)
+                messages = restorer.consume(10_000, timeout=0) or restorer.consume(1, timeout=1.0)
+                records: list[tuple[bytes, bytes | None]] = []
+                for message in messages:
                     error = message.error()
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
                             done = True
                             break
                         raise GateFatalError(f"restoring partition {partition} failed: {error}")
-                    state.restore(message.key() or b"", message.value())
-                    count += 1
+                    records.append((message.key() or b"", message.value()))
+                state.restore_many(records)
+                count += len(records)
         restorer.close()
         self._states[partition] = state
+        self._forget_positions(partition)
         self._syncs[partition] = PartitionSynchronizer(
             STREAM_ORDER, max_idle_ms=self.options.max_idle_ms
         )
@@ -371,6 +454,11 @@ class GateRunner:
         metrics.RESTORE_DURATION.observe(elapsed)
         metrics.RESTORED_RECORDS.inc(count)
         log.info("partition %d restored: %d changelog records in %.2fs", partition, count, elapsed)
+        return count
+
+    def _forget_positions(self, partition: int) -> None:
+        for key in [k for k in self._unsettled if k[1] == partition]:
+            del self._unsettled[key]
 
     # -- housekeeping ---------------------------------------------------------------------------
     def _flow_control(self) -> None:

@@ -96,7 +96,7 @@ EMPTY_ANNOTATIONS = {
 """Annotation queries that are legitimately empty in this scenario (panels have no exemption)."""
 NAN_BY_DESIGN = {
     # consentinel_detector_recipient_baseline_photos_per_hour is NaN until a recipient has
-    # warmup_days (3) of event-time history (documented in the metric's help and the README's metric catalog);
+    # warmup_days (3) of event-time history (see the metric's help and the README's catalog);
     # simulating three days through the gate does not fit this test. The series must exist.
     "Bulk export: panel '$recipient: photos in the last hour vs limit and baseline' C",
     "Bulk export: panel '$recipient: photos in the last hour vs limit and baseline' C"
