@@ -29,6 +29,7 @@ def build_runner(
     """Return a ready-to-run gate for ``settings`` and the policy file at ``policy_path``."""
     policy = load_policy(policy_path)
     metrics.POLICY_INFO.labels(policy.version).set(1)
+    metrics.initialise(policy.recipients)
     codec = AvroCodec(
         RegistrySchemaSource(settings.schema_registry_url), prefixed_catalog(settings)
     )

@@ -6,7 +6,11 @@ in the policy or ``_unregistered`` — never a user, photo or free-text value.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from streams.core.model import Reason, SubjectKind
 
 UNREGISTERED_RECIPIENT = "_unregistered"
 
@@ -66,3 +70,38 @@ CONSUMER_LAG = Gauge(
 POLICY_INFO = Gauge(
     "consentinel_gate_policy_info", "The policy version in force (value is always 1).", ["version"]
 )
+
+_ALLOW_REASONS = ("CONSENTED", "NOT_CONSENT_BASED")
+DEAD_LETTER_KINDS = (
+    "UNDECODABLE_BYTES",
+    "UNKNOWN_SCHEMA_ID",
+    "SCHEMA_MISMATCH",
+    "INVALID_EVENT",
+    "UNKNOWN_ENUM_SYMBOL",
+    "UNEXPECTED_TOPIC",
+)
+"""The error kinds the gate dead-letters input with (``ConsentinelError.error_kind``)."""
+
+
+def initialise(recipients: Iterable[str]) -> None:
+    """Create every bounded labelled series at 0, so panels show 0 and ``increase()`` sees 1.
+
+    Idempotent. The (verdict, reason) pairs are the ones the rules can produce: ALLOW with the
+    two allowing reasons, HOLD with ``RECIPIENT_SUSPENDED``, DENY with every other reason.
+    """
+    pairs = [("ALLOW", r) for r in _ALLOW_REASONS] + [("HOLD", "RECIPIENT_SUSPENDED")]
+    pairs += [
+        ("DENY", r.value)
+        for r in Reason
+        if r.value not in _ALLOW_REASONS and r is not Reason.RECIPIENT_SUSPENDED
+    ]
+    for verdict, reason in pairs:
+        for kind in SubjectKind:
+            DECISIONS.labels(verdict, reason, kind.value)
+    for dead_letter_kind in DEAD_LETTER_KINDS:
+        DEAD_LETTERS.labels(dead_letter_kind)
+    for outcome in ("committed", "aborted"):
+        TRANSACTIONS.labels(outcome)
+    for recipient in recipients:
+        for kind in SubjectKind:
+            PHOTOS_OUT.labels(recipient, kind.value)
