@@ -103,7 +103,11 @@ class GateRunner:
         # (logical topic, partition) -> the offset after the last record accepted, for the streams
         # that got records since they were last known to be caught up (see _settle)
         self._unsettled: dict[tuple[str, int], int] = {}
+        # (logical topic, partition) -> the offset after the last record accepted
+        self._positions: dict[tuple[str, int], int] = {}
         self._tps: dict[tuple[str, int], TopicPartition] = {}
+        # partition -> (the merge's clock in ms, the wall clock when it last advanced); see _drain
+        self._merge_clocks: dict[int, tuple[int, int]] = {}
         self._running = True
         self._next_lag_report = 0.0
         self.consumer = Consumer(
@@ -245,6 +249,7 @@ class GateRunner:
         )
         sync.add(topic, timestamp, raw)
         self._unsettled[(topic, partition)] = offset + 1
+        self._positions[(topic, partition)] = offset + 1
 
     def _settle(self) -> None:
         """Mark the streams whose last fetched record was the partition's end as caught up.
@@ -262,13 +267,48 @@ class GateRunner:
                 continue
             if sync.pending(topic):
                 continue
-            tp = self._tps.get(key)
-            if tp is None:
-                tp = self._tps[key] = TopicPartition(self.physical(topic), partition)
-            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if 0 <= high <= position:
+            if 0 <= self._high(topic, partition) <= position:
                 sync.mark_caught_up(topic)
                 del self._unsettled[key]
+
+    def _high(self, topic: str, partition: int) -> int:
+        """Return the partition's high watermark as of the last fetch (-1 before any fetch)."""
+        key = (topic, partition)
+        tp = self._tps.get(key)
+        if tp is None:
+            tp = self._tps[key] = TopicPartition(self.physical(topic), partition)
+        _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+        return int(high)
+
+    def _lagging(self, partition: int, sync: PartitionSynchronizer[RawInput]) -> bool:
+        """Tell whether an empty stream of ``partition`` is known to have more records to come.
+
+        That is, its high watermark (as of the last fetch) is past what the gate has read.
+        """
+        for topic in STREAM_ORDER:
+            if sync.pending(topic):
+                continue
+            position = self._positions.get((topic, partition))
+            if position is not None and self._high(topic, partition) > position:
+                return True
+        return False
+
+    def _merge_clock(self, partition: int, sync: PartitionSynchronizer[RawInput], now: int) -> int:
+        """Return the clock the partition's event-time merge runs on: wall time, not lagging.
+
+        The merge stops waiting for an empty stream after ``max_idle_ms``, so that a stream with
+        nothing in flight does not hold the others forever. But a stream can also be empty
+        because the consumer has not fetched its next records yet (flow control, a slow fetch)
+        while the broker has them: on a large backlog that released requests before the
+        uploads and consents they follow (decided ``UNKNOWN_PHOTO`` or ``NO_CONSENT`` although
+        live they would not be). As in Kafka Streams (KIP-695), the wait is not counted while a
+        stream is known to have records to come.
+        """
+        clock, last_wall = self._merge_clocks.get(partition, (now, now))
+        if not self._lagging(partition, sync):
+            clock += max(now - last_wall, 0)
+        self._merge_clocks[partition] = (clock, now)
+        return clock
 
     def _drain(self) -> list[RawInput]:
         if self._unsettled:
@@ -276,8 +316,8 @@ class GateRunner:
         now = int(time.time() * 1000)
         budget = self.options.batch_max_events
         batch: list[RawInput] = []
-        for sync in self._syncs.values():
-            for _, raw in sync.drain(now):
+        for partition, sync in self._syncs.items():
+            for _, raw in sync.drain(self._merge_clock(partition, sync, now)):
                 batch.append(raw)
                 if len(batch) >= budget:
                     return batch
@@ -463,6 +503,9 @@ class GateRunner:
     def _forget_positions(self, partition: int) -> None:
         for key in [k for k in self._unsettled if k[1] == partition]:
             del self._unsettled[key]
+        for key in [k for k in self._positions if k[1] == partition]:
+            del self._positions[key]
+        self._merge_clocks.pop(partition, None)
 
     # -- housekeeping ---------------------------------------------------------------------------
     def _flow_control(self) -> None:
