@@ -24,6 +24,7 @@ import importlib.metadata
 import json
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -662,18 +663,26 @@ def versions(settings: Settings) -> dict[str, str]:
     }
 
 
+def _answers(host_port: str) -> bool:
+    host, _, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host or "localhost", int(port)), timeout=3):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def ensure_stack() -> None:
+    """Start the local stack unless Kafka and the registry already answer."""
     settings = load_settings()
-    kafka_ok = registry_ok = False
-    try:
-        AdminClient(settings.kafka_config()).list_topics(timeout=5)
-        kafka_ok = True
-    except Exception:
-        kafka_ok = False
-    try:
-        registry_ok = httpx.get(settings.schema_registry_url + "/subjects", timeout=5).is_success
-    except Exception:
-        registry_ok = False
+    kafka_ok = all(_answers(b) for b in settings.kafka_bootstrap_servers.split(","))
+    registry_ok = False
+    if kafka_ok:
+        try:
+            url = settings.schema_registry_url + "/subjects"
+            registry_ok = httpx.get(url, timeout=5).is_success
+        except Exception:
+            registry_ok = False
     if kafka_ok and registry_ok:
         say("stack: Kafka and the registry answer")
         return
