@@ -45,6 +45,9 @@ def request(
             categories=["IMAGE"],
             occurred_at=now - HOUR,
         )
+    # The upload and consent are acknowledged before the request is written: this test is about
+    # suspension and reports, not about a live request racing its own upload (see the README).
+    p.flush()
     common: dict[str, Any] = {"photo_id": photo, "owner_id": owner, "occurred_at": now}
     if training:
         event_id = p.training_read(
