@@ -103,6 +103,15 @@ class DetectorProcess:
                 time.sleep(0.5)
         raise AssertionError(f"the detector was not ready within {timeout_s} s")
 
+    def start_ready(self) -> None:
+        """Start and wait until ready, restarting once: faust can hang at "Recovery: Starting"."""
+        try:
+            self.wait_ready()
+        except AssertionError:
+            self.stop()
+            self.start()
+            self.wait_ready()
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -253,7 +262,7 @@ def test_bulk_export_alert_suspends_then_resume_lets_requests_through(
     runner: GateRunner
     with env.gate_thread("ga") as runner:
         try:
-            detector.wait_ready()
+            detector.start_ready()
             report = run_simulation(
                 env.settings,
                 rate=2.0,
@@ -323,7 +332,7 @@ def test_a_day_of_normal_traffic_raises_no_alert(e2e: GateEnv, tmp_path: Path) -
     gate = env.gate_process("gb")
     group = env.prefix + "consentinel-detector"
     try:
-        detector.wait_ready()
+        detector.start_ready()
         began = time.monotonic()
         report = run_simulation(
             env.settings,
