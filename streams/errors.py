@@ -20,6 +20,16 @@ class ConsentinelError(Exception):
         super().__init__(f"{message} ({hint})" if hint else message)
 
 
+class TransientError(ConsentinelError):
+    """A dependency is unreachable for now (broker, registry): retry, never dead-letter.
+
+    A stream processor that meets one stops the batch, aborts its transaction and tries the
+    same records again after a back-off; the record is not bad, the moment is.
+    """
+
+    error_kind = "TRANSIENT"
+
+
 class ConfigError(ConsentinelError):
     """Settings or a file given at start-up are invalid; the process refuses to start."""
 
@@ -44,10 +54,22 @@ class RegistryError(ConsentinelError):
     error_kind = "REGISTRY"
 
 
+class RegistryUnavailableError(RegistryError, TransientError):
+    """The schema registry cannot be reached or answered with a server error (retry later)."""
+
+    error_kind = "REGISTRY_UNAVAILABLE"
+
+
 class IncompatibleSchemaError(RegistryError):
     """The registry rejected a schema as incompatible with the subject's earlier versions."""
 
     error_kind = "INCOMPATIBLE_SCHEMA"
+
+
+class MissingTopicError(StackError):
+    """A topic a processor reads or writes does not exist; the process stays not ready."""
+
+    error_kind = "MISSING_TOPIC"
 
 
 class TopicLayoutError(ConsentinelError):
@@ -90,6 +112,37 @@ class UnknownEnumSymbolError(InvalidEventError):
     """An enum field holds a symbol this version does not understand (read as ``UNKNOWN``)."""
 
     error_kind = "UNKNOWN_ENUM_SYMBOL"
+
+
+class InvalidTimeError(InvalidEventError):
+    """An input's ``occurred_at`` is outside the bounds the policy trusts producers' clocks to.
+
+    Ahead of the broker's append time by more than ``time.max_skew_s``, or behind it by more than
+    ``time.max_lateness_s`` (contract section 3). Dead-lettered, never decided.
+    """
+
+    error_kind = "INVALID_TIME"
+
+
+class MisroutedError(InvalidEventError):
+    """An input's key is not its owner's id, or it sits on another partition than murmur2(key).
+
+    Deciding it would ignore the user's consents, which live on the right partition.
+    """
+
+    error_kind = "MISROUTED"
+
+
+class DuplicateEventError(InvalidEventError):
+    """An ``event_id`` seen before with *different* content (an exact duplicate is no error)."""
+
+    error_kind = "DUPLICATE_EVENT_ID"
+
+
+class SigningKeyError(ConfigError):
+    """A signing or verification key file is missing, unreadable or not an Ed25519 key."""
+
+    error_kind = "SIGNING_KEY"
 
 
 class DeliveryError(ConsentinelError):

@@ -11,6 +11,7 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,18 @@ class Settings(BaseSettings):
     stack_home: Path = Field(
         Path.home() / ".cache" / "consentinel" / "stack", alias="CONSENTINEL_STACK_HOME"
     )
+    schema_registry_username: str | None = Field(None, alias="SCHEMA_REGISTRY_USERNAME")
+    schema_registry_password: SecretStr | None = Field(None, alias="SCHEMA_REGISTRY_PASSWORD")
+    signing_key_path: Path | None = Field(None, alias="CONSENTINEL_SIGNING_KEY")
+    """The gate's Ed25519 private key file (PEM) it signs chain heads with; never logged."""
+    verify_key_path: Path | None = Field(None, alias="CONSENTINEL_VERIFY_KEY")
+    """The matching public key file `audit verify` checks checkpoint signatures with."""
+
+    def registry_basic_auth(self) -> tuple[str, SecretStr] | None:
+        """Return the schema registry's basic-auth ``(user, password)``, or ``None`` if unset."""
+        if not self.schema_registry_username:
+            return None
+        return self.schema_registry_username, self.schema_registry_password or SecretStr("")
 
     def kafka_config(self) -> dict[str, Any]:
         """Return librdkafka client settings shared by every producer, consumer and admin."""
@@ -59,17 +72,44 @@ class Settings(BaseSettings):
         return config
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings, turning validation failures into :class:`ConfigError`."""
+def refuse_url_credentials(url: str, name: str = "SCHEMA_REGISTRY_URL") -> None:
+    """Raise :class:`ConfigError` if ``url`` carries ``user:password@`` (never echoing them).
+
+    Credentials in a URL end up in logs, process listings and error messages; the registry's come
+    from ``SCHEMA_REGISTRY_USERNAME``/``SCHEMA_REGISTRY_PASSWORD`` only (contract section 6).
+    """
     try:
-        return Settings(**overrides)
+        parts = urlsplit(url)
+        has_userinfo = "@" in parts.netloc
+        shown = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    except ValueError:
+        has_userinfo, shown = "@" in url, "the URL"
+    if has_userinfo:
+        raise ConfigError(
+            f"{name} must not contain credentials ({shown} has a user or password before '@')",
+            hint="remove them from the URL and set SCHEMA_REGISTRY_USERNAME and"
+            " SCHEMA_REGISTRY_PASSWORD instead",
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings, turning validation failures into :class:`ConfigError`.
+
+    A ``SCHEMA_REGISTRY_URL`` with credentials in it is refused (:func:`refuse_url_credentials`).
+    Messages never contain a secret's value: only the names and pydantic's description of what is
+    wrong, and the original validation error (which holds the input) is not chained.
+    """
+    try:
+        loaded = Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(
             f"invalid settings: {problems}", hint="fix the environment variables named above"
-        ) from exc
+        ) from None
+    refuse_url_credentials(loaded.schema_registry_url)
+    return loaded
 
 
 @lru_cache(maxsize=1)

@@ -35,10 +35,36 @@ TOPIC_CONTROLS: Final = "governance.controls"
 TOPIC_DLQ: Final = "governance.dlq"
 """``DeadLetter`` records: every input a processor could not handle, kept verbatim."""
 
+TOPIC_ERASURE_REQUESTS: Final = "privacy.erasure.requests"
+"""``ErasureRequested`` events from the app and the privacy team; key ``user_id``; an input
+co-partitioned with the other four (see :data:`GATE_INPUT_TOPICS`)."""
+
+TOPIC_RECALLS: Final = "governance.recalls"
+"""``RecallOrder`` records written by the gate only; key ``recipient_org``; infinite retention."""
+
+TOPIC_RECALL_ACKS: Final = "governance.recall.acks"
+"""``RecallAcknowledged`` records written by recipients (via the acks service); key
+``recipient_org``."""
+
+TOPIC_CHECKPOINTS: Final = "governance.checkpoints"
+"""``ChainCheckpoint`` records (signed chain heads) written by the gate only; key the partition
+number; infinite retention."""
+
 INPUT_TOPICS: Final[frozenset[str]] = frozenset(
     {TOPIC_PHOTO_UPLOADS, TOPIC_CONSENT_CHANGES, TOPIC_SHARE_REQUESTS, TOPIC_TRAINING_READS}
 )
-"""The four input topics. They are co-partitioned: same partition count, keyed by the owner's id."""
+"""The four original input topics (uploads, consents, share requests, training reads).
+
+Kept as exactly these four because the simulator and benchmarks produce to them as "the inputs".
+Every input the gate consumes, ``privacy.erasure.requests`` included, is :data:`GATE_INPUT_TOPICS`.
+All of them are co-partitioned: same partition count, keyed by the owner's id.
+"""
+
+GATE_INPUT_TOPICS: Final[frozenset[str]] = INPUT_TOPICS | {TOPIC_ERASURE_REQUESTS}
+"""Every input topic of the contract: :data:`INPUT_TOPICS` plus ``privacy.erasure.requests``.
+
+All are co-partitioned (same partition count, key the owner's id) and read by the gate.
+"""
 
 ALL_TOPICS: Final[tuple[str, ...]] = (
     TOPIC_PHOTO_UPLOADS,
@@ -50,10 +76,43 @@ ALL_TOPICS: Final[tuple[str, ...]] = (
     TOPIC_ALERTS,
     TOPIC_CONTROLS,
     TOPIC_DLQ,
+    TOPIC_ERASURE_REQUESTS,
+    TOPIC_RECALLS,
+    TOPIC_RECALL_ACKS,
+    TOPIC_CHECKPOINTS,
 )
-"""Every topic of the contract, inputs first, in the order of the contract's table."""
+"""Every topic of the contract, in the order of the contract's table (section 2)."""
 
 
 def value_subject(topic: str) -> str:
     """Return the registry subject of a topic's values (TopicNameStrategy: ``<topic>-value``)."""
     return f"{topic}-value"
+
+
+# -- internal topics: written and read by Consentinel's own processors only ------------------------
+
+TOPIC_GATE_CHANGELOG: Final = "consentinel.gate.state-changelog"
+"""The gate's state (consents, photo owners, chain heads); compacted; co-partitioned with inputs."""
+
+DETECTOR_APP: Final = "consentinel-detector"
+"""The detectors' default application name: consumer group, transactional ids, internal topics."""
+
+
+def detector_topics(app_name: str = DETECTOR_APP) -> tuple[str, str, str]:
+    """Return a detector application's (by-recipient, by-actor, changelog) internal topics.
+
+    by-recipient: decisions re-keyed by recipient; by-actor: decisions and training jobs re-keyed
+    by requester or job; changelog: the detectors' state (compacted). Created by the runtime.
+    """
+    return (f"{app_name}.by-recipient", f"{app_name}.by-actor", f"{app_name}.state-changelog")
+
+
+TOPIC_DETECTOR_BY_RECIPIENT, TOPIC_DETECTOR_BY_ACTOR, TOPIC_DETECTOR_CHANGELOG = detector_topics()
+
+INTERNAL_TOPICS: Final[tuple[str, ...]] = (
+    TOPIC_GATE_CHANGELOG,
+    TOPIC_DETECTOR_BY_RECIPIENT,
+    TOPIC_DETECTOR_BY_ACTOR,
+    TOPIC_DETECTOR_CHANGELOG,
+)
+"""Every internal topic; deleting a test environment removes these too."""

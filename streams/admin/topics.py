@@ -22,8 +22,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from streams.errors import ConfigError, TopicLayoutError
+from streams.resources import topics_file
 
-TOPICS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "topics.yaml"
+TOPICS_FILE = topics_file()
+"""The topic layout shipped with the package (``deploy/topics.yaml`` in a checkout)."""
 CO_PARTITIONED_ROLES = frozenset({"input", "output", "changelog"})
 
 

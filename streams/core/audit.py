@@ -66,6 +66,23 @@ def canonical_content(record: Mapping[str, Any]) -> bytes:
     ).encode("utf-8")
 
 
+_PLAIN_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def plain_chain_hash(record_without_hash: Mapping[str, Any], prev_hash: str) -> str:
+    """Return :func:`chain_hash` of a record whose values are plain JSON already.
+
+    Plain means str, int, bool, None and lists of those: nothing :func:`canonical_content` would
+    normalise. The hash is the same; skipping the normalisation is half of the cost, which
+    matters on the gate's hot path. The record must not hold a ``hash`` key.
+    """
+    digest = hashlib.sha256(_PLAIN_JSON.encode(record_without_hash).encode("utf-8"))
+    digest.update(prev_hash.encode("ascii"))
+    return digest.hexdigest()
+
+
 def chain_hash(record_without_hash: Mapping[str, Any], prev_hash: str) -> str:
     """Return the hex SHA-256 of ``canonical_content(record) || prev_hash``.
 

@@ -45,6 +45,10 @@ class SuspensionRegistry:
             return True
         return False
 
+    def hold(self, suspension: Suspension) -> None:
+        """Suspend a recipient without a control (fail closed on an unreadable one)."""
+        self._suspended[suspension.recipient_org] = suspension
+
     def suspension(self, recipient_org: str) -> Suspension | None:
         """Return the recipient's suspension, or None if it may receive data."""
         return self._suspended.get(recipient_org)

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from streams.core.audit import chain_hash
+from streams.core.audit import plain_chain_hash
 from streams.core.times import to_millis
 from streams.errors import InvalidEventError, UnknownEnumSymbolError
 
@@ -69,6 +69,7 @@ class Reason(StrEnum):
     NO_AGREEMENT = "NO_AGREEMENT"
     PURPOSE_NOT_PERMITTED = "PURPOSE_NOT_PERMITTED"
     RECIPIENT_SUSPENDED = "RECIPIENT_SUSPENDED"
+    ERASED = "ERASED"
     UNKNOWN = "UNKNOWN"
 
 
@@ -356,10 +357,10 @@ def decision_record(
         "policy_version": decision.policy_version,
         "consent_event_id": decision.consent_event_id,
         "prev_hash": prev_hash,
-        "categories": sorted(c.value for c in request.categories),
+        "categories": sorted([c.value for c in request.categories]),
         "occurred_at": request.occurred_at_ms,
         "partition": partition,
         "model_id": request.model_id,
     }
-    record["hash"] = chain_hash(record, prev_hash)
+    record["hash"] = plain_chain_hash(record, prev_hash)  # every value above is plain JSON
     return record

@@ -5,7 +5,26 @@ basis, a malformed date, a wrong type, a duplicate key, a recipient listing a pu
 does not configure or an ``internal_only`` purpose for an outside recipient -- raises
 :class:`~streams.errors.PolicyError` whose message starts with ``<file>:<line>:<column>:`` pointing
 at the offending key or value, then names the key path and what is expected. A policy that loads is
-therefore internally consistent.
+therefore internally consistent. The YAML itself must be plain data (no anchors, aliases, merge keys
+or tags, at most 1 MiB): see :mod:`streams.core.policy_yaml`.
+
+**Consent-only data.** The file states a legal basis per *purpose*; a data category gets a basis
+through the purposes that may carry it. The loader refuses (at the line that says so):
+
+- ``ML_TRAINING`` with a ``basis`` other than ``consent``;
+- a purpose whose basis is not ``consent`` that lists a sensitive category
+  (``sensitive_categories``, ``FACE_BIOMETRIC`` by default) under its optional ``categories`` key.
+
+A purpose's ``categories`` are the data categories it may carry. Left out, a consent-based purpose
+may carry every category (consent records then decide which), and a purpose with another basis only
+the non-sensitive ones. So no policy that loads lets a sensitive category or a training read rest
+on anything but the owner's consent; :meth:`Policy.categories_not_carried` tells the gate which
+requested categories a purpose may not carry.
+
+**Time and recall.** ``time: {max_skew_s, max_lateness_s}`` (defaults 60 and 300 seconds; zero or
+more) bounds how far producers' clocks are trusted (contract section 3), see :class:`TimeBounds`.
+``recall_within_days`` (default 30; a positive number, fractions allowed) is the deadline of a
+``RecallOrder``; a recipient may set its own, see :meth:`Policy.recall_within_days`.
 
 ``version`` is stamped on every decision; when the file does not set it, it defaults to
 ``"sha256:"`` plus the first 12 hex digits of the SHA-256 of the file's text, so an unchanged file
@@ -16,12 +35,11 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime
-from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -29,94 +47,46 @@ from typing import Any
 import yaml
 
 from streams.core.model import DataCategory, Purpose
-from streams.core.times import day_end_millis
+from streams.core.policy_model import (
+    DEFAULT_RECALL_WITHIN_DAYS,
+    DEFAULT_SENSITIVE,
+    Agreement,
+    Basis,
+    BulkExportLimit,
+    Policy,
+    PurposeRule,
+    Recipient,
+    TimeBounds,
+)
+from streams.core.policy_yaml import MAX_POLICY_BYTES, check_size, compose_plain, scalar_value
 from streams.errors import PolicyError
 
-
-class Basis(StrEnum):
-    """The legal basis of a purpose; only ``consent`` makes the gate look at consent records."""
-
-    CONSENT = "consent"
-    CONTRACT = "contract"
-    LEGITIMATE_INTEREST = "legitimate_interest"
-    LEGAL_OBLIGATION = "legal_obligation"
-
-
-@dataclass(frozen=True, slots=True)
-class PurposeRule:
-    """How one purpose may be used: its legal basis and whether it may leave the company."""
-
-    purpose: Purpose
-    basis: Basis
-    internal_only: bool = False
-
-    @property
-    def consent_based(self) -> bool:
-        """Whether the owner's consent decides (basis ``consent``)."""
-        return self.basis is Basis.CONSENT
+__all__ = [
+    "DEFAULT_RECALL_WITHIN_DAYS",
+    "DEFAULT_SENSITIVE",
+    "Agreement",
+    "Basis",
+    "BulkExportLimit",
+    "Policy",
+    "PurposeRule",
+    "Recipient",
+    "TimeBounds",
+    "load_policy",
+    "parse_policy",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class Agreement:
-    """A data agreement with a recipient, valid through the end of ``expires`` (UTC) if set."""
-
-    id: str
-    expires: date | None = None
-    ends_at_ms: int | None = field(init=False, default=None)
-
-    def __post_init__(self) -> None:
-        if self.expires is not None:
-            object.__setattr__(self, "ends_at_ms", day_end_millis(self.expires))
-
-    def valid_at(self, at_ms: int) -> bool:
-        """Whether the agreement is in force at epoch millisecond ``at_ms``."""
-        return self.ends_at_ms is None or at_ms < self.ends_at_ms
-
-
-@dataclass(frozen=True, slots=True)
-class BulkExportLimit:
-    """How many photos per hour a recipient may receive before a ``BULK_EXPORT`` alert."""
-
-    max_photos_per_hour: int
-    auto_suspend: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """An organisation registered to receive photos, and what for."""
-
-    org: str
-    internal: bool
-    agreement: Agreement | None
-    purposes: frozenset[Purpose]
-    bulk_export: BulkExportLimit | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """A validated, immutable policy. Look-ups are plain mapping reads (hot path)."""
-
-    version: str
-    fingerprint: str
-    source: str
-    sensitive_categories: frozenset[DataCategory]
-    purposes: Mapping[Purpose, PurposeRule]
-    recipients: Mapping[str, Recipient]
-
-    def rule(self, purpose: Purpose) -> PurposeRule | None:
-        """Return the rule for ``purpose``, or ``None`` if the policy does not configure it."""
-        return self.purposes.get(purpose)
-
-    def recipient(self, org: str) -> Recipient | None:
-        """Return the registered recipient ``org``, or ``None``."""
-        return self.recipients.get(org)
-
-
-DEFAULT_SENSITIVE = frozenset({DataCategory.FACE_BIOMETRIC})
-
-_TOP_KEYS = ("version", "sensitive_categories", "purposes", "recipients")
-_PURPOSE_KEYS = ("basis", "internal_only")
-_RECIPIENT_KEYS = ("internal", "agreement", "purposes", "bulk_export")
+_TOP_KEYS = (
+    "version",
+    "sensitive_categories",
+    "time",
+    "recall_within_days",
+    "purposes",
+    "recipients",
+)
+_PURPOSE_KEYS = ("basis", "internal_only", "categories")
+_RECIPIENT_KEYS = ("internal", "agreement", "purposes", "bulk_export", "recall_within_days")
+_TIME_KEYS = ("max_skew_s", "max_lateness_s")
 _AGREEMENT_KEYS = ("id", "expires")
 _BULK_KEYS = ("max_photos_per_hour", "auto_suspend")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -125,15 +95,24 @@ _KNOWN_CATEGORIES = [c.value for c in DataCategory if c is not DataCategory.UNKN
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
-    """Read and validate the policy file at ``path``; raise ``PolicyError`` if unusable."""
+    """Read and validate the policy file at ``path``; raise ``PolicyError`` if unusable.
+
+    A file larger than :data:`~streams.core.policy_yaml.MAX_POLICY_BYTES` (1 MiB) is refused
+    before it is read in full.
+    """
     source = os.fspath(path)
     try:
-        text = Path(source).read_bytes().decode("utf-8")
+        with Path(source).open("rb") as handle:
+            raw = handle.read(MAX_POLICY_BYTES + 1)
+            size = os.fstat(handle.fileno()).st_size
     except OSError as exc:
         raise PolicyError(
             f"{source}: cannot read the policy file: {exc.strerror or exc}",
             hint="check CONSENTINEL_POLICY / --policy",
         ) from exc
+    check_size(source, max(size, len(raw)))
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyError(f"{source}: the policy file is not UTF-8 text: {exc}") from exc
     return parse_policy(text, source)
@@ -149,7 +128,6 @@ class _Parser:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.loader = yaml.SafeLoader("")
 
     # ------------------------------------------------------------------ errors and primitives
 
@@ -160,9 +138,22 @@ class _Parser:
         mark = node.start_mark
         return PolicyError(f"{self.source}:{mark.line + 1}:{mark.column + 1}: {message}", hint=hint)
 
-    def value(self, node: yaml.Node) -> Any:
-        """Return the Python value of a scalar node, as YAML's safe loader would type it."""
-        return self.loader.construct_object(node, deep=True)
+    def value(self, node: yaml.Node, path: str = "value") -> Any:
+        """Return the Python value of a scalar node, as YAML's safe loader would type it.
+
+        ``None`` for a non-scalar; a located ``PolicyError`` naming ``path`` when YAML cannot build
+        the value (an impossible date, say).
+        """
+        return scalar_value(node, self.source, path)
+
+    def number(self, node: yaml.Node, path: str, *, positive: bool) -> float:
+        """Return a finite number (integer or decimal), above zero if ``positive``, else >= 0."""
+        value = self.value(node, path)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and math.isfinite(value) and (value > 0 if positive else value >= 0):
+            return float(value)
+        bound = "a number above zero" if positive else "a number, zero or more"
+        raise self.fail(node, f"{path} must be {bound} (got {getattr(node, 'value', None)!r})")
 
     def mapping(
         self, node: yaml.Node, path: str, allowed: Iterable[str]
@@ -173,7 +164,7 @@ class _Parser:
         allowed = tuple(allowed)
         out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
-            key = self.value(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            key = self.value(key_node, f"{path} key")
             if not isinstance(key, str) or not key:
                 raise self.fail(key_node, f"{path}: keys must be non-empty strings")
             where = f"{path}.{key}" if path != "policy" else key
@@ -187,14 +178,14 @@ class _Parser:
 
     def boolean(self, node: yaml.Node, path: str) -> bool:
         """Return a YAML boolean (``true``/``false``)."""
-        value = self.value(node) if isinstance(node, yaml.ScalarNode) else None
+        value = self.value(node, path)
         if not isinstance(value, bool):
             raise self.fail(node, f"{path} must be true or false")
         return value
 
     def text(self, node: yaml.Node, path: str) -> str:
         """Return a non-empty string (a number is accepted and turned into its text)."""
-        value = self.value(node) if isinstance(node, yaml.ScalarNode) else None
+        value = self.value(node, path)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = node.value
         if not isinstance(value, str) or not value.strip():
@@ -207,7 +198,7 @@ class _Parser:
             raise self.fail(node, f"{path} must be a list")
         out = []
         for item in node.value:
-            value = self.value(item) if isinstance(item, yaml.ScalarNode) else None
+            value = self.value(item, path)
             if not isinstance(value, str) or value not in known:
                 raise self.fail(
                     item, f"{path}: unknown symbol {value!r}", hint=_suggest(str(value), known)
@@ -219,16 +210,7 @@ class _Parser:
 
     def policy(self, text: str) -> Policy:
         """Parse the whole document."""
-        try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
-            raise PolicyError(
-                f"{self.source}:{where}: not valid YAML: {exc.problem or exc.context}"
-            ) from exc
-        except yaml.YAMLError as exc:
-            raise PolicyError(f"{self.source}:1:1: not valid YAML: {exc}") from exc
+        root = compose_plain(text, self.source)
         if root is None:
             raise self.fail(None, "the policy file is empty")
         top = self.mapping(root, "policy", _TOP_KEYS)
@@ -248,7 +230,22 @@ class _Parser:
             )
             sensitive = frozenset(DataCategory(v) for _, v in items)
 
-        purposes = self.purposes(top["purposes"][1])
+        time = TimeBounds()
+        if "time" in top:
+            spec = self.mapping(top["time"][1], "time", _TIME_KEYS)
+            time = TimeBounds(
+                *(
+                    self.number(spec[k][1], f"time.{k}", positive=False)
+                    if k in spec
+                    else getattr(time, k)
+                    for k in _TIME_KEYS
+                )
+            )
+        recall = DEFAULT_RECALL_WITHIN_DAYS
+        if "recall_within_days" in top:
+            recall = self.number(top["recall_within_days"][1], "recall_within_days", positive=True)
+
+        purposes = self.purposes(top["purposes"][1], sensitive)
         recipients: dict[str, Recipient] = {}
         for org, (key_node, value_node) in self.mapping(
             top["recipients"][1], "recipients", ()
@@ -262,10 +259,14 @@ class _Parser:
             sensitive_categories=sensitive,
             purposes=MappingProxyType(purposes),
             recipients=MappingProxyType(recipients),
+            time=time,
+            default_recall_within_days=recall,
         )
 
-    def purposes(self, node: yaml.Node) -> dict[Purpose, PurposeRule]:
-        """Parse the ``purposes`` section."""
+    def purposes(
+        self, node: yaml.Node, sensitive: frozenset[DataCategory]
+    ) -> dict[Purpose, PurposeRule]:
+        """Parse the ``purposes`` section, refusing consent-only data on another basis."""
         out: dict[Purpose, PurposeRule] = {}
         for name, (key_node, value_node) in self.mapping(node, "purposes", ()).items():
             if name not in _KNOWN_PURPOSES:
@@ -277,17 +278,41 @@ class _Parser:
             if "basis" not in spec:
                 raise self.fail(value_node, f"{path}: missing required key 'basis'")
             basis_node = spec["basis"][1]
-            basis = self.value(basis_node) if isinstance(basis_node, yaml.ScalarNode) else None
+            basis = self.value(basis_node, f"{path}.basis")
             if basis not in {b.value for b in Basis}:
                 raise self.fail(
                     basis_node,
                     f"{path}.basis: unknown legal basis {basis!r}",
                     hint="one of: " + ", ".join(b.value for b in Basis),
                 )
+            if name == Purpose.ML_TRAINING.value and basis != Basis.CONSENT.value:
+                raise self.fail(
+                    basis_node,
+                    f"{path}.basis is {basis!r}, but training or evaluating an AI/ML system on"
+                    " people's photos may only rest on their consent",
+                    hint="set 'basis: consent' for ML_TRAINING",
+                )
             internal_only = False
             if "internal_only" in spec:
                 internal_only = self.boolean(spec["internal_only"][1], f"{path}.internal_only")
-            out[Purpose(name)] = PurposeRule(Purpose(name), Basis(basis), internal_only)
+            carried = frozenset(DataCategory(v) for v in _KNOWN_CATEGORIES)
+            if basis != Basis.CONSENT.value:
+                carried -= sensitive
+            if "categories" in spec:
+                carried = frozenset()
+                for item, category in self.symbols(
+                    spec["categories"][1], f"{path}.categories", _KNOWN_CATEGORIES
+                ):
+                    if basis != Basis.CONSENT.value and DataCategory(category) in sensitive:
+                        raise self.fail(
+                            item,
+                            f"{path}.categories lists {category}, a sensitive category, but"
+                            f" {name}'s basis is {basis!r}: sensitive data may only be processed"
+                            " with the owner's explicit consent",
+                            hint=f"remove {category} here, or give {name} 'basis: consent'",
+                        )
+                    carried |= {DataCategory(category)}
+            out[Purpose(name)] = PurposeRule(Purpose(name), Basis(basis), internal_only, carried)
         return out
 
     def recipient(
@@ -331,7 +356,12 @@ class _Parser:
         bulk = None
         if "bulk_export" in spec:
             bulk = self.bulk_export(spec["bulk_export"][1], f"{path}.bulk_export")
-        return Recipient(org, internal, agreement, frozenset(allowed), bulk)
+        recall = None
+        if "recall_within_days" in spec:
+            recall = self.number(
+                spec["recall_within_days"][1], f"{path}.recall_within_days", positive=True
+            )
+        return Recipient(org, internal, agreement, frozenset(allowed), bulk, recall)
 
     def agreement(self, node: yaml.Node, path: str) -> Agreement:
         """Parse ``agreement: {id, expires}``."""
@@ -346,7 +376,10 @@ class _Parser:
 
     def day(self, node: yaml.Node, path: str) -> date:
         """Parse a calendar date written ``YYYY-MM-DD`` (quoted or not)."""
-        value = self.value(node) if isinstance(node, yaml.ScalarNode) else None
+        try:
+            value = self.value(node, path)
+        except PolicyError:
+            value = getattr(node, "value", None)  # looks like a date but is none: 2027-02-30
         if isinstance(value, date) and not isinstance(value, datetime):
             return value
         if isinstance(value, str) and _DATE.fullmatch(value.strip()):
@@ -365,7 +398,7 @@ class _Parser:
         if "max_photos_per_hour" not in spec:
             raise self.fail(node, f"{path}: missing required key 'max_photos_per_hour'")
         limit_node = spec["max_photos_per_hour"][1]
-        limit = self.value(limit_node) if isinstance(limit_node, yaml.ScalarNode) else None
+        limit = self.value(limit_node, f"{path}.max_photos_per_hour")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
             raise self.fail(limit_node, f"{path}.max_photos_per_hour must be a positive integer")
         auto = False

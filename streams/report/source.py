@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from streams.errors import ConsentinelError, StackError
+from streams.errors import ConsentinelError, MissingTopicError, StackError
 from streams.serde.catalog import prefixed_catalog
 from streams.serde.registry import RegistrySchemaSource
 from streams.serde.wire import AvroCodec
@@ -60,11 +60,25 @@ def scan_decisions(
     Raises:
         StackError: the topic does not exist, or reading fails or stalls.
     """
-    topic = settings.topic_prefix + TOPIC_DECISIONS
+    return scan_topic(settings, TOPIC_DECISIONS, codec=codec, as_written=as_written)
+
+
+def scan_topic(
+    settings: Settings,
+    contract_topic: str,
+    *,
+    codec: AvroCodec | None = None,
+    as_written: bool = False,
+) -> Iterator[tuple[int, int, dict[str, Any] | None]]:
+    """Like :func:`scan_decisions`, for any topic of the contract (named without the prefix).
+
+    Raises:
+        MissingTopicError: the topic does not exist.
+        StackError: reading fails or stalls.
+    """
+    topic = settings.topic_prefix + contract_topic
     if codec is None:
-        codec = AvroCodec(
-            RegistrySchemaSource(settings.schema_registry_url), prefixed_catalog(settings)
-        )
+        codec = AvroCodec(RegistrySchemaSource.from_settings(settings), prefixed_catalog(settings))
     decode = codec.decode_as_written if as_written else codec.decode
     consumer = Consumer(
         {
@@ -78,7 +92,9 @@ def scan_decisions(
     try:
         metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
         if metadata is None or metadata.error is not None:
-            raise StackError(f"topic {topic} does not exist", hint="run `consentinel topics apply`")
+            raise MissingTopicError(
+                f"topic {topic} does not exist", hint="run `consentinel topics apply`"
+            )
         ends: dict[int, int] = {}
         for partition in sorted(metadata.partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
@@ -94,9 +110,9 @@ def scan_decisions(
         consumer.close()
 
 
-def partition_count(settings: Settings) -> int:
-    """Return how many partitions the decisions topic has (0 if it does not exist)."""
-    topic = settings.topic_prefix + TOPIC_DECISIONS
+def partition_count(settings: Settings, contract_topic: str = TOPIC_DECISIONS) -> int:
+    """Return how many partitions the decisions topic (or another) has (0 if it does not exist)."""
+    topic = settings.topic_prefix + contract_topic
     consumer = Consumer({**settings.kafka_config(), "group.id": "consentinel-decisions-reader"})
     try:
         metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)

@@ -28,7 +28,9 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from streams import topics
 from streams.errors import ConfigError, DeliveryError, InvalidEventError
-from streams.serde.catalog import TOPIC_RECORDS, RecordSchema, default_catalog
+from streams.sdk.validation import id_list, symbol_list
+from streams.sdk.validation import validate_event as validate_event
+from streams.serde.catalog import TOPIC_RECORDS, default_catalog
 from streams.serde.registry import RegistrySchemaSource
 from streams.serde.wire import AvroCodec, Record
 from streams.settings import Settings
@@ -98,7 +100,7 @@ class ConsentinelProducer:
             catalog = default_catalog().with_topics(
                 {actual: TOPIC_RECORDS[logical] for logical, actual in self._topic_names.items()}
             )
-            codec = AvroCodec(RegistrySchemaSource(self._settings.schema_registry_url), catalog)
+            codec = AvroCodec(RegistrySchemaSource.from_settings(self._settings), catalog)
         self._codec = codec
         conf = {**self._settings.kafka_config(), **(config or {}), **REQUIRED_PRODUCER_CONFIG}
         self._config = conf
@@ -175,7 +177,7 @@ class ConsentinelProducer:
             "user_id": user_id,
             "purpose": purpose,
             "recipient_org": recipient_org,
-            "categories": _symbols(categories, "categories"),
+            "categories": symbol_list(categories, "categories"),
             "granted": granted,
             "notice_version": notice_version,
             "expires_at": None if expires_at is None else to_millis(expires_at, "expires_at"),
@@ -206,7 +208,7 @@ class ConsentinelProducer:
             "requester": requester,
             "recipient_org": recipient_org,
             "purpose": purpose,
-            "categories": _symbols(categories, "categories"),
+            "categories": symbol_list(categories, "categories"),
         }
         return self._event(
             topics.TOPIC_SHARE_REQUESTS, owner_id, fields, event_id, occurred_at, source
@@ -234,11 +236,83 @@ class ConsentinelProducer:
             "photo_id": photo_id,
             "owner_id": owner_id,
             "purpose": purpose,
-            "categories": _symbols(categories, "categories"),
+            "categories": symbol_list(categories, "categories"),
         }
         return self._event(
             topics.TOPIC_TRAINING_READS, owner_id, fields, event_id, occurred_at, source
         )
+
+    def request_erasure(
+        self,
+        *,
+        user_id: str,
+        scope: str,
+        photo_id: str | None = None,
+        reason: str = "USER_REQUEST",
+        request_id: str | None = None,
+        event_id: str | None = None,
+        occurred_at: Timestamp | None = None,
+        source: str | None = None,
+    ) -> str:
+        """Produce an ``ErasureRequested`` to ``privacy.erasure.requests`` keyed by ``user_id``.
+
+        ``scope`` is ``PHOTO`` (then ``photo_id`` names the user's photo) or ``ACCOUNT`` (then
+        ``photo_id`` must be ``None``); ``reason`` is ``USER_REQUEST``, ``REGULATOR_ORDER`` or
+        ``POLICY_VIOLATION``; ``request_id`` (default: a new UUID) is the caller's ticket id.
+        """
+        if scope == "PHOTO" and not photo_id:
+            raise InvalidEventError("a PHOTO erasure needs photo_id", hint="or use scope='ACCOUNT'")
+        if scope == "ACCOUNT" and photo_id is not None:
+            raise InvalidEventError(
+                "an ACCOUNT erasure erases every photo of the user; do not pass photo_id",
+                hint="use scope='PHOTO' to erase one photo",
+            )
+        fields = {
+            "request_id": request_id if request_id is not None else str(uuid.uuid4()),
+            "user_id": user_id,
+            "scope": scope,
+            "photo_id": photo_id,
+            "reason": reason,
+        }
+        return self._event(
+            topics.TOPIC_ERASURE_REQUESTS, user_id, fields, event_id, occurred_at, source
+        )
+
+    def acknowledge_recall(
+        self,
+        *,
+        order_id: str,
+        recipient_org: str,
+        evidence: str,
+        deleted_photo_ids: Iterable[str] = (),
+        purged_model_ids: Iterable[str] = (),
+        acknowledged_at: Timestamp | None = None,
+    ) -> str:
+        """Produce a ``RecallAcknowledged`` to ``governance.recall.acks``, key ``recipient_org``.
+
+        Name the photos deleted and the models purged for order ``order_id`` (all of them, or some
+        for a partial acknowledgement) and where the proof of deletion is kept (``evidence``).
+        The Kafka timestamp is ``acknowledged_at`` (default now). Returns ``order_id``.
+        """
+        record: Record = {
+            "order_id": order_id,
+            "recipient_org": recipient_org,
+            "acknowledged_at": now_millis()
+            if acknowledged_at is None
+            else to_millis(acknowledged_at, "acknowledged_at"),
+            "deleted_photo_ids": id_list(deleted_photo_ids, "deleted_photo_ids"),
+            "purged_model_ids": id_list(purged_model_ids, "purged_model_ids"),
+            "evidence": evidence,
+        }
+        if not record["deleted_photo_ids"] and not record["purged_model_ids"]:
+            raise InvalidEventError(
+                f"acknowledgement of order {order_id!r} names nothing deleted",
+                hint="list the deleted_photo_ids and/or purged_model_ids of the order",
+            )
+        topic = self.topic(topics.TOPIC_RECALL_ACKS)
+        validate_event(self._codec.catalog.for_topic(topic), record)
+        self.produce(topic, recipient_org, record, timestamp_ms=record["acknowledged_at"])
+        return order_id
 
     def _event(
         self,
@@ -322,51 +396,3 @@ class ConsentinelProducer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.flush()
-
-
-def _symbols(values: Iterable[str], field: str) -> list[str]:
-    """Return a list of enum symbols, refusing a bare string (which would iterate per letter)."""
-    if isinstance(values, str):
-        raise InvalidEventError(f"{field} must be a list of symbols, got the string {values!r}")
-    return list(values)
-
-
-def validate_event(schema: RecordSchema, record: Mapping[str, Any]) -> None:
-    """Check an input event against the contract beyond what Avro checks.
-
-    Enum fields (and arrays of enums) must hold a known symbol other than ``UNKNOWN``; string
-    fields must be non-empty (nullable ones may be ``None``).
-
-    Raises:
-        InvalidEventError: naming the field and, for enums, the allowed values.
-    """
-    for field in schema.raw["fields"]:
-        name = field["name"]
-        value = record.get(name)
-        symbols = schema.enums.get(name)
-        if symbols is not None:
-            allowed = [symbol for symbol in symbols if symbol != "UNKNOWN"]
-            values = value if isinstance(value, list) else [value]
-            bad = [v for v in values if v not in allowed and not (v is None and _nullable(field))]
-            if bad:
-                raise InvalidEventError(
-                    f"{schema.name}.{name} has {bad[0]!r}; allowed: {', '.join(allowed)}"
-                )
-        elif (
-            _is_string(field["type"])
-            and not (value is None and _nullable(field))
-            and (not isinstance(value, str) or not value.strip())
-        ):
-            raise InvalidEventError(f"{schema.name}.{name} must be a non-empty string")
-
-
-def _nullable(field: Mapping[str, Any]) -> bool:
-    """Return whether a field's type is a union with ``null``."""
-    return isinstance(field["type"], list) and "null" in field["type"]
-
-
-def _is_string(avro_type: Any) -> bool:
-    """Return whether a type is ``string`` or a nullable ``string``."""
-    if isinstance(avro_type, list):
-        return [t for t in avro_type if t != "null"] == ["string"]
-    return bool(avro_type == "string")

@@ -44,6 +44,10 @@ RECORD_FILES: Mapping[str, str] = MappingProxyType(
         "Alert": "alert.avsc",
         "Control": "control.avsc",
         "DeadLetter": "dead_letter.avsc",
+        "ErasureRequested": "erasure_requested.avsc",
+        "RecallOrder": "recall_order.avsc",
+        "RecallAcknowledged": "recall_acknowledged.avsc",
+        "ChainCheckpoint": "chain_checkpoint.avsc",
     }
 )
 """Record name (without namespace) → file name in the schemas directory."""
@@ -59,17 +63,27 @@ TOPIC_RECORDS: Mapping[str, str] = MappingProxyType(
         topics.TOPIC_ALERTS: "Alert",
         topics.TOPIC_CONTROLS: "Control",
         topics.TOPIC_DLQ: "DeadLetter",
+        topics.TOPIC_ERASURE_REQUESTS: "ErasureRequested",
+        topics.TOPIC_RECALLS: "RecallOrder",
+        topics.TOPIC_RECALL_ACKS: "RecallAcknowledged",
+        topics.TOPIC_CHECKPOINTS: "ChainCheckpoint",
     }
 )
 """Topic → record name (without namespace) of its values, per the contract's table."""
 
 
 def schemas_dir() -> Path:
-    """Return the schemas directory: ``$CONSENTINEL_SCHEMAS_DIR`` or ``<repo>/schemas``."""
+    """Return the schemas directory: ``$CONSENTINEL_SCHEMAS_DIR`` or the packaged schemas.
+
+    The packaged schemas (:func:`streams.resources.schemas_path`) are the repository's
+    ``schemas/`` in a checkout and a copy inside the installed wheel otherwise.
+    """
     override = os.environ.get(SCHEMAS_DIR_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "schemas"
+    from streams.resources import schemas_path
+
+    return schemas_path()
 
 
 def strip_timestamp_logical_types(schema: Any) -> Any:

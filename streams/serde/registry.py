@@ -6,23 +6,55 @@ Works against any Confluent-API-compatible registry, including Apicurio's ``/api
 Apicurio's compatibility test answers only ``{"is_compatible": false}``, even with
 ``verbose=true``; it gives its reason only when refusing a registration (HTTP 409). So
 :func:`register_schema` tests first and, on "incompatible", makes the registration attempt the
-registry is bound to refuse under ``BACKWARD`` to obtain the reason, without storing anything.
+registry is bound to refuse under ``FULL_TRANSITIVE`` to obtain the reason, storing nothing.
+
+Every subject is set to ``FULL_TRANSITIVE`` (contract section 1; ``PUT /config/{subject}``, which
+Apicurio 3's ccompat API supports even before the subject's first version): a new version must be
+readable with every earlier schema and read every earlier version's data, so producers and readers
+upgrade in either order. Dropping a field without a default (the gate needs it) is refused; adding
+an optional field with a default is accepted.
+
+**Credentials.** Every client made here authenticates with ``SCHEMA_REGISTRY_USERNAME`` /
+``SCHEMA_REGISTRY_PASSWORD`` (:meth:`~streams.settings.Settings.registry_basic_auth`, held as
+:class:`~pydantic.SecretStr`), passed explicitly or read from the process settings; never from the
+URL: a URL with ``user:password@`` is refused with a :class:`~streams.errors.ConfigError` that does
+not repeat it. No message of this module contains the password.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
+from pydantic import SecretStr
 
-from streams.errors import IncompatibleSchemaError, RegistryError
+from streams.errors import (
+    ConfigError,
+    IncompatibleSchemaError,
+    RegistryError,
+    RegistryUnavailableError,
+)
 from streams.serde.catalog import Catalog, default_catalog
 from streams.serde.wire import unknown_schema_id_error
 from streams.topics import value_subject
 
-COMPATIBILITY = "BACKWARD"
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
+COMPATIBILITY = "FULL_TRANSITIVE"
 """The compatibility level the contract requires on every subject."""
+
+Credentials = tuple[str, SecretStr]
+"""Registry basic auth: ``(username, password)``."""
+
+
+class _FromSettings:
+    """Marker: take the credentials from the process settings (the default)."""
+
+
+FROM_SETTINGS: Final = _FromSettings()
+"""Default ``credentials``: :meth:`Settings.registry_basic_auth` of the process settings."""
 
 _HINT = "start it with `consentinel stack up`, or set SCHEMA_REGISTRY_URL"
 _NOT_FOUND = {40401, 40402, 40403}  # subject, version, schema not found
@@ -36,13 +68,49 @@ class RegisteredSubject(NamedTuple):
     version: int
 
 
-def make_client(client_or_url: SchemaRegistryClient | str) -> SchemaRegistryClient:
-    """Return ``client_or_url`` itself, or a client for that URL that fails fast if unreachable."""
+def _resolve(credentials: Credentials | _FromSettings | None) -> Credentials | None:
+    """Return explicit credentials, or the process settings' when given :data:`FROM_SETTINGS`."""
+    if isinstance(credentials, _FromSettings):
+        from streams.settings import settings
+
+        return settings().registry_basic_auth()
+    return credentials
+
+
+def make_client(
+    client_or_url: SchemaRegistryClient | str,
+    *,
+    credentials: Credentials | _FromSettings | None = FROM_SETTINGS,
+) -> SchemaRegistryClient:
+    """Return ``client_or_url`` itself, or a client for that URL that fails fast if unreachable.
+
+    A new client authenticates with ``credentials`` (default: ``SCHEMA_REGISTRY_USERNAME`` /
+    ``SCHEMA_REGISTRY_PASSWORD`` of the process settings; ``None``: anonymous).
+
+    Raises:
+        ConfigError: the URL carries credentials, or the username contains ``:``.
+    """
     if isinstance(client_or_url, SchemaRegistryClient):
         return client_or_url
-    return SchemaRegistryClient(
-        {"url": client_or_url, "max.retries": 2, "retries.wait.ms": 200, "timeout": 10}
-    )
+    from streams.settings import refuse_url_credentials
+
+    for url in client_or_url.split(","):
+        refuse_url_credentials(url.strip())
+    config: dict[str, object] = {
+        "url": client_or_url,
+        "max.retries": 2,
+        "retries.wait.ms": 200,
+        "timeout": 10,
+    }
+    auth = _resolve(credentials)
+    if auth is not None:
+        user, password = auth
+        if ":" in user:
+            raise ConfigError(
+                "SCHEMA_REGISTRY_USERNAME must not contain ':' (basic auth cannot carry it)"
+            )
+        config["basic.auth.user.info"] = f"{user}:{password.get_secret_value()}"
+    return SchemaRegistryClient(config)
 
 
 def _url(client: SchemaRegistryClient) -> str:
@@ -55,8 +123,13 @@ def _url(client: SchemaRegistryClient) -> str:
 def _failure(url: str, doing: str, exc: Exception) -> RegistryError:
     """Turn any client failure into a :class:`RegistryError` naming the URL."""
     if isinstance(exc, SchemaRegistryError):
+        status = getattr(exc, "http_status_code", None)
+        if isinstance(status, int) and (status >= 500 or status < 0):
+            return RegistryUnavailableError(
+                f"schema registry at {url} failed {doing} (HTTP {status}): {exc}", hint=_HINT
+            )
         return RegistryError(f"schema registry at {url} refused {doing}: {exc}")
-    return RegistryError(
+    return RegistryUnavailableError(
         f"schema registry at {url} cannot be reached while {doing}: {type(exc).__name__}: {exc}",
         hint=_HINT,
     )
@@ -70,11 +143,26 @@ class RegistrySchemaSource:
     """
 
     def __init__(
-        self, client_or_url: SchemaRegistryClient | str, *, auto_register: bool = False
+        self,
+        client_or_url: SchemaRegistryClient | str,
+        *,
+        auto_register: bool = False,
+        credentials: Credentials | _FromSettings | None = FROM_SETTINGS,
     ) -> None:
-        self._client = make_client(client_or_url)
+        self._client = make_client(client_or_url, credentials=credentials)
         self._url = client_or_url if isinstance(client_or_url, str) else _url(self._client)
         self._auto_register = auto_register
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, auto_register: bool = False
+    ) -> RegistrySchemaSource:
+        """Return a source for ``settings``' registry URL and credentials."""
+        return cls(
+            settings.schema_registry_url,
+            auto_register=auto_register,
+            credentials=settings.registry_basic_auth(),
+        )
 
     @property
     def url(self) -> str:
@@ -125,7 +213,7 @@ class RegistrySchemaSource:
 def register_schema(
     client: SchemaRegistryClient, subject: str, schema_str: str
 ) -> RegisteredSubject:
-    """Set ``BACKWARD`` on ``subject`` and register ``schema_str`` under it (idempotent).
+    """Set ``FULL_TRANSITIVE`` on ``subject`` and register ``schema_str`` under it (idempotent).
 
     Raises:
         IncompatibleSchemaError: the registry finds the schema incompatible; carries its reason.
@@ -172,22 +260,33 @@ def _test_compatibility(client: SchemaRegistryClient, subject: str, schema: Sche
         raise
 
 
+def subject_compatibility(client: SchemaRegistryClient, subject: str) -> str:
+    """Return the compatibility level the registry applies to ``subject`` (as it reports it)."""
+    try:
+        return str(client.get_compatibility(subject))
+    except Exception as exc:
+        raise _failure(_url(client), f"reading the compatibility of {subject!r}", exc) from exc
+
+
 def register_all(
     client_or_url: SchemaRegistryClient | str,
     catalog: Catalog | None = None,
     topics: list[str] | None = None,
+    *,
+    credentials: Credentials | _FromSettings | None = FROM_SETTINGS,
 ) -> list[RegisteredSubject]:
-    """Register each topic's schema under ``<topic>-value`` with ``BACKWARD`` compatibility.
+    """Register each topic's schema under ``<topic>-value`` with ``FULL_TRANSITIVE`` compatibility.
 
     Args:
         client_or_url: A registry client or its base URL.
+        credentials: Basic auth for a new client (default: the process settings').
         catalog: The local schemas (default :func:`~streams.serde.catalog.default_catalog`).
         topics: The topics to register (default: every topic of the catalog, in its order).
 
     Returns:
         One :class:`RegisteredSubject` (``subject, schema_id, version``) per topic, in order.
     """
-    client = make_client(client_or_url)
+    client = make_client(client_or_url, credentials=credentials)
     cat = catalog if catalog is not None else default_catalog()
     wanted = topics if topics is not None else list(cat.topics)
     return [

@@ -38,8 +38,9 @@ PARTITIONS = 3
 def scratch(
     admin: AdminClient, registry_url: str, unique: str
 ) -> Iterator[tuple[dict[str, str], Catalog]]:
-    """Four scratch input topics (contract topic -> scratch name), registered, then removed."""
-    names = {logical: f"it-sdk-{unique}-{logical}" for logical in sorted(topics.INPUT_TOPICS)}
+    """Scratch input topics and the acks topic (contract topic -> scratch name), then removed."""
+    logicals = sorted(topics.GATE_INPUT_TOPICS | {topics.TOPIC_RECALL_ACKS})
+    names = {logical: f"it-sdk-{unique}-{logical}" for logical in logicals}
     futures = admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names.values()])
     for future in futures.values():
         future.result(timeout=30)
@@ -134,13 +135,20 @@ def test_sdk_events_round_trip_through_broker_and_registry(
             categories=["IMAGE", "FACE_BIOMETRIC"],
             occurred_at=1_764_000_000_003,
         ),
+        names[topics.TOPIC_ERASURE_REQUESTS]: producer.request_erasure(
+            user_id=owner,
+            scope="PHOTO",
+            photo_id=f"photo-{unique}",
+            request_id=f"ticket-{unique}",
+            occurred_at=1_764_000_000_004,
+        ),
     }
     producer.flush(30)
 
     # A fresh codec: every writer schema must come from the real registry by id.
     source = RegistrySchemaSource(registry_url)
     codec = AvroCodec(source, catalog)
-    messages = consume(kafka_config, list(names.values()), 4)
+    messages = consume(kafka_config, list(names.values()), 5)
     partitions = set()
     for message in messages:
         record = codec.decode(message.topic(), message.value())
@@ -154,8 +162,38 @@ def test_sdk_events_round_trip_through_broker_and_registry(
             assert record["categories"] == ["IMAGE", "FACE_BIOMETRIC"]
             assert record["expires_at"] == 1_800_000_000_000
             assert record["granted"] is True
+        if message.topic() == names[topics.TOPIC_ERASURE_REQUESTS]:
+            assert record["scope"] == "PHOTO" and record["photo_id"] == f"photo-{unique}"
+            assert record["request_id"] == f"ticket-{unique}"
     # murmur2 keying: one user lands on the same partition number in every input topic.
     assert len(partitions) == 1
+
+
+def test_recall_ack_round_trips_keyed_by_recipient(
+    settings: Settings,
+    kafka_config: dict[str, Any],
+    registry_url: str,
+    unique: str,
+    scratch: tuple[dict[str, str], Catalog],
+) -> None:
+    names, catalog = scratch
+    producer = ConsentinelProducer(settings, source="it-sdk", topic_names=names)
+    producer.acknowledge_recall(
+        order_id=f"order-{unique}",
+        recipient_org="acme-vision",
+        deleted_photo_ids=["p1", "p2"],
+        purged_model_ids=["m-1"],
+        evidence=f"https://acme.example/proof/{unique}",
+        acknowledged_at=1_764_000_000_100,
+    )
+    producer.flush(30)
+    topic = names[topics.TOPIC_RECALL_ACKS]
+    [message] = consume(kafka_config, [topic], 1)
+    record = AvroCodec(RegistrySchemaSource(registry_url), catalog).decode(topic, message.value())
+    assert message.key() == b"acme-vision"
+    assert message.timestamp()[1] == record["acknowledged_at"] == 1_764_000_000_100
+    assert record["order_id"] == f"order-{unique}"
+    assert (record["deleted_photo_ids"], record["purged_model_ids"]) == (["p1", "p2"], ["m-1"])
 
 
 def test_bad_bytes_on_a_topic_raise_typed_errors(
@@ -223,7 +261,7 @@ def test_incompatible_schema_is_refused_with_the_registry_reason(
         with pytest.raises(IncompatibleSchemaError) as info:
             register_schema(client, subject, json.dumps(v2))
         assert subject in str(info.value)
-        assert client.get_compatibility(subject) == "BACKWARD"
+        assert client.get_compatibility(subject) == "FULL_TRANSITIVE"
         assert [v for v in client.get_versions(subject)] == [first.version]
     finally:
         client.delete_subject(subject)

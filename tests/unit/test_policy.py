@@ -282,3 +282,207 @@ def test_typo_gets_a_suggestion() -> None:
         parse_policy("purposes: {}\nrecipients: {}\nsensitive_categorys: []\n", "p.yaml")
     assert "sensitive_categories" in str(caught.value)
     assert caught.value.error_kind == "POLICY"
+
+
+# ---------------------------------------------------------------- trust boundaries (hardening)
+
+HARDENING_INVALID = [
+    (
+        "ML_TRAINING on another basis",
+        _BASE.replace("ML_TRAINING: {basis: consent}", "ML_TRAINING: {basis: contract}  #<"),
+        "purposes.ML_TRAINING.basis is 'contract'",
+    ),
+    (
+        "ML_TRAINING on legitimate interest (block style)",
+        _BASE.replace(
+            "  ML_TRAINING: {basis: consent}\n",
+            "  ML_TRAINING:\n    internal_only: false\n    basis: legitimate_interest  #<\n",
+        ),
+        "may only rest on their consent",
+    ),
+    (
+        "sensitive category under a non-consent purpose",
+        _BASE.replace(
+            "{basis: contract, internal_only: true}",
+            "{basis: contract, internal_only: true,\n    categories: [IMAGE, FACE_BIOMETRIC]}  #<",
+        ),
+        "FACE_BIOMETRIC, a sensitive category",
+    ),
+    (
+        "operator-declared sensitive category under a non-consent purpose",
+        "sensitive_categories: [FACE_BIOMETRIC, DEMOGRAPHIC]\n"
+        + _BASE.replace(
+            "{basis: contract, internal_only: true}",
+            "{basis: contract, categories: [DEMOGRAPHIC]}  #<",
+        ),
+        "DEMOGRAPHIC, a sensitive category",
+    ),
+    (
+        "merge key with anchor",
+        "x-defaults: &d {basis: consent}  #<\n"
+        + _BASE.replace("ML_TRAINING: {basis: consent}", "ML_TRAINING: {<<: *d}"),
+        "anchor &d is not allowed",
+    ),
+    (
+        "merge key without anchor on the same line",
+        _BASE.replace("  ML_TRAINING: {basis: consent}", "  ML_TRAINING: {<<: {basis: x}}  #<"),
+        "merge keys (<<) are not allowed",
+    ),
+    (
+        "alias",
+        _BASE.replace("purposes: [ML_TRAINING]", "purposes: *p  #<"),
+        "alias *p is not allowed",
+    ),
+    (
+        "python object tag",
+        _BASE.replace("id: DPA-1,", "id: !!python/object/apply:os.system [echo pwned],  #<\n     "),
+        "YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed",
+    ),
+    ("custom tag", _BASE + "    internal: !secret yes  #<\n", "YAML tag '!secret' is not allowed"),
+    (
+        "binary tag",
+        _BASE + "    internal: !!binary aGVsbG8=  #<\n",
+        "is not allowed",
+    ),
+    (
+        "nested duplicate key",
+        _BASE.replace('expires: "2027-06-30"}', 'expires: "2027-06-30", id: DPA-2}  #<'),
+        "duplicate key 'recipients.acme.agreement.id'",
+    ),
+    (
+        "duplicate top-level key",
+        _BASE + "purposes: {}  #<\n",
+        "duplicate key 'purposes'",
+    ),
+    (
+        "impossible unquoted date",
+        _BASE.replace('"2027-06-30"}', "2027-02-30}  #<"),
+        "calendar date YYYY-MM-DD (got '2027-02-30')",
+    ),
+    ("skew not a number", _BASE + "time: {max_skew_s: soon}  #<\n", "time.max_skew_s must be"),
+    ("negative lateness", _BASE + "time: {max_lateness_s: -5}  #<\n", "time.max_lateness_s"),
+    ("boolean skew", _BASE + "time: {max_skew_s: true}  #<\n", "time.max_skew_s"),
+    ("infinite lateness", _BASE + "time: {max_lateness_s: .inf}  #<\n", "time.max_lateness_s"),
+    ("unknown time key", _BASE + "time: {max_skw_s: 5}  #<\n", "unknown key 'time.max_skw_s'"),
+    ("time not a mapping", _BASE + "time: 60  #<\n", "time must be a mapping"),
+    ("zero recall", _BASE + "recall_within_days: 0  #<\n", "recall_within_days must be a number"),
+    ("text recall", _BASE + 'recall_within_days: "30"  #<\n', "recall_within_days must be"),
+    (
+        "recipient recall negative",
+        _BASE + "    recall_within_days: -1  #<\n",
+        "recipients.acme.recall_within_days must be a number above zero",
+    ),
+    ("two documents", _BASE + "---  #<\nfoo: 1\n", "not valid YAML"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [(t, n) for _, t, n in HARDENING_INVALID],
+    ids=[i[0] for i in HARDENING_INVALID],
+)
+def test_hardened_policy_errors_name_file_and_line(text: str, needle: str) -> None:
+    line = next(i for i, row in enumerate(text.splitlines(), start=1) if row.endswith("#<"))
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "ops/policy.yaml")
+    message = str(caught.value)
+    assert message.startswith(f"ops/policy.yaml:{line}:"), message
+    assert needle in message, message
+    assert "Traceback" not in message
+
+
+def test_anchor_is_refused_at_its_line() -> None:
+    text = "defaults: &d {basis: consent}\n" + _BASE
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "p.yaml")
+    assert str(caught.value).startswith("p.yaml:1:")
+
+
+def test_python_tag_never_executes(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    text = _BASE.replace("id: DPA-1", f"id: !!python/object/apply:os.system ['touch {marker}']")
+    with pytest.raises(PolicyError):
+        parse_policy(text)
+    assert not marker.exists()
+
+
+def test_oversized_policy_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text(_BASE + "# " + "x" * (1024 * 1024) + "\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match=r"more than the 1048576 bytes \(1 MiB\)") as caught:
+        load_policy(path)
+    assert str(caught.value).startswith(f"{path}:")
+    with pytest.raises(PolicyError, match="1 MiB"):
+        parse_policy(path.read_text(encoding="utf-8"), "huge.yaml")
+
+
+def test_deeply_nested_yaml_is_a_policy_error() -> None:
+    with pytest.raises(PolicyError, match="nested too deeply"):
+        parse_policy("purposes: " + "[" * 1000 + "]" * 1000 + "\nrecipients: {}\n", "p.yaml")
+
+
+def test_time_and_recall_defaults() -> None:
+    policy = parse_policy(CONTRACT_POLICY)
+    assert policy.time.max_skew_s == 60 and policy.time.max_lateness_s == 300
+    assert policy.time.max_skew_ms == 60_000 and policy.time.max_lateness_ms == 300_000
+    assert policy.default_recall_within_days == 30
+    assert policy.recall_within_days("acme-vision") == 30
+    assert policy.recall_within_days("not-registered") == 30
+    assert policy.recall_within_ms("photo-cdn") == 30 * 86_400_000
+
+
+def test_time_and_recall_are_parsed() -> None:
+    text = (
+        "time: {max_skew_s: 5, max_lateness_s: 86400.5}\n"
+        "recall_within_days: 0.5\n"
+        + _BASE
+        + "    recall_within_days: 7\n"
+        + "  other:\n    purposes: [ML_TRAINING]\n"
+    )
+    policy = parse_policy(text)
+    assert policy.time.max_skew_s == 5.0 and policy.time.max_lateness_ms == 86_400_500
+    assert policy.default_recall_within_days == 0.5
+    acme = policy.recipient("acme")
+    assert acme is not None and acme.recall_within_days == 7.0
+    assert policy.recall_within_days("acme") == 7.0
+    assert policy.recall_within_days(acme) == 7.0
+    assert policy.recall_within_days("other") == 0.5
+    assert policy.recall_within_ms("other") == 43_200_000
+
+
+def test_partial_time_keeps_the_other_default() -> None:
+    policy = parse_policy(_BASE + "time: {max_lateness_s: 0}\n")
+    assert policy.time.max_skew_s == 60 and policy.time.max_lateness_s == 0
+
+
+def test_non_consent_purposes_never_carry_sensitive_categories() -> None:
+    policy = parse_policy(CONTRACT_POLICY)
+    service = policy.purposes[Purpose.SERVICE_OPERATION]
+    assert DataCategory.FACE_BIOMETRIC not in service.categories
+    assert DataCategory.IMAGE in service.categories
+    assert DataCategory.FACE_BIOMETRIC in policy.purposes[Purpose.ML_TRAINING].categories
+    assert policy.categories_not_carried(
+        Purpose.ANALYTICS, [DataCategory.IMAGE, DataCategory.FACE_BIOMETRIC]
+    ) == {DataCategory.FACE_BIOMETRIC}
+    assert not policy.categories_not_carried(Purpose.ML_TRAINING, [DataCategory.FACE_BIOMETRIC])
+    assert policy.categories_not_carried(Purpose.UNKNOWN, [DataCategory.IMAGE]) == {
+        DataCategory.IMAGE
+    }
+
+
+def test_purpose_categories_restrict_what_it_carries() -> None:
+    text = _BASE.replace(
+        "{basis: contract, internal_only: true}",
+        "{basis: contract, internal_only: true, categories: [IMAGE]}",
+    )
+    rule = parse_policy(text).purposes[Purpose.SERVICE_OPERATION]
+    assert rule.categories == {DataCategory.IMAGE}
+
+
+def test_example_policy_in_deploy_loads_and_shows_the_new_fields() -> None:
+    path = Path(__file__).resolve().parents[2] / "deploy" / "policy.example.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "max_skew_s" in text and "recall_within_days" in text
+    policy = load_policy(path)
+    assert policy.time.max_skew_s == 60 and policy.time.max_lateness_s == 300
+    assert any(r.recall_within_days is not None for r in policy.recipients.values())

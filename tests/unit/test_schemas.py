@@ -100,6 +100,36 @@ CONTRACT_FIELDS: dict[str, list[str]] = {
         "error_kind",
         "error",
     ],
+    "ErasureRequested": [*COMMON, "request_id", "user_id", "scope", "photo_id", "reason"],
+    "RecallOrder": [
+        "order_id",
+        "issued_at",
+        "recipient_org",
+        "user_id",
+        "photo_ids",
+        "model_ids",
+        "cause",
+        "decision_ids",
+        "due_at",
+    ],
+    "RecallAcknowledged": [
+        "order_id",
+        "recipient_org",
+        "acknowledged_at",
+        "deleted_photo_ids",
+        "purged_model_ids",
+        "evidence",
+    ],
+    "ChainCheckpoint": [
+        "checkpoint_id",
+        "at",
+        "partition",
+        "offset",
+        "hash",
+        "decisions",
+        "key_id",
+        "signature",
+    ],
 }
 CONTRACT_ENUMS: dict[str, list[str]] = {
     "Purpose": [
@@ -134,6 +164,7 @@ CONTRACT_ENUMS: dict[str, list[str]] = {
         "NO_AGREEMENT",
         "PURPOSE_NOT_PERMITTED",
         "RECIPIENT_SUSPENDED",
+        "ERASED",
         "UNKNOWN",
     ],
     "AlertKind": [
@@ -141,11 +172,21 @@ CONTRACT_ENUMS: dict[str, list[str]] = {
         "DENIED_BURST",
         "UNCONSENTED_TRAINING",
         "RETROACTIVE_VIOLATION",
+        "RECALL_OVERDUE",
         "UNKNOWN",
     ],
     "Severity": ["INFO", "WARNING", "CRITICAL"],
     "AlertAction": ["NONE", "RECIPIENT_SUSPENDED"],
     "ControlKind": ["SUSPEND_RECIPIENT", "RESUME_RECIPIENT"],
+    "ErasureScope": ["PHOTO", "ACCOUNT", "UNKNOWN"],
+    "ErasureReason": ["USER_REQUEST", "REGULATOR_ORDER", "POLICY_VIOLATION", "UNKNOWN"],
+    "RecallCause": [
+        "ERASURE_REQUESTED",
+        "CONSENT_WITHDRAWN",
+        "UNCONSENTED_TRAINING",
+        "RETROACTIVE_VIOLATION",
+        "UNKNOWN",
+    ],
 }
 TIMESTAMPS = {
     "PhotoUploaded": ["occurred_at"],
@@ -156,6 +197,10 @@ TIMESTAMPS = {
     "Alert": ["raised_at", "window_start", "window_end"],
     "Control": ["at"],
     "DeadLetter": ["at"],
+    "ErasureRequested": ["occurred_at"],
+    "RecallOrder": ["issued_at", "due_at"],
+    "RecallAcknowledged": ["acknowledged_at"],
+    "ChainCheckpoint": ["at"],
 }
 CONTRACT_TOPICS = {
     "photo.uploads": "PhotoUploaded",
@@ -167,6 +212,10 @@ CONTRACT_TOPICS = {
     "governance.alerts": "Alert",
     "governance.controls": "Control",
     "governance.dlq": "DeadLetter",
+    "privacy.erasure.requests": "ErasureRequested",
+    "governance.recalls": "RecallOrder",
+    "governance.recall.acks": "RecallAcknowledged",
+    "governance.checkpoints": "ChainCheckpoint",
 }
 
 SAMPLES = SAMPLE_RECORDS
@@ -246,7 +295,13 @@ def test_timestamps_are_timestamp_millis_longs(name: str) -> None:
 
 
 def test_input_events_have_common_fields() -> None:
-    for name in ("PhotoUploaded", "ConsentChanged", "PhotoShareRequested", "TrainingRead"):
+    for name in (
+        "PhotoUploaded",
+        "ConsentChanged",
+        "PhotoShareRequested",
+        "TrainingRead",
+        "ErasureRequested",
+    ):
         fields = {f["name"]: f["type"] for f in _raw(name)["fields"]}
         assert fields["event_id"] == "string"
         assert fields["source"] == "string"
@@ -260,13 +315,15 @@ def test_dead_letter_key_and_value_are_bytes() -> None:
 
 def test_topics_map_to_contract_records() -> None:
     assert dict(TOPIC_RECORDS) == CONTRACT_TOPICS
-    assert set(topics.ALL_TOPICS) == set(CONTRACT_TOPICS)
+    # In the contract table's order, every topic once.
+    assert list(topics.ALL_TOPICS) == list(CONTRACT_TOPICS)
     assert {
         "photo.uploads",
         "consent.changes",
         "photo.share.requests",
         "training.reads",
     } == topics.INPUT_TOPICS
+    assert {*topics.INPUT_TOPICS, "privacy.erasure.requests"} == topics.GATE_INPUT_TOPICS
     assert topics.value_subject("photo.uploads") == "photo.uploads-value"
 
 
@@ -283,3 +340,53 @@ def test_catalog_enums_are_exposed() -> None:
     schema = default_catalog().record("Decision")
     assert schema.enums["verdict"] == ("ALLOW", "DENY", "HOLD", "UNKNOWN")
     assert "FACE_BIOMETRIC" in schema.enums["categories"]
+
+
+def test_new_contract_records_field_types() -> None:
+    erasure = {f["name"]: f for f in _raw("ErasureRequested")["fields"]}
+    assert erasure["photo_id"]["type"] == ["null", "string"]
+    assert erasure["photo_id"]["default"] is None
+    order = {f["name"]: f["type"] for f in _raw("RecallOrder")["fields"]}
+    ack = {f["name"]: f["type"] for f in _raw("RecallAcknowledged")["fields"]}
+    for field in ("photo_ids", "model_ids", "decision_ids"):
+        assert order[field] == {"type": "array", "items": "string"}
+    for field in ("deleted_photo_ids", "purged_model_ids"):
+        assert ack[field] == {"type": "array", "items": "string"}
+    assert ack["evidence"] == "string"
+    checkpoint = {f["name"]: f["type"] for f in _raw("ChainCheckpoint")["fields"]}
+    assert checkpoint["partition"] == "int"
+    assert checkpoint["offset"] == "long"
+    assert checkpoint["decisions"] == "long"
+    assert checkpoint["signature"] == "bytes"
+
+
+def _without_symbol(raw: dict[str, Any], symbol: str) -> dict[str, Any]:
+    """The schema as it was before ``symbol`` was added to one of its enums."""
+    text = json.dumps(raw).replace(f'"{symbol}", ', "")
+    assert symbol not in text
+    return json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "symbol"),
+    [("Decision", "reason", "ERASED"), ("Alert", "kind", "RECALL_OVERDUE")],
+)
+def test_new_enum_symbols_are_readable_both_ways(name: str, field: str, symbol: str) -> None:
+    """FULL compatibility: an old reader sees the new symbol as UNKNOWN; a new reader reads old."""
+    new = _raw(name)
+    old = _without_symbol(new, symbol)
+    record = {**SAMPLES[name], field: symbol}
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(new), record)
+    buffer.seek(0)
+    as_old = fastavro.schemaless_reader(
+        buffer, fastavro.parse_schema(new), fastavro.parse_schema(old)
+    )
+    assert as_old[field] == "UNKNOWN"
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(old), SAMPLES[name])
+    buffer.seek(0)
+    as_new = fastavro.schemaless_reader(
+        buffer, fastavro.parse_schema(old), fastavro.parse_schema(new)
+    )
+    assert as_new[field] == SAMPLES[name][field]

@@ -164,3 +164,81 @@ def test_required_config_cannot_be_weakened(codec: AvroCodec) -> None:
     assert producer.config["partitioner"] == "murmur2_random"
     assert producer.config["linger.ms"] == 20
     assert REQUIRED_PRODUCER_CONFIG["partitioner"] == "murmur2_random"
+
+
+def test_erasure_request_is_keyed_by_user_and_decodable(codec: AvroCodec) -> None:
+    fake = FakeProducer()
+    producer = make(codec, fake)
+    photo = producer.request_erasure(
+        user_id="u1", scope="PHOTO", photo_id="p1", request_id="ticket-9", occurred_at=5_000
+    )
+    account = producer.request_erasure(user_id="u2", scope="ACCOUNT", reason="REGULATOR_ORDER")
+    producer.flush()
+    assert [s["topic"] for s in fake.sent] == ["privacy.erasure.requests"] * 2
+    assert [s["key"] for s in fake.sent] == [b"u1", b"u2"]
+    first = codec.decode("privacy.erasure.requests", fake.sent[0]["value"])
+    assert first["event_id"] == photo and first["request_id"] == "ticket-9"
+    assert (first["scope"], first["photo_id"], first["reason"]) == ("PHOTO", "p1", "USER_REQUEST")
+    assert fake.sent[0]["timestamp"] == 5_000
+    second = codec.decode("privacy.erasure.requests", fake.sent[1]["value"])
+    assert second["event_id"] == account and second["photo_id"] is None
+    assert second["scope"] == "ACCOUNT" and second["reason"] == "REGULATOR_ORDER"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"scope": "PHOTO"}, "PHOTO erasure needs photo_id"),
+        ({"scope": "ACCOUNT", "photo_id": "p1"}, "do not pass photo_id"),
+        ({"scope": "EVERYTHING"}, "scope has 'EVERYTHING'; allowed: PHOTO, ACCOUNT"),
+        ({"scope": "ACCOUNT", "reason": "BORED"}, "reason has 'BORED'"),
+        ({"scope": "ACCOUNT", "user_id": ""}, "user_id must be a non-empty string"),
+    ],
+)
+def test_invalid_erasure_requests_are_refused(
+    codec: AvroCodec, kwargs: dict[str, Any], fragment: str
+) -> None:
+    fake = FakeProducer()
+    with pytest.raises(InvalidEventError, match=fragment):
+        make(codec, fake).request_erasure(**{"user_id": "u1", **kwargs})
+    assert fake.sent == []
+
+
+def test_recall_ack_is_keyed_by_recipient_and_decodable(codec: AvroCodec) -> None:
+    fake = FakeProducer()
+    producer = make(codec, fake)
+    returned = producer.acknowledge_recall(
+        order_id="o1",
+        recipient_org="acme-vision",
+        deleted_photo_ids=["p1", "p2"],
+        purged_model_ids=["m1"],
+        evidence="https://acme.example/proof/1",
+        acknowledged_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    producer.flush()
+    assert returned == "o1"
+    [sent] = fake.sent
+    assert (sent["topic"], sent["key"]) == ("governance.recall.acks", b"acme-vision")
+    record = codec.decode("governance.recall.acks", sent["value"])
+    assert record["deleted_photo_ids"] == ["p1", "p2"] and record["purged_model_ids"] == ["m1"]
+    assert sent["timestamp"] == record["acknowledged_at"] == 1_796_083_200_000
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({}, "names nothing deleted"),
+        ({"deleted_photo_ids": "p1"}, "list of ids"),
+        ({"deleted_photo_ids": ["p1", ""]}, "non-empty string ids"),
+        ({"deleted_photo_ids": ["p1"], "evidence": " "}, "evidence must be a non-empty string"),
+        ({"deleted_photo_ids": ["p1"], "recipient_org": ""}, "recipient_org must be"),
+    ],
+)
+def test_invalid_recall_acks_are_refused(
+    codec: AvroCodec, kwargs: dict[str, Any], fragment: str
+) -> None:
+    fake = FakeProducer()
+    base: dict[str, Any] = {"order_id": "o1", "recipient_org": "acme", "evidence": "ticket-1"}
+    with pytest.raises(InvalidEventError, match=fragment):
+        make(codec, fake).acknowledge_recall(**{**base, **kwargs})
+    assert fake.sent == []

@@ -1,0 +1,381 @@
+"""Erasure and recall (contract section 3, "Erasure and recall"): which photos left, and to whom.
+
+Pure: no Kafka, no clock. The gate keeps one :class:`RecallLedger` per user, beside (not inside)
+the user's :class:`~streams.core.consent.UserState`, and changelogs it as ``key → to_bytes()``:
+consent checks never pay for decoding transfers, and a user's ledger is decoded only when one of
+their erasures or withdrawals arrives (or a transfer is appended).
+
+A ledger holds
+
+- every **transfer**: a share the gate allowed, and every training read whatever its verdict (a
+  ``TrainingRead`` reports a read that happened; a denied one is unconsented training, and the model
+  that read the photo must still purge it) -- with the decision, the consent relied on, the purpose
+  and the time; reads also name the job and the model;
+- the user's **erasure tombstones**: 8-byte BLAKE2b digests of erased photo ids (no identifier kept
+  in clear, 8 bytes each, a false match inside one user's set needs ~2**32 erased photos), and a
+  flag once the whole account is erased (the ledger is then empty and stays so).
+
+Order builders (:func:`orders_for_withdrawal`, :func:`orders_for_erasure`,
+:func:`orders_for_violation`) return at most one :class:`RecallOrder` per recipient, none for a
+recipient that got nothing; the ``order_id`` is a UUIDv5 of (cause, triggering event id,
+recipient), so a replay issues the same ids. ``due_at`` is ``issued_at`` plus the recipient's
+``recall_within_days`` (a callable such as ``Policy.recall_within_days``; fractions allowed).
+The records themselves are in :mod:`streams.core.recall_model` (re-exported here).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Callable, Iterable
+
+from streams.core.consent import order_key
+from streams.core.model import AccessRequest, ConsentRecord, Decision, Reason, Verdict
+from streams.core.recall_model import (
+    ErasureRequest,
+    ErasureScope,
+    RecallCause,
+    RecallOrder,
+    Transfer,
+)
+from streams.errors import ConfigError, SerdeError
+
+__all__ = [
+    "DEFAULT_RECALL_WITHIN_DAYS",
+    "ErasureRequest",
+    "ErasureScope",
+    "RecallCause",
+    "RecallDays",
+    "RecallLedger",
+    "RecallOrder",
+    "Transfer",
+    "build_orders",
+    "covered_by_withdrawal",
+    "due_at",
+    "erased_decision",
+    "order_id",
+    "orders_for_erasure",
+    "orders_for_violation",
+    "orders_for_withdrawal",
+    "photo_digest",
+]
+
+LEDGER_FORMAT = 1
+"""Version of the serialized :class:`RecallLedger` layout; bumped on incompatible change."""
+
+DAY_MS = 86_400_000
+DEFAULT_RECALL_WITHIN_DAYS = 30.0
+_ORDER_NAMESPACE = uuid.UUID("2f0c7d3e-8a41-5b6e-9c1d-4e7a0b3f5d21")
+
+RecallDays = Callable[[str], float]
+"""Recipient org → its ``recall_within_days`` (e.g. ``Policy.recall_within_days``)."""
+
+
+def photo_digest(photo_id: str) -> bytes:
+    """Return the 8-byte tombstone of an erased photo id (BLAKE2b; the id is not kept in clear)."""
+    return hashlib.blake2b(photo_id.encode(), digest_size=8, person=b"cs-erased").digest()
+
+
+class RecallLedger:
+    """One user's transfers and erasure tombstones. Idempotent per ``decision_id``."""
+
+    __slots__ = ("_decisions", "_erased", "account_erased", "transfers", "user_id")
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        self.transfers: list[Transfer] = []
+        self._decisions: set[str] = set()
+        self._erased: set[bytes] = set()
+        self.account_erased = False
+
+    def record(self, transfer: Transfer) -> bool:
+        """Append a transfer; ``False`` if its decision is known or the account is erased."""
+        if self.account_erased or transfer.decision_id in self._decisions:
+            return False
+        self._decisions.add(transfer.decision_id)
+        self.transfers.append(transfer)
+        return True
+
+    def is_erased(self, photo_id: str | None = None) -> bool:
+        """Whether the account, or (given) the photo, was erased: a request for it is ``ERASED``."""
+        return self.account_erased or (
+            photo_id is not None and photo_digest(photo_id) in self._erased
+        )
+
+    def forget(self, erasure: ErasureRequest) -> int:
+        """Apply an erasure after its orders were built; return how many transfers were dropped.
+
+        ``PHOTO``: drops the photo's transfers and tombstones it. ``ACCOUNT``: drops everything and
+        marks the account erased (the caller also deletes the user's consent state and photos).
+        """
+        if erasure.user_id != self.user_id:
+            raise ValueError(f"erasure {erasure.event_id} is for another user")
+        before = len(self.transfers)
+        if erasure.scope is ErasureScope.ACCOUNT:
+            self.transfers, self._decisions, self._erased = [], set(), set()
+            self.account_erased = True
+        else:
+            assert erasure.photo_id is not None  # from_record guarantees it
+            self.transfers = [t for t in self.transfers if t.photo_id != erasure.photo_id]
+            self._decisions = {t.decision_id for t in self.transfers}
+            self._erased.add(photo_digest(erasure.photo_id))
+        return before - len(self.transfers)
+
+    def to_bytes(self) -> bytes:
+        """Serialize to compact UTF-8 JSON (about 100 bytes per transfer with UUID ids).
+
+        Strings other than decision ids are interned in one table; times are relative to the
+        first transfer's.
+        """
+        table: dict[str, int] = {}
+
+        def ref(value: str | None) -> int:
+            return -1 if value is None else table.setdefault(value, len(table))
+
+        base = self.transfers[0].at_ms if self.transfers else 0
+        rows = [
+            [
+                t.decision_id,
+                ref(t.photo_id),
+                ref(t.recipient_org),
+                ref(t.purpose),
+                1 if t.allowed else 0,
+                ref(t.consent_event_id),
+                t.at_ms - base,
+                ref(t.job_id),
+                ref(t.model_id),
+            ]
+            for t in self.transfers
+        ]
+        data = {
+            "v": LEDGER_FORMAT,
+            "u": self.user_id,
+            "s": list(table),
+            "b": base,
+            "t": rows,
+            "e": base64.b64encode(b"".join(sorted(self._erased))).decode(),
+            "x": 1 if self.account_erased else 0,
+        }
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RecallLedger:
+        """Rebuild from :meth:`to_bytes`; ``SerdeError`` if it is not such data."""
+        try:
+            raw = json.loads(data)
+            if raw.get("v") != LEDGER_FORMAT:
+                raise ValueError(f"unsupported ledger format {raw.get('v')!r}")
+            strings: list[str] = raw["s"]
+
+            def deref(index: int) -> str | None:
+                return None if index < 0 else strings[index]
+
+            ledger = cls(raw["u"])
+            base = raw["b"]
+            for decision, photo, org, purpose, allowed, consent, at, job, model in raw["t"]:
+                ledger.record(
+                    Transfer(
+                        decision,
+                        strings[photo],
+                        strings[org],
+                        strings[purpose],
+                        bool(allowed),
+                        deref(consent),
+                        base + at,
+                        deref(job),
+                        deref(model),
+                    )
+                )
+            erased = base64.b64decode(raw["e"])
+            ledger._erased = {erased[i : i + 8] for i in range(0, len(erased), 8)}
+            ledger.account_erased = bool(raw["x"])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise SerdeError(
+                f"stored recall ledger is unreadable: {exc}",
+                hint="restore the gate's changelog, or rebuild the state from the input topics",
+            ) from exc
+        return ledger
+
+
+def order_id(cause: RecallCause, trigger_id: str, recipient_org: str) -> str:
+    """Return the deterministic id of the order for ``recipient_org`` caused by ``trigger_id``."""
+    return str(uuid.uuid5(_ORDER_NAMESPACE, f"{cause.value}\x1f{trigger_id}\x1f{recipient_org}"))
+
+
+def due_at(issued_at_ms: int, days: float) -> int:
+    """Return ``issued_at`` plus ``days`` (fractions allowed); ``ConfigError`` unless positive."""
+    if not math.isfinite(days) or days <= 0:
+        raise ConfigError(
+            f"recall_within_days must be a positive number of days, got {days!r}",
+            hint="fix recall_within_days in the policy file (default 30)",
+        )
+    return issued_at_ms + round(days * DAY_MS)
+
+
+def build_orders(
+    ledger: RecallLedger,
+    concerned: Iterable[Transfer],
+    *,
+    cause: RecallCause | Callable[[str, list[Transfer]], RecallCause],
+    trigger_id: str,
+    issued_at_ms: int,
+    recall_days: RecallDays,
+) -> list[RecallOrder]:
+    """Return one order per recipient of ``concerned``, sorted by recipient.
+
+    Each names the recipient's concerned photos, every model of that recipient the ledger shows
+    reading one of those photos, and the decisions of the concerned transfers (the evidence).
+    ``cause`` may be a function of (recipient, its concerned transfers).
+    """
+    by_org: dict[str, list[Transfer]] = {}
+    for transfer in concerned:
+        by_org.setdefault(transfer.recipient_org, []).append(transfer)
+    orders = []
+    for org in sorted(by_org):
+        group = by_org[org]
+        photos = {t.photo_id for t in group}
+        models = {
+            t.model_id
+            for t in ledger.transfers
+            if t.recipient_org == org and t.model_id is not None and t.photo_id in photos
+        }
+        why = cause(org, group) if callable(cause) else cause
+        orders.append(
+            RecallOrder(
+                order_id=order_id(why, trigger_id, org),
+                issued_at=issued_at_ms,
+                recipient_org=org,
+                user_id=ledger.user_id,
+                photo_ids=tuple(sorted(photos)),
+                model_ids=tuple(sorted(models)),
+                cause=why,
+                decision_ids=tuple(sorted({t.decision_id for t in group})),
+                due_at=due_at(issued_at_ms, recall_days(org)),
+            )
+        )
+    return orders
+
+
+def covered_by_withdrawal(
+    transfer: Transfer,
+    withdrawal: ConsentRecord,
+    consent_time: Callable[[str], tuple[int, bool, str] | None] | None = None,
+) -> bool:
+    """Whether ``transfer`` was allowed under a consent that ``withdrawal`` withdraws.
+
+    The transfer was allowed on a consent record (``consent_event_id``), has the withdrawal's
+    purpose and a recipient it covers (``recipient_org`` null or equal). With ``consent_time``
+    (event id → the consent's :func:`~streams.core.consent.order_key`, ``None`` if unknown), a
+    transfer relying on a grant *later* than the withdrawal (a re-grant) is not covered; an unknown
+    consent counts as covered (recall rather than miss).
+    """
+    if withdrawal.granted or not transfer.allowed or transfer.consent_event_id is None:
+        return False
+    if transfer.purpose != withdrawal.purpose.value:
+        return False
+    if withdrawal.recipient_org is not None and withdrawal.recipient_org != transfer.recipient_org:
+        return False
+    if consent_time is not None:
+        relied = consent_time(transfer.consent_event_id)
+        if relied is not None and relied > order_key(withdrawal):
+            return False
+    return True
+
+
+def orders_for_withdrawal(
+    ledger: RecallLedger,
+    withdrawal: ConsentRecord,
+    *,
+    issued_at_ms: int,
+    recall_days: RecallDays,
+    consent_time: Callable[[str], tuple[int, bool, str] | None] | None = None,
+) -> list[RecallOrder]:
+    """Return orders for the transfers allowed under the consent that ``withdrawal`` withdraws.
+
+    None for a grant.
+
+    A recipient that got any such photo at or after the withdrawal's ``occurred_at`` (it should
+    never have left: a late-arriving withdrawal) gets cause ``RETROACTIVE_VIOLATION``, the others
+    ``CONSENT_WITHDRAWN``; either way one order per recipient.
+    """
+    concerned = [t for t in ledger.transfers if covered_by_withdrawal(t, withdrawal, consent_time)]
+
+    def cause(_org: str, group: list[Transfer]) -> RecallCause:
+        late = any(t.at_ms >= withdrawal.occurred_at_ms for t in group)
+        return RecallCause.RETROACTIVE_VIOLATION if late else RecallCause.CONSENT_WITHDRAWN
+
+    return build_orders(
+        ledger,
+        concerned,
+        cause=cause,
+        trigger_id=withdrawal.event_id,
+        issued_at_ms=issued_at_ms,
+        recall_days=recall_days,
+    )
+
+
+def orders_for_erasure(
+    ledger: RecallLedger, erasure: ErasureRequest, *, issued_at_ms: int, recall_days: RecallDays
+) -> list[RecallOrder]:
+    """Return orders for every recipient that got the erased photo (or, ``ACCOUNT``, any photo).
+
+    Call before :meth:`RecallLedger.forget`, which drops what these orders name.
+    """
+    if erasure.scope is ErasureScope.ACCOUNT:
+        concerned = list(ledger.transfers)
+    else:
+        concerned = [t for t in ledger.transfers if t.photo_id == erasure.photo_id]
+    return build_orders(
+        ledger,
+        concerned,
+        cause=RecallCause.ERASURE_REQUESTED,
+        trigger_id=erasure.event_id,
+        issued_at_ms=issued_at_ms,
+        recall_days=recall_days,
+    )
+
+
+def orders_for_violation(
+    ledger: RecallLedger,
+    cause: RecallCause,
+    decision_ids: Iterable[str],
+    *,
+    trigger_id: str,
+    issued_at_ms: int,
+    recall_days: RecallDays,
+) -> list[RecallOrder]:
+    """Return orders for the transfers of ``decision_ids``.
+
+    For an ``UNCONSENTED_TRAINING`` read (its decision) or the accesses a ``RETROACTIVE_VIOLATION``
+    names; ``trigger_id`` is the id of the decision or alert that triggers the recall.
+    """
+    wanted = set(decision_ids)
+    concerned = [t for t in ledger.transfers if t.decision_id in wanted]
+    return build_orders(
+        ledger,
+        concerned,
+        cause=cause,
+        trigger_id=trigger_id,
+        issued_at_ms=issued_at_ms,
+        recall_days=recall_days,
+    )
+
+
+def erased_decision(request: AccessRequest, policy_version: str, *, account: bool) -> Decision:
+    """Return the ``DENY``/``ERASED`` decision for a request naming an erased photo or account.
+
+    The gate checks :meth:`RecallLedger.is_erased` before :func:`~streams.core.evaluate.evaluate`.
+    """
+    what = f"user {request.owner_id}'s account" if account else f"photo {request.photo_id}"
+    return Decision(
+        Verdict.DENY,
+        Reason.ERASED,
+        f"{request.recipient_org} may not receive photo {request.photo_id} for"
+        f" {request.purpose}: {what} was erased at the owner's or a regulator's request.",
+        None,
+        policy_version,
+        request,
+    )
