@@ -17,7 +17,8 @@ from types import FrameType
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.gate.runner import STREAM_ORDER, RunnerOptions
+from streams.gate.topology import STREAM_ORDER
+from streams.runtime.runner import RuntimeOptions as RunnerOptions
 from streams.settings import load_settings
 
 

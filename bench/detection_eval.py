@@ -40,9 +40,10 @@ from streams.core.policy import Policy, load_policy
 from streams.core.times import iso_moment
 from streams.detect.core.pipeline import DetectorSet
 from streams.detect.core.records import DecisionEvent
-from streams.gate.processor import GateProcessor, RawInput
+from streams.gate.processor import GateProcessor
 from streams.gate.state import PartitionState
-from streams.gate.store import MemoryStore
+from streams.runtime.records import RawInput
+from streams.runtime.stores import MemoryStore
 from streams.simulate.engine import GroundTruth, SimEvent
 from streams.simulate.scenarios import ScenarioSpec
 from streams.simulate.workload import Workload, WorkloadConfig

@@ -37,7 +37,7 @@ from streams.core.evaluate import decide_safely
 from streams.core.model import AccessRequest, ConsentRecord, PhotoRecord, decision_record
 from streams.core.policy import load_policy
 from streams.errors import ConsentinelError
-from streams.gate.processor import _DECISION_NS
+from streams.runtime.dead_letters import DEAD_LETTER_NAMESPACE as _DECISION_NS
 from streams.serde.catalog import prefixed_catalog
 from streams.serde.registry import RegistrySchemaSource
 from streams.serde.wire import AvroCodec

@@ -5,7 +5,7 @@ realistic state (one to three consent records, up to four allowed accesses; 64 t
 with the real :class:`UserState`, the user id substituted), spread evenly over the 8 partitions of
 ``<prefix>consentinel.gate.state-changelog``. A child process (``python -m bench.restore``) then
 builds a gate exactly as ``consentinel gate`` does and calls
-:meth:`~streams.gate.runner.GateRunner.restore_partition` for partitions 0..7 in turn (what the
+:meth:`~streams.runtime.runner.StreamRunner.restore_partition` for partitions 0..7 in turn (what the
 gate does when it is assigned all of them), and prints a JSON line: seconds per partition, total,
 records, and the process's peak RSS (VmHWM) -- the state of all 8 partitions lives in that one
 process, as it would in one gate.
@@ -126,7 +126,7 @@ def main() -> int:
             records += runner.restore_partition(partition)
         else:  # a gate from before the public wrapper: count what the store holds
             runner._restore(partition)
-            records += len(runner._states[partition].store)
+            records += len(runner.tasks[partition].state.store)
         per_partition.append(round(time.monotonic() - t0, 2))
         rss_after.append(round((proc_status_kb(os.getpid(), "VmRSS") or 0) / 1024))
     total = time.monotonic() - started
@@ -142,7 +142,7 @@ def main() -> int:
         "baseline_rss_mb": round(baseline_kb / 1024, 1),
     }
     print("RESULT " + json.dumps(result), flush=True)
-    for state in runner._states.values():  # release RocksDB files
+    for state in [t.state for t in runner.tasks.values()]:  # release RocksDB files
         state.close()
     return 0
 

@@ -43,7 +43,8 @@ from streams.core.policy import load_policy
 from streams.core.times import iso_moment
 from streams.errors import ConsentinelError
 from streams.gate.app import build_runner
-from streams.gate.runner import GateRunner
+from streams.gate.topology import GateTopology
+from streams.runtime.runner import StreamRunner
 from streams.sdk import ConsentinelProducer
 from streams.serde.catalog import prefixed_catalog
 from streams.serde.registry import RegistrySchemaSource
@@ -166,9 +167,7 @@ def _collect(
     timeout_s: float,
 ) -> list[dict[str, Any]]:
     topic = settings.topic_prefix + topics.TOPIC_DECISIONS
-    codec = AvroCodec(
-        RegistrySchemaSource(settings.schema_registry_url), prefixed_catalog(settings)
-    )
+    codec = AvroCodec(RegistrySchemaSource.from_settings(settings), prefixed_catalog(settings))
     consumer = Consumer(
         {
             **settings.kafka_config(),
@@ -267,7 +266,7 @@ class _Tail:
     def __init__(self, settings: Settings, contract_topic: str) -> None:
         self.topic = settings.topic_prefix + contract_topic
         self.codec = AvroCodec(
-            RegistrySchemaSource(settings.schema_registry_url), prefixed_catalog(settings)
+            RegistrySchemaSource.from_settings(settings), prefixed_catalog(settings)
         )
         self.consumer = Consumer(
             {
@@ -459,17 +458,21 @@ def _follow_ups(
     return ids
 
 
-def _wait_gate(runner: GateRunner, suspended: bool, timeout_s: float = 30) -> bool:
+def _wait_gate(runner: StreamRunner[GateTopology], suspended: bool, timeout_s: float = 30) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if (runner.processor.suspensions.suspension(VENDOR) is not None) == suspended:
+        if (runner.topology.processor.suspensions.suspension(VENDOR) is not None) == suspended:
             return True
         time.sleep(0.2)
     return False
 
 
 def _bulk_export_story(
-    settings: Settings, policy_path: Path, runner: GateRunner, alerts: _Tail, tag: str
+    settings: Settings,
+    policy_path: Path,
+    runner: StreamRunner[GateTopology],
+    alerts: _Tail,
+    tag: str,
 ) -> bool:
     """Let a bulk export cross the limit; return True if the detector and the gate stopped it."""
     limit_spec = load_policy(policy_path).recipients[VENDOR].bulk_export

@@ -11,6 +11,9 @@ from collections.abc import Collection
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from streams import topics
+from streams.runtime.metrics import runtime_metrics
+
 UNREGISTERED_RECIPIENT = "_unregistered"
 """The ``recipient`` label of every recipient the policy does not name."""
 
@@ -60,11 +63,6 @@ EPISODE_ACTIVE = Gauge(
     " alert kind and subject kind (recipient, requester, job).",
     ["kind", "subject_kind"],
 )
-DEAD_LETTERS = Counter(
-    "consentinel_detector_dead_letters_total",
-    "Decision records the detector could not use, sent to governance.dlq, by error kind.",
-    ["kind"],
-)
 EVENT_LAG = Gauge(
     "consentinel_detector_event_lag_seconds",
     "Wall-clock time minus the event time of the latest decision processed.",
@@ -74,7 +72,10 @@ DETECTION_LATENCY = Histogram(
     "Wall-clock time from the crossing event's decision (decided_at) to the alert being produced.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
-READY = Gauge("consentinel_detector_ready", "1 when the detector's state is restored and running.")
+RUNTIME = runtime_metrics("consentinel_detector")
+"""The runtime's series for the detectors (transactions, batches, lag, restore, readiness, DLQ)."""
+DEAD_LETTERS = RUNTIME.dead_letters
+READY = RUNTIME.ready
 
 
 #: The ``(kind, severity)`` pairs the detectors raise (bulk_export.py, denied_burst.py,
@@ -116,7 +117,7 @@ def initialise(limited_recipients: Collection[str]) -> None:
     for kind, subject_kind in EPISODES:
         EPISODE_ACTIVE.labels(kind, subject_kind)
     for kind in DEAD_LETTER_KINDS:
-        DEAD_LETTERS.labels(kind)
+        DEAD_LETTERS.labels(kind, topics.TOPIC_DECISIONS)
     for recipient in limited_recipients:
         SUSPENSIONS.labels(recipient)
 

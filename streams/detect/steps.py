@@ -1,15 +1,15 @@
-"""What the detector's agents do, without faust: decode, route, apply the pure detectors.
+"""The detector topology's steps as plain functions: decode, route, apply the pure detectors.
 
-The streaming app (:mod:`streams.detect.app`) is three steps, each a method here so that it can
+The topology (:mod:`streams.detect.topology`) is three steps, each a method here so that it can
 be tested without a broker:
 
-1. :meth:`DetectorRuntime.route_decision` decodes a ``governance.decisions`` value (a value it
+1. :meth:`DetectorSteps.route_decision` decodes a ``governance.decisions`` value (a value it
    cannot use becomes a ``governance.dlq`` record) and forwards a compact JSON copy twice: keyed
-   by recipient, and keyed by actor (requester or job). :meth:`DetectorRuntime.route_read` forwards
+   by recipient, and keyed by actor (requester or job). :meth:`DetectorSteps.route_read` forwards
    each ``training.reads`` event's job -> model to the actor side.
-2. :meth:`DetectorRuntime.on_recipient` applies one forwarded decision to the recipient's
+2. :meth:`DetectorSteps.on_recipient` applies one forwarded decision to the recipient's
    bulk-export state and recipient denial-burst state (table values keyed by recipient).
-3. :meth:`DetectorRuntime.on_actor` applies it to the requester's denial-burst state and the
+3. :meth:`DetectorSteps.on_actor` applies it to the requester's denial-burst state and the
    job's unconsented-training state (table values keyed by actor).
 
 Every table value is ``{"src": {source partition: last offset}, "state": ...}``: a forwarded copy
@@ -21,7 +21,6 @@ with the same id.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,9 +36,9 @@ from streams.detect.core.pipeline import DetectorSet
 from streams.detect.core.records import Alert, Control, DecisionEvent
 from streams.detect.core.unconsented_training import TrainingJobState, UnconsentedTrainingConfig
 from streams.errors import ConsentinelError
+from streams.runtime.dead_letters import dead_letter
+from streams.runtime.records import RawInput
 from streams.serde.wire import AvroCodec
-
-_DLQ_NS = uuid.UUID("2f0b8a4c-1f3e-5d7a-8c11-6a5e9b0d3c21")
 
 Value = dict[str, Any] | None
 """A table value as stored (JSON-able), or None when the key has none."""
@@ -63,7 +62,7 @@ class Applied:
     duplicate: bool = False
 
 
-class DetectorRuntime:
+class DetectorSteps:
     """Shared by the agents: the policy, the pure detectors and the codec."""
 
     def __init__(
@@ -103,9 +102,9 @@ class DetectorRuntime:
         ``side`` is ``"recipient"`` or ``"actor"``.
         """
         metrics.DECISIONS_CONSUMED.inc()
-        source = self.topic(topics.TOPIC_DECISIONS)
+        source = topics.TOPIC_DECISIONS
         try:
-            record = self.codec.decode(source, value)
+            record = self.codec.decode(self.topic(source), value)
             event = DecisionEvent.from_record(record)
         except ConsentinelError as exc:
             return [], self._dead_letter(source, key, value, partition, offset, exc)
@@ -143,18 +142,10 @@ class DetectorRuntime:
         offset: int,
         exc: ConsentinelError,
     ) -> Output:
-        metrics.DEAD_LETTERS.labels(exc.error_kind).inc()
-        record = {
-            "dead_letter_id": str(uuid.uuid5(_DLQ_NS, f"{source}:{partition}:{offset}")),
-            "at": int(time.time() * 1000),
-            "source_topic": source,
-            "partition": partition,
-            "offset": offset,
-            "key": key,
-            "value": value or b"",
-            "error_kind": exc.error_kind,
-            "error": str(exc),
-        }
+        raw = RawInput(source, partition, offset, 0, key, value)
+        letter = dead_letter(raw, exc.error_kind, str(exc), at_ms=int(time.time() * 1000))
+        record = letter.value
+        assert isinstance(record, dict)
         return Output(topics.TOPIC_DLQ, key.decode("utf-8", "replace") if key else "", record)
 
     # ------------------------------------------------------------------ step 2: recipients

@@ -1,4 +1,4 @@
-"""``consentinel gate``: wires settings, policy, codec, processor and runner, then runs."""
+"""``consentinel gate``: wires settings, policy, codec and the gate topology onto the runtime."""
 
 from __future__ import annotations
 
@@ -7,57 +7,55 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from streams.core.controls import SuspensionRegistry
 from streams.core.policy import load_policy
 from streams.errors import ConfigError
 from streams.gate import metrics
 from streams.gate.processor import GateProcessor
-from streams.gate.runner import GateRunner, RunnerOptions
+from streams.gate.topology import GateTopology
 from streams.observability.http import HealthServer
-from streams.serde.catalog import prefixed_catalog
-from streams.serde.registry import RegistrySchemaSource
-from streams.serde.wire import AvroCodec
+from streams.runtime.runner import RuntimeOptions, StreamRunner
+from streams.serde.factory import codec_from_settings
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def build_runner(
-    settings: Settings, policy_path: Path, *, options: RunnerOptions | None = None
-) -> GateRunner:
+    settings: Settings, policy_path: Path, *, options: RuntimeOptions | None = None
+) -> StreamRunner[GateTopology]:
     """Return a ready-to-run gate for ``settings`` and the policy file at ``policy_path``."""
     policy = load_policy(policy_path)
     metrics.POLICY_INFO.labels(policy.version).set(1)
     metrics.initialise(policy.recipients)
-    codec = AvroCodec(
-        RegistrySchemaSource(settings.schema_registry_url), prefixed_catalog(settings)
-    )
+    codec = codec_from_settings(settings)
     processor = GateProcessor(
         policy, SuspensionRegistry(), clock_ms=lambda: int(time.time() * 1000)
     )
-    options = options or RunnerOptions()
+    options = options or RuntimeOptions()
     options.state_store = settings.state_store
     options.state_dir = settings.state_dir / settings.instance_id
-    return GateRunner(
+    return StreamRunner(
         settings.kafka_config(),
         codec,
-        processor,
+        GateTopology(processor, codec, topic_prefix=settings.topic_prefix),
         instance_id=settings.instance_id,
         topic_prefix=settings.topic_prefix,
         options=options,
+        metrics_prefix="consentinel_gate",
     )
 
 
-def run_gate(settings: Settings, *, policy_path: Path | None) -> int:
-    """Run the gate until SIGTERM or SIGINT; return the process exit code."""
-    if policy_path is None:
-        raise ConfigError("no policy given", hint="pass --policy FILE or set CONSENTINEL_POLICY")
-    runner = build_runner(settings, policy_path)
+def serve(runner: StreamRunner[Any], settings: Settings, what: str) -> int:
+    """Run ``runner`` until SIGTERM or SIGINT, with health and metrics; return the exit code."""
     server = None
     if settings.metrics_port is not None:
-        server = HealthServer(settings.metrics_port, lambda: runner.ready).start()
-        log.info("metrics on :%d/metrics, readiness on /ready", server.port)
+        server = HealthServer(
+            settings.metrics_port, lambda: runner.ready, is_live=lambda: runner.live
+        ).start()
+        log.info("metrics on :%d/metrics, readiness on /ready, liveness on /live", server.port)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current batch and stopping", signum)
@@ -65,15 +63,18 @@ def run_gate(settings: Settings, *, policy_path: Path | None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    log.info(
-        "gate %s starting (policy %s, store %s)",
-        settings.instance_id,
-        runner.processor.policy.version,
-        settings.state_store,
-    )
+    log.info("%s %s starting (store %s)", what, settings.instance_id, settings.state_store)
     try:
         runner.run()
     finally:
         if server is not None:
             server.stop()
     return 0
+
+
+def run_gate(settings: Settings, *, policy_path: Path | None) -> int:
+    """Run the gate until SIGTERM or SIGINT; return the process exit code."""
+    if policy_path is None:
+        raise ConfigError("no policy given", hint="pass --policy FILE or set CONSENTINEL_POLICY")
+    runner = build_runner(settings, policy_path)
+    return serve(runner, settings, "gate")

@@ -1,101 +1,70 @@
-"""Reads all of ``governance.controls`` into a :class:`~streams.core.controls.SuspensionRegistry`.
+"""The controls topic as a global table of the gate: who is suspended, failing closed.
 
-Every gate process reads every partition of the controls topic from the beginning, outside any
-consumer group, so that a suspension applies to all partitions at once. ``catch_up`` blocks until
-the topic's current end is reached (the gate decides nothing before that: fail closed); ``poll``
-then applies new controls without blocking, once per batch.
+Every gate instance reads all of ``governance.controls`` (see
+:mod:`streams.runtime.global_table`) into one :class:`~streams.core.controls.SuspensionRegistry`.
+A control that cannot be decoded is not skipped: its recipient (the record's key) is held as if
+suspended, and the gate is not ready, until a readable control for that recipient supersedes it
+(the topic is compacted by recipient, so the operator's fix is to write the control again).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
-from streams.core.controls import SuspensionRegistry
-from streams.errors import ConsentinelError, StackError
+from streams import topics
+from streams.core.controls import Suspension, SuspensionRegistry
+from streams.errors import InvalidEventError
+from streams.runtime.records import RawInput
 from streams.serde.wire import AvroCodec
 
 log = logging.getLogger(__name__)
 
 
-class ControlsReader:
-    """Keeps a suspension registry in step with the controls topic."""
+class ControlsTable:
+    """Applies control records to a suspension registry (a global table handler)."""
 
-    def __init__(
-        self,
-        kafka_config: dict[str, Any],
-        codec: AvroCodec,
-        registry: SuspensionRegistry,
-        topic: str,
-    ) -> None:
+    def __init__(self, codec: AvroCodec, physical_topic: str, registry: SuspensionRegistry) -> None:
         self.codec = codec
+        self.physical_topic = physical_topic
         self.registry = registry
-        self.topic = topic
-        self.caught_up = False
-        self._at_end: set[int] = set()
-        self._partitions: list[int] = []
-        self._consumer = Consumer(
-            {
-                **kafka_config,
-                "group.id": "consentinel-controls-reader",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-            }
-        )
+        self._broken: dict[str, str] = {}
+        self._unattributed = 0
 
-    def catch_up(self, timeout_s: float = 120.0) -> None:
-        """Read the controls topic to its current end (blocking)."""
-        metadata = self._consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
-        if metadata is None or metadata.error is not None:
-            raise StackError(
-                f"the controls topic {self.topic} does not exist",
-                hint="run `consentinel topics apply` first",
+    @property
+    def whole(self) -> bool:
+        """Whether every control read so far could be applied (or was superseded)."""
+        return not self._broken and self._unattributed == 0
+
+    def apply(self, raw: RawInput) -> bool:
+        """Decode and apply one control; raises for an unreadable one (see the runtime)."""
+        control = self.codec.decode(self.physical_topic, raw.value)
+        if not self.registry.apply(control):
+            raise InvalidEventError(
+                f"control {control.get('control_id')} has an unknown kind {control.get('kind')!r}",
+                hint="write SUSPEND_RECIPIENT or RESUME_RECIPIENT for that recipient again",
             )
-        self._partitions = sorted(metadata.partitions)
-        self._consumer.assign(
-            [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions]
+        recipient = control["recipient_org"]
+        if self._broken.pop(recipient, None) is not None:
+            log.info("control for %s readable again: %s applied", recipient, control["kind"])
+        log.info("control %s: %s %s", control["control_id"], control["kind"], recipient)
+        return True
+
+    def broken(self, raw: RawInput, error: str) -> None:
+        """Hold the control's recipient (fail closed) until a readable control replaces it."""
+        recipient = raw.key.decode("utf-8", "replace") if raw.key else None
+        if not recipient:
+            self._unattributed += 1
+            log.error(
+                "unreadable control without a key at %s: the gate stays not ready", raw.offset
+            )
+            return
+        self._broken[recipient] = error
+        self.registry.hold(
+            Suspension(
+                recipient_org=recipient,
+                control_id=f"unreadable-control@{topics.TOPIC_CONTROLS}/{raw.partition}/{raw.offset}",
+                reason=f"an unreadable control ({error[:200]}): held until it is written again",
+                actor="consentinel-gate",
+                at_ms=raw.timestamp_ms,
+            )
         )
-        deadline = time.monotonic() + timeout_s
-        while len(self._at_end) < len(self._partitions):
-            if time.monotonic() > deadline:
-                raise StackError(f"could not read {self.topic} to its end in {timeout_s:.0f}s")
-            self.poll(timeout_s=0.5)
-        self.caught_up = True
-        log.info("controls read: %d recipient(s) suspended", len(self.registry))
-
-    def poll(self, timeout_s: float = 0.0) -> bool:
-        """Apply any new controls; return whether any was applied."""
-        changed = False
-        for message in self._consumer.consume(500, timeout=timeout_s):
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    self._at_end.add(message.partition() or 0)
-                else:
-                    log.warning("controls consumer error: %s", error)
-                continue
-            self._at_end.discard(message.partition() or 0)
-            try:
-                control = self.codec.decode(self.topic, message.value())
-            except ConsentinelError as exc:
-                log.error("unreadable control at offset %s skipped: %s", message.offset(), exc)
-                continue
-            if self.registry.apply(control):
-                changed = True
-                log.info(
-                    "control %s: %s %s",
-                    control["control_id"],
-                    control["kind"],
-                    control["recipient_org"],
-                )
-            else:
-                log.error("control %s has an unknown kind: ignored", control.get("control_id"))
-        return changed
-
-    def close(self) -> None:
-        """Close the consumer."""
-        self._consumer.close()

@@ -10,9 +10,22 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from streams import topics
 from streams.core.model import Reason, SubjectKind
+from streams.runtime.metrics import runtime_metrics
 
 UNREGISTERED_RECIPIENT = "_unregistered"
+
+RUNTIME = runtime_metrics("consentinel_gate")
+"""The runtime's series for the gate (transactions, batches, lag, restore, readiness, DLQ)."""
+DEAD_LETTERS = RUNTIME.dead_letters
+RESTORE_DURATION = RUNTIME.restore_duration
+RESTORED_RECORDS = RUNTIME.restored_records
+ASSIGNED_PARTITIONS = RUNTIME.assigned_partitions
+READY = RUNTIME.ready
+TRANSACTIONS = RUNTIME.transactions
+BATCH_SIZE = RUNTIME.batch_size
+CONSUMER_LAG = RUNTIME.consumer_lag
 
 DECISIONS = Counter(
     "consentinel_gate_decisions_total",
@@ -29,43 +42,12 @@ DECISION_LATENCY = Histogram(
     "Time from a request's occurred_at to its decision being committed.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-DEAD_LETTERS = Counter(
-    "consentinel_gate_dead_letters_total",
-    "Input records sent to governance.dlq, by error kind.",
-    ["kind"],
-)
 RETROACTIVE_VIOLATIONS = Counter(
     "consentinel_gate_retroactive_violations_total",
     "Allowed requests later found to predate a consent withdrawal (alerts raised).",
 )
-RESTORE_DURATION = Histogram(
-    "consentinel_gate_state_restore_duration_seconds",
-    "Time to restore one partition's state from its changelog.",
-    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
-)
-RESTORED_RECORDS = Counter(
-    "consentinel_gate_state_restored_records_total",
-    "Changelog records replayed while restoring state.",
-)
-ASSIGNED_PARTITIONS = Gauge(
-    "consentinel_gate_assigned_partitions", "Input partitions this process decides for."
-)
-READY = Gauge("consentinel_gate_ready", "1 when every assigned partition's state is restored.")
 SUSPENDED_RECIPIENTS = Gauge(
     "consentinel_gate_suspended_recipients", "Recipients currently suspended by a control."
-)
-TRANSACTIONS = Counter(
-    "consentinel_gate_transactions_total", "Kafka transactions by outcome.", ["outcome"]
-)
-BATCH_SIZE = Histogram(
-    "consentinel_gate_batch_events",
-    "Input events processed per transaction.",
-    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
-)
-CONSUMER_LAG = Gauge(
-    "consentinel_gate_consumer_lag_messages",
-    "Input records not yet decided (high watermark minus position), by topic.",
-    ["topic"],
 )
 POLICY_INFO = Gauge(
     "consentinel_gate_policy_info", "The policy version in force (value is always 1).", ["version"]
@@ -79,6 +61,8 @@ DEAD_LETTER_KINDS = (
     "INVALID_EVENT",
     "UNKNOWN_ENUM_SYMBOL",
     "UNEXPECTED_TOPIC",
+    "INPUT_TOO_LARGE",
+    "OUTPUT_TOO_LARGE",
 )
 """The error kinds the gate dead-letters input with (``ConsentinelError.error_kind``)."""
 
@@ -99,7 +83,8 @@ def initialise(recipients: Iterable[str]) -> None:
         for kind in SubjectKind:
             DECISIONS.labels(verdict, reason, kind.value)
     for dead_letter_kind in DEAD_LETTER_KINDS:
-        DEAD_LETTERS.labels(dead_letter_kind)
+        for topic in topics.INPUT_TOPICS:
+            DEAD_LETTERS.labels(dead_letter_kind, topic)
     for outcome in ("committed", "aborted"):
         TRANSACTIONS.labels(outcome)
     for recipient in recipients:

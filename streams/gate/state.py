@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from streams.core.audit import GENESIS_HASH
 from streams.core.consent import UserState
-from streams.gate.store import KeyValueStore
+from streams.runtime.stores import KeyValueStore
 
 USER_PREFIX = b"u:"
 PHOTO_PREFIX = b"p:"

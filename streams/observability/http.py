@@ -24,10 +24,11 @@ class HealthServer:
         port: int,
         is_ready: Callable[[], bool],
         *,
+        is_live: Callable[[], bool] = lambda: True,
         registry: CollectorRegistry = REGISTRY,
         host: str = "0.0.0.0",
     ) -> None:
-        handler = _handler(is_ready, registry)
+        handler = _handler(is_ready, is_live, registry)
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
@@ -53,7 +54,7 @@ class HealthServer:
 
 
 def _handler(
-    is_ready: Callable[[], bool], registry: CollectorRegistry
+    is_ready: Callable[[], bool], is_live: Callable[[], bool], registry: CollectorRegistry
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -64,7 +65,8 @@ def _handler(
                 ready = is_ready()
                 self._reply(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
             elif path == "/live":
-                self._reply(200, b"live\n")
+                live = is_live()
+                self._reply(200 if live else 503, b"live\n" if live else b"stalled\n")
             else:
                 self._reply(404, b"not found: try /metrics, /ready or /live\n")
 

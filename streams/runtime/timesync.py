@@ -51,6 +51,11 @@ class PartitionSynchronizer(Generic[T]):
         state.caught_up = False
         state.empty_since_ms = None
 
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """The streams merged, in tie-break order."""
+        return tuple(self._streams)
+
     def mark_caught_up(self, stream: str) -> None:
         """Record that the consumer reached the current end of ``stream``'s partition."""
         self._streams[stream].caught_up = True

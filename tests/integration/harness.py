@@ -20,7 +20,9 @@ from confluent_kafka.admin import AdminClient
 from streams import topics
 from streams.admin.topics import apply_topics, load_topic_specs
 from streams.gate.app import build_runner
-from streams.gate.runner import GateRunner, RunnerOptions
+from streams.gate.topology import GateTopology
+from streams.runtime.runner import RuntimeOptions as RunnerOptions
+from streams.runtime.runner import StreamRunner
 from streams.sdk import ConsentinelProducer
 from streams.serde.catalog import TOPIC_RECORDS, prefixed_catalog
 from streams.serde.registry import RegistrySchemaSource, register_all
@@ -51,7 +53,7 @@ class GateEnv:
     @contextmanager
     def gate_thread(
         self, instance: str = "t1", store: str = "memory", **options: Any
-    ) -> Iterator[GateRunner]:
+    ) -> Iterator[StreamRunner[GateTopology]]:
         """Run a gate in a thread of this process for the duration of the block."""
         settings = self.with_instance(instance, store)
         runner = build_runner(settings, POLICY, options=RunnerOptions(**options))
@@ -178,7 +180,7 @@ def make_gate_env(
 
 def drop_gate_env(env: GateEnv) -> None:
     """Delete the environment's topics (subjects stay: they are cheap and harmless)."""
-    names = [env.topic(t) for t in (*topics.ALL_TOPICS, "consentinel.gate.state-changelog")]
+    names = [env.topic(t) for t in (*topics.ALL_TOPICS, *topics.INTERNAL_TOPICS)]
     for future in env.admin.delete_topics(names, operation_timeout=30).values():
         with contextlib.suppress(Exception):  # already gone
             future.result()

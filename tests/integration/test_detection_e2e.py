@@ -34,7 +34,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streams import topics
 from streams.admin.controls import resume_recipient
-from streams.gate.runner import GateRunner
+from streams.gate.topology import GateTopology
+from streams.runtime.runner import StreamRunner
 from streams.simulate.run import run_simulation
 from tests.integration.harness import POLICY, REPO, GateEnv
 
@@ -259,7 +260,7 @@ def test_bulk_export_alert_suspends_then_resume_lets_requests_through(
     truth_path = tmp_path / "truth.jsonl"
     start = _yesterday_noon()
     duration_s = 420.0
-    runner: GateRunner
+    runner: StreamRunner[GateTopology]
     with env.gate_thread("ga") as runner:
         try:
             detector.start_ready()
@@ -297,7 +298,7 @@ def test_bulk_export_alert_suspends_then_resume_lets_requests_through(
             assert [(c["kind"], c["recipient_org"]) for c in controls] == [
                 ("SUSPEND_RECIPIENT", VENDOR)
             ]
-            suspensions = runner.processor.suspensions
+            suspensions = runner.topology.processor.suspensions
             _wait(lambda: suspensions.suspension(VENDOR) is not None, 30, "the gate to suspend")
 
             # the vendor's next requests are held

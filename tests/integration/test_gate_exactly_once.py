@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from streams import topics
-from streams.gate.audit_verify import verify_partitions
+from streams.report.audit_verify import verify_partitions
 from tests.integration.harness import GateEnv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -11,7 +11,7 @@ import pytest
 
 from streams import topics
 from streams.core.partitioning import partition_for
-from streams.gate.audit_verify import verify_partitions
+from streams.report.audit_verify import verify_partitions
 from tests.integration.harness import GateEnv
 
 pytestmark = pytest.mark.integration
@@ -128,35 +128,47 @@ def same_partition_user(owner: str, partitions: int) -> str:
     raise AssertionError("no twin found")
 
 
-def write_story(env: GateEnv, story: Story, now: int) -> tuple[str, str]:
-    """Produce a story's events; return (owner, request event id)."""
+def write_story(
+    env: GateEnv, story: Story, now: int, *, request_first: bool = True
+) -> tuple[str, str]:
+    """Produce a story's events; return (owner, request event id).
+
+    By default the request is written FIRST, its upload and consents after it: a gate reading a
+    backlog must still order them by event time (they happened before the request). A gate that
+    is already running decides what it has when the request comes (fail closed: the README's live
+    race), so tests that write to a live gate pass ``request_first=False``.
+    """
     tag = uuid.uuid4().hex[:8]
     owner, photo = f"u-{tag}", f"p-{tag}"
     p = env.producer
     request_at = now
-    # The request is written FIRST, its upload and consents after it: the gate must still order
-    # them by event time (they happened before the request).
-    if story.training:
-        event_id = p.training_read(
-            job_id=f"job-{tag}",
-            model_id=f"model-{tag}",
-            org=story.recipient,
-            photo_id=photo,
-            owner_id=owner,
-            purpose=story.purpose,
-            categories=list(story.categories),
-            occurred_at=request_at,
-        )
-    else:
-        event_id = p.share_requested(
-            photo_id=photo,
-            owner_id=owner,
-            requester="share-svc",
-            recipient_org=story.recipient,
-            purpose=story.purpose,
-            categories=list(story.categories),
-            occurred_at=request_at,
-        )
+    event_id = ""
+
+    def request() -> str:
+        if story.training:
+            return p.training_read(
+                job_id=f"job-{tag}",
+                model_id=f"model-{tag}",
+                org=story.recipient,
+                photo_id=photo,
+                owner_id=owner,
+                purpose=story.purpose,
+                categories=list(story.categories),
+                occurred_at=request_at,
+            )
+        else:
+            return p.share_requested(
+                photo_id=photo,
+                owner_id=owner,
+                requester="share-svc",
+                recipient_org=story.recipient,
+                purpose=story.purpose,
+                categories=list(story.categories),
+                occurred_at=request_at,
+            )
+
+    if request_first:
+        event_id = request()
     if story.upload:
         uploader = same_partition_user(owner, env.partitions) if story.uploader else owner
         p.photo_uploaded(
@@ -178,6 +190,9 @@ def write_story(env: GateEnv, story: Story, now: int) -> tuple[str, str]:
             expires_at=None if expires is None else now + expires,
             **consent,
         )
+    if not request_first:
+        p.flush()
+        event_id = request()
     return owner, event_id
 
 
@@ -242,7 +257,9 @@ def test_suspended_recipient_is_held_and_resumed(gate_env: GateEnv) -> None:
         )
         p.flush()
         time.sleep(2)  # the gate applies controls before its next batch
-        _, resumed = write_story(gate_env, Story("resumed", "", "", consents=[grant()]), now + 10)
+        _, resumed = write_story(
+            gate_env, Story("resumed", "", "", consents=[grant()]), now + 10, request_first=False
+        )
         p.flush()
         both = gate_env.read_exactly(topics.TOPIC_DECISIONS, 2)
     assert [(d["verdict"], d["reason"]) for d in first] == [("HOLD", "RECIPIENT_SUSPENDED")]

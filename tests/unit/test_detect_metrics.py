@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from streams import topics
 from streams.core.policy import parse_policy
 from streams.detect import metrics
-from streams.detect.runtime import DetectorRuntime
+from streams.detect.steps import DetectorSteps
 from streams.serde.testing import SAMPLE_RECORDS, InMemorySchemaSource
 from streams.serde.wire import AvroCodec
 from tests.unit.detect_support import T0
@@ -30,12 +30,13 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
 
 
 def test_bounded_series_exist_before_their_first_event() -> None:
-    DetectorRuntime(POLICY, AvroCodec(InMemorySchemaSource()))
+    DetectorSteps(POLICY, AvroCodec(InMemorySchemaSource()))
     for kind, severity in metrics.RAISED:
         labels = {"kind": kind, "severity": severity}
         assert sample("consentinel_detector_alerts_total", labels) is not None
     for kind in metrics.DEAD_LETTER_KINDS:
-        assert sample("consentinel_detector_dead_letters_total", {"kind": kind}) is not None
+        labels = {"kind": kind, "topic": topics.TOPIC_DECISIONS}
+        assert sample("consentinel_detector_dead_letters_total", labels) is not None
     for kind, subject_kind in metrics.EPISODES:
         labels = {"kind": kind, "subject_kind": subject_kind}
         assert sample("consentinel_detector_episode_active", labels) is not None
@@ -45,7 +46,7 @@ def test_bounded_series_exist_before_their_first_event() -> None:
 
 
 def test_a_new_alert_observes_the_time_since_the_gate_decided() -> None:
-    runtime = DetectorRuntime(POLICY, AvroCodec(InMemorySchemaSource()))
+    runtime = DetectorSteps(POLICY, AvroCodec(InMemorySchemaSource()))
     before = sample("consentinel_detector_alert_latency_seconds_count") or 0.0
     slow_before = (sample("consentinel_detector_alert_latency_seconds_count") or 0.0) - (
         sample("consentinel_detector_alert_latency_seconds_bucket", {"le": "2.0"}) or 0.0

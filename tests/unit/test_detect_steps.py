@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from streams import topics
 from streams.core.policy import load_policy, parse_policy
-from streams.detect.runtime import DetectorRuntime, Output
+from streams.detect.steps import DetectorSteps, Output
 from streams.serde.testing import SAMPLE_RECORDS, InMemorySchemaSource
 from streams.serde.wire import AvroCodec
 from tests.unit.detect_support import T0
@@ -26,8 +26,8 @@ PREFIX = "rt."
 
 
 @pytest.fixture
-def runtime() -> DetectorRuntime:
-    return DetectorRuntime(POLICY, AvroCodec(InMemorySchemaSource()), topic_prefix="")
+def runtime() -> DetectorSteps:
+    return DetectorSteps(POLICY, AvroCodec(InMemorySchemaSource()), topic_prefix="")
 
 
 def decision_bytes(codec: AvroCodec, n: int, **fields: Any) -> bytes:
@@ -55,7 +55,7 @@ def roundtrip(value: Any) -> Any:
 class Tables:
     """Dict tables driven the way the faust agents drive them."""
 
-    def __init__(self, runtime: DetectorRuntime) -> None:
+    def __init__(self, runtime: DetectorSteps) -> None:
         self.rt = runtime
         self.bulk: dict[str, Any] = {}
         self.rburst: dict[str, Any] = {}
@@ -99,7 +99,7 @@ class Tables:
             table[key] = roundtrip(value)
 
 
-def test_bulk_export_raises_one_alert_and_a_suspension(runtime: DetectorRuntime) -> None:
+def test_bulk_export_raises_one_alert_and_a_suspension(runtime: DetectorSteps) -> None:
     tables = Tables(runtime)
     before = REGISTRY.get_sample_value(
         "consentinel_detector_suspensions_total", {"recipient": "acme-vision"}
@@ -125,7 +125,7 @@ def test_bulk_export_raises_one_alert_and_a_suspension(runtime: DetectorRuntime)
     assert topic == topics.TOPIC_ALERTS and key == b"acme-vision" and value[0] == 0
 
 
-def test_replayed_decisions_are_not_counted_twice(runtime: DetectorRuntime) -> None:
+def test_replayed_decisions_are_not_counted_twice(runtime: DetectorSteps) -> None:
     tables = Tables(runtime)
     values = [decision_bytes(runtime.codec, n) for n in range(3)]
     for offset, value in enumerate(values):
@@ -139,7 +139,7 @@ def test_replayed_decisions_are_not_counted_twice(runtime: DetectorRuntime) -> N
     assert [o.record["kind"] for o in tables.outputs] == ["BULK_EXPORT", "SUSPEND_RECIPIENT"]
 
 
-def test_undecodable_values_become_dead_letters(runtime: DetectorRuntime) -> None:
+def test_undecodable_values_become_dead_letters(runtime: DetectorSteps) -> None:
     tables = Tables(runtime)
     dead = tables.feed(b"u-1", b"not avro", partition=3, offset=42)
     assert dead is not None and dead.topic == topics.TOPIC_DLQ
@@ -151,7 +151,7 @@ def test_undecodable_values_become_dead_letters(runtime: DetectorRuntime) -> Non
     runtime.encode(dead)  # fits the DeadLetter schema
 
 
-def test_probe_and_unconsented_training_on_the_actor_side(runtime: DetectorRuntime) -> None:
+def test_probe_and_unconsented_training_on_the_actor_side(runtime: DetectorSteps) -> None:
     tables = Tables(runtime)
     read = runtime.codec.encode(
         topics.TOPIC_TRAINING_READS,
@@ -188,7 +188,7 @@ def test_prefixed_topics(tmp_path: Path) -> None:
     from streams.serde.catalog import TOPIC_RECORDS, default_catalog
 
     catalog = default_catalog().with_topics({PREFIX + t: r for t, r in TOPIC_RECORDS.items()})
-    runtime = DetectorRuntime(
+    runtime = DetectorSteps(
         load_policy(REPO / "deploy" / "policy.example.yaml"),
         AvroCodec(InMemorySchemaSource(), catalog),
         topic_prefix=PREFIX,

@@ -55,7 +55,12 @@ def test_initialise_creates_only_possible_series_at_zero() -> None:
         )
         is None
     )
-    assert sample("consentinel_gate_dead_letters_total", kind="UNKNOWN_SCHEMA_ID") is not None
+    assert (
+        sample(
+            "consentinel_gate_dead_letters_total", kind="UNKNOWN_SCHEMA_ID", topic="consent.changes"
+        )
+        is not None
+    )
     assert (
         sample("consentinel_gate_photos_out_total", recipient="acme-vision", subject_kind="SHARE")
         is not None

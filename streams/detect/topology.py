@@ -1,0 +1,203 @@
+"""The detectors as a topology on the stream runtime (:mod:`streams.runtime`), in two stages.
+
+Stage 1 reads ``governance.decisions`` (keyed by owner) and ``training.reads`` and re-keys what
+the detectors need onto two internal repartition topics, in the same transaction as the offsets
+it consumed: ``consentinel-detector.by-recipient`` (keyed by recipient) and
+``consentinel-detector.by-actor`` (keyed by requester or job, with each job's model). Stage 2
+reads those topics, so that each subject's decisions meet in one partition, and applies them to
+the pure detectors (:class:`~streams.detect.steps.DetectorSteps`) with their state in a
+changelogged store. Alerts, ``SUSPEND_RECIPIENT`` controls and dead letters are written in stage
+2's transactions. Every read is ``read_committed``: a decision from an aborted gate transaction
+is never counted, and after any crash each decision is counted exactly once.
+
+Stage 2's state keys: ``b:<recipient>`` bulk-export state, ``r:<recipient>`` the recipient's
+denial-burst state, ``q:<actor>`` the requester's denial-burst state, ``j:<actor>`` the job's
+unconsented-training state, ``m:<actor>`` the job's model. Values are JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from streams import topics
+from streams.core.partitioning import partition_for
+from streams.detect import steps
+from streams.errors import ConsentinelError, TransientError
+from streams.runtime.records import Output, Processed, RawInput
+from streams.runtime.stores import KeyValueStore
+from streams.runtime.topology import TopologySpec
+
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+class JsonState:
+    """A partition's detector state: JSON values by key, with a write cache until the commit."""
+
+    def __init__(self, store: KeyValueStore) -> None:
+        self.store = store
+        self._changes: dict[bytes, bytes | None] = {}
+
+    def get(self, key: str) -> Any:
+        """Return the value of ``key`` (None if absent)."""
+        raw_key = key.encode()
+        raw = self._changes[raw_key] if raw_key in self._changes else self.store.get(raw_key)
+        return None if raw is None else json.loads(raw)
+
+    def put(self, key: str, value: Any) -> None:
+        """Set ``key`` to ``value``; None deletes it (a tombstone in the changelog)."""
+        raw_key = key.encode()
+        if value is None:
+            if raw_key in self._changes or self.store.get(raw_key) is not None:
+                self._changes[raw_key] = None
+            return
+        self._changes[raw_key] = _JSON.encode(value).encode()
+
+    def restore_many(self, records: list[tuple[bytes, bytes | None]]) -> None:
+        """Apply changelog records in order."""
+        puts: dict[bytes, bytes] = {}
+        for key, value in records:
+            if value is None:
+                puts.pop(key, None)
+                self.store.delete(key)
+            else:
+                puts[key] = value
+        self.store.put_many(puts)
+
+    def take_changes(self) -> list[tuple[bytes, bytes | None]]:
+        """Return the changes since the last call and apply them to the store."""
+        changes = list(self._changes.items())
+        for key, value in changes:
+            if value is None:
+                self.store.delete(key)
+            else:
+                self.store.put(key, value)
+        self._changes.clear()
+        return changes
+
+    def close(self) -> None:
+        """Release the store."""
+        self.store.close()
+
+
+class DetectorTopology:
+    """Routes decisions by subject (stage 1) and runs the detectors per subject (stage 2)."""
+
+    def __init__(
+        self, detector: steps.DetectorSteps, *, app_name: str = topics.DETECTOR_APP
+    ) -> None:
+        self.steps = detector
+        self.partitions = 0
+        by_recipient, by_actor, changelog = topics.detector_topics(app_name)
+        self.by_recipient, self.by_actor = by_recipient, by_actor
+        self._sides = {"recipient": by_recipient, "actor": by_actor}
+        self.spec = TopologySpec(
+            name=app_name,
+            sources=(topics.TOPIC_DECISIONS, topics.TOPIC_TRAINING_READS, by_recipient, by_actor),
+            outputs=(
+                topics.TOPIC_ALERTS,
+                topics.TOPIC_CONTROLS,
+                topics.TOPIC_DLQ,
+                by_recipient,
+                by_actor,
+            ),
+            changelog=changelog,
+            internal=(by_recipient, by_actor),
+            synchronized=False,
+        )
+
+    def bind(self, partitions: int) -> None:
+        """Learn the partition count of the sources (and so of the repartition topics)."""
+        self.partitions = partitions
+
+    def open_state(self, partition: int, store: KeyValueStore) -> JsonState:
+        """Return the partition's empty state over ``store``."""
+        return JsonState(store)
+
+    def event_time(self, raw: RawInput) -> int:
+        """Not used: the detectors take records in arrival order (their windows allow it)."""
+        return raw.timestamp_ms
+
+    def process(self, raw: RawInput, state: JsonState) -> Processed:
+        """Route (stage 1) or apply (stage 2) one record."""
+        try:
+            if raw.topic == topics.TOPIC_DECISIONS:
+                forwards, dead = self.steps.route_decision(
+                    raw.key, raw.value, raw.partition, raw.offset
+                )
+                if dead is not None:
+                    return Processed([_output(dead)], dead_letter_kind=dead.record["error_kind"])
+                return Processed([self._forward(*forward) for forward in forwards])
+            if raw.topic == topics.TOPIC_TRAINING_READS:
+                forwards, _ = self.steps.route_read(raw.key, raw.value, raw.partition, raw.offset)
+                return Processed([self._forward(*forward) for forward in forwards])
+            forwarded = json.loads(raw.value or b"{}")
+            key = (raw.key or b"").decode("utf-8")
+            if raw.topic == self.by_recipient:
+                return self._on_recipient(key, forwarded, state)
+            return self._on_actor(key, forwarded, state)
+        except TransientError:
+            raise
+        except (ConsentinelError, ValueError, KeyError, TypeError) as exc:
+            kind = getattr(exc, "error_kind", "INVALID_EVENT")
+            return Processed(
+                [
+                    _output(
+                        self.steps._dead_letter(
+                            raw.topic, raw.key, raw.value, raw.partition, raw.offset, _wrap(exc)
+                        )
+                    )
+                ],
+                dead_letter_kind=kind,
+            )
+
+    def _forward(self, side: str, key: str, value: dict[str, Any]) -> Output:
+        key_bytes = key.encode("utf-8")
+        return Output(
+            self._sides[side],
+            partition_for(key_bytes, self.partitions),
+            key_bytes,
+            _JSON.encode(value).encode(),
+        )
+
+    def _on_recipient(self, key: str, forwarded: dict[str, Any], state: JsonState) -> Processed:
+        applied = self.steps.on_recipient(forwarded, state.get("b:" + key), state.get("r:" + key))
+        if applied.duplicate:
+            return Processed()
+        state.put("b:" + key, applied.values["bulk"])
+        state.put("r:" + key, applied.values["burst"])
+        return Processed([_output(o) for o in applied.outputs])
+
+    def _on_actor(self, key: str, forwarded: dict[str, Any], state: JsonState) -> Processed:
+        model = state.get("m:" + key)
+        applied = self.steps.on_actor(
+            forwarded, state.get("q:" + key), state.get("j:" + key), model
+        )
+        if applied.duplicate:
+            return Processed()
+        state.put("q:" + key, applied.values["burst"])
+        state.put("j:" + key, applied.values["job"])
+        if applied.values["job_model"] != model:
+            state.put("m:" + key, applied.values["job_model"])
+        return Processed([_output(o) for o in applied.outputs])
+
+    def committed(self, facts: Sequence[Any]) -> None:
+        """Nothing to count after the commit: the steps count as they go."""
+
+    def punctuate(self, partition: int, state: JsonState, now_ms: int) -> list[Output]:
+        """Nothing is due by wall-clock time alone (yet)."""
+        return []
+
+
+def _output(output: steps.Output) -> Output:
+    """Turn a detector step's output into a runtime output (key as UTF-8 bytes)."""
+    return Output(output.topic, None, output.key.encode("utf-8"), output.record)
+
+
+def _wrap(exc: Exception) -> ConsentinelError:
+    if isinstance(exc, ConsentinelError):
+        return exc
+    from streams.errors import InvalidEventError
+
+    return InvalidEventError(f"unusable internal record: {type(exc).__name__}: {exc}")

@@ -1,0 +1,120 @@
+"""The gate as a topology on the stream runtime (:mod:`streams.runtime`).
+
+Sources: the four co-partitioned input topics, merged per partition in event-time order
+(consent and uploads first at equal times, so they are known before a request of the same
+millisecond). Global table: ``governance.controls``. Outputs: decisions, approved shares,
+alerts and dead letters. State: :class:`~streams.gate.state.PartitionState` over the changelog
+``consentinel.gate.state-changelog``. What the gate decides is :class:`GateProcessor`'s; this
+module only adapts it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from streams import topics
+from streams.core.model import Decision
+from streams.errors import ConsentinelError, TransientError
+from streams.gate import metrics
+from streams.gate.controls import ControlsTable
+from streams.gate.processor import GateProcessor
+from streams.gate.state import PartitionState
+from streams.runtime.records import Output, Processed, RawInput
+from streams.runtime.stores import KeyValueStore, MemoryStore
+from streams.runtime.topology import GlobalTable, TopologySpec
+from streams.serde.wire import AvroCodec
+
+GATE_NAME = "consentinel-gate"
+"""The gate's consumer group and transactional-id base (after the deployment's prefix)."""
+
+STREAM_ORDER = (
+    topics.TOPIC_CONSENT_CHANGES,
+    topics.TOPIC_PHOTO_UPLOADS,
+    topics.TOPIC_SHARE_REQUESTS,
+    topics.TOPIC_TRAINING_READS,
+)
+"""The gate's sources; at equal event time, earlier ones are processed first."""
+
+
+class GateTopology:
+    """Decides every request exactly once (see :mod:`streams.gate.processor`)."""
+
+    def __init__(self, processor: GateProcessor, codec: AvroCodec, *, topic_prefix: str) -> None:
+        self.processor = processor
+        self.codec = codec
+        self.prefix = topic_prefix
+        self.partitions = 0
+        self.controls = ControlsTable(
+            codec, topic_prefix + topics.TOPIC_CONTROLS, processor.suspensions
+        )
+        self.spec = TopologySpec(
+            name=GATE_NAME,
+            sources=STREAM_ORDER,
+            outputs=(
+                topics.TOPIC_DECISIONS,
+                topics.TOPIC_SHARE_APPROVED,
+                topics.TOPIC_ALERTS,
+                topics.TOPIC_DLQ,
+            ),
+            changelog=topics.TOPIC_GATE_CHANGELOG,
+            global_tables=(GlobalTable(topics.TOPIC_CONTROLS, self.controls),),
+        )
+        self._decision_counters: dict[tuple[str, str, str], Any] = {}
+        self._photos_out_counters: dict[tuple[str, str], Any] = {}
+
+    def bind(self, partitions: int) -> None:
+        """Learn the input topics' partition count."""
+        self.partitions = partitions
+
+    def open_state(self, partition: int, store: KeyValueStore) -> PartitionState:
+        """Return the partition's empty state over ``store``."""
+        return PartitionState(partition, store, cache_all=isinstance(store, MemoryStore))
+
+    def event_time(self, raw: RawInput) -> int:
+        """Order inputs by their record timestamp."""
+        return raw.timestamp_ms
+
+    def process(self, raw: RawInput, state: PartitionState) -> Processed:
+        """Decode one input and decide it (or dead-letter it)."""
+        try:
+            record = self.codec.decode(self.prefix + raw.topic, raw.value)
+        except ConsentinelError as exc:
+            if isinstance(exc, TransientError):
+                raise  # the registry is down: the runtime retries the batch
+            return self.processor.dead_letter(raw, exc.error_kind, str(exc))
+        return self.processor.process(raw, record, state)
+
+    def punctuate(self, partition: int, state: PartitionState, now_ms: int) -> list[Output]:
+        """Nothing is due by wall-clock time alone in the gate (yet)."""
+        return []
+
+    def committed(self, facts: Sequence[Any]) -> None:
+        """Count the committed decisions and their latency."""
+        now = time.time()
+        observe = metrics.DECISION_LATENCY.observe
+        for decision in facts:
+            self._count(decision)
+            observe(max(now - decision.request.occurred_at_ms / 1000, 0.0))
+        metrics.SUSPENDED_RECIPIENTS.set(len(self.processor.suspensions))
+
+    def _count(self, decision: Decision) -> None:
+        request = decision.request
+        kind = request.kind.value
+        key = (decision.verdict.value, decision.reason.value, kind)
+        counter = self._decision_counters.get(key)
+        if counter is None:
+            counter = self._decision_counters[key] = metrics.DECISIONS.labels(*key)
+        counter.inc()
+        if decision.allowed:
+            recipient = request.recipient_org
+            out_key = (recipient, kind)
+            counter = self._photos_out_counters.get(out_key)
+            if counter is None:
+                if self.processor.policy.recipient(recipient) is None:
+                    recipient = metrics.UNREGISTERED_RECIPIENT
+                counter = self._photos_out_counters[out_key] = metrics.PHOTOS_OUT.labels(
+                    recipient, kind
+                )
+            counter.inc()

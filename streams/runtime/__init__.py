@@ -1,0 +1,14 @@
+"""One stream runtime for every processor: exactly-once consume → process → produce on Kafka.
+
+* :mod:`~streams.runtime.topology`: what a processor declares (sources, outputs, state, global
+  tables) and the pure methods the runtime calls;
+* :mod:`~streams.runtime.runner`: the Kafka loop on confluent-kafka's transactional API;
+* :mod:`~streams.runtime.testing`: the same topology driven in-process, with no broker;
+* :mod:`~streams.runtime.stores`, :mod:`~streams.runtime.changelog`: state and its restore;
+* :mod:`~streams.runtime.checkpoint`: the one exactly-once commit;
+* :mod:`~streams.runtime.timesync`, :mod:`~streams.runtime.task`, :mod:`~streams.runtime.flow`:
+  per-partition event-time merge, positions and flow control;
+* :mod:`~streams.runtime.global_table`, :mod:`~streams.runtime.read_to_end`: tables every
+  instance reads in full, and the one read-to-end primitive;
+* :mod:`~streams.runtime.dead_letters`: the one builder of dead-letter records.
+"""

@@ -1,0 +1,114 @@
+"""State restore from a compacted changelog partition, and the runtime's own topics.
+
+A partition's state is the changelog partition with the same number, replayed from its
+beginning to the end it had when the restore began (see :mod:`streams.runtime.read_to_end`:
+a transaction the previous owner was still committing is waited for, not cut off). Internal
+topics (repartition topics, changelogs) are created before the first subscription, with the
+sources' partition count, so that no stage can start idle for want of a topic.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from streams.errors import MissingTopicError, TopicLayoutError
+from streams.runtime.read_to_end import READER_CONFIG, read_to_end
+from streams.runtime.topology import PartitionState
+
+log = logging.getLogger(__name__)
+
+
+def restore_partition(
+    kafka_config: dict[str, Any],
+    group: str,
+    changelog_topic: str,
+    partition: int,
+    state: PartitionState,
+    *,
+    timeout_s: float,
+) -> int:
+    """Replay ``changelog_topic[partition]`` into ``state``; return the records replayed."""
+    restorer = Consumer({**kafka_config, **READER_CONFIG, "group.id": group})
+    try:
+        return read_to_end(
+            restorer,
+            [TopicPartition(changelog_topic, partition, OFFSET_BEGINNING)],
+            lambda messages: state.restore_many([(m.key() or b"", m.value()) for m in messages]),
+            timeout_s=timeout_s,
+            what=f"the changelog {changelog_topic}[{partition}]",
+        )
+    finally:
+        restorer.close()
+
+
+def partition_counts(admin: AdminClient, names: list[str]) -> dict[str, int]:
+    """Return the partition count of each existing topic among ``names``."""
+    metadata = admin.list_topics(timeout=30)
+    return {
+        name: len(metadata.topics[name].partitions)
+        for name in names
+        if name in metadata.topics and metadata.topics[name].error is None
+    }
+
+
+def check_sources(admin: AdminClient, sources: list[str]) -> int:
+    """Return the sources' common partition count; raise if one is missing or they differ."""
+    counts = partition_counts(admin, sources)
+    missing = [name for name in sources if name not in counts]
+    if missing:
+        raise MissingTopicError(
+            f"input topic(s) missing: {', '.join(missing)}",
+            hint="run `consentinel topics apply`; the processor is not ready until they exist",
+        )
+    if len(set(counts.values())) != 1:
+        raise TopicLayoutError(
+            f"input topics must share one partition count, found {counts}",
+            hint="see deploy/topics.yaml: co-partitioned topics have the same partition count",
+        )
+    return next(iter(counts.values()))
+
+
+def ensure_internal_topics(
+    admin: AdminClient, partitions: int, internal: list[str], changelogs: list[str]
+) -> list[str]:
+    """Create the missing internal and changelog topics; return the names created.
+
+    An existing one with another partition count is a :class:`TopicLayoutError` (its records
+    would be on the wrong partitions).
+    """
+    wanted = internal + changelogs
+    counts = partition_counts(admin, wanted)
+    wrong = {name: n for name, n in counts.items() if n != partitions}
+    if wrong:
+        raise TopicLayoutError(
+            f"internal topic(s) {wrong} do not have the sources' {partitions} partitions",
+            hint="delete them (with the processor stopped) so that they are created again",
+        )
+    new = [
+        NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=-1,
+            config=(
+                {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+                if name in changelogs
+                else {"cleanup.policy": "delete", "retention.ms": "604800000"}
+            ),
+        )
+        for name in wanted
+        if name not in counts
+    ]
+    if not new:
+        return []
+    for name, future in admin.create_topics(new, operation_timeout=30).items():
+        try:
+            future.result()
+        except Exception as exc:  # created meanwhile by another instance: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+        log.info("created internal topic %s (%d partitions)", name, partitions)
+    return [topic.topic for topic in new]

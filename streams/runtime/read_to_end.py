@@ -1,0 +1,110 @@
+"""Read partitions from given offsets up to where they ended when the read began.
+
+One primitive for every "catch up, then act" read of the project: state restore from a
+changelog, the global tables every instance reads in full, reports over the decision trail and
+the demo's checks. "The end" is each partition's high watermark when the read starts, so a
+``read_committed`` reader also waits for a transaction that was still open (or committing) at
+that moment to be resolved, instead of stopping short at the last stable offset: a restore that
+stopped there would miss state that the committed offsets already account for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from streams.errors import TransientError
+
+READER_CONFIG = {
+    "enable.auto.commit": False,
+    "enable.partition.eof": True,
+    "isolation.level": "read_committed",
+    # The end of a partition shows as an empty fetch that the broker holds for fetch.wait.max.ms
+    # (default 500 ms) before answering: half a second per partition read to its end.
+    "fetch.wait.max.ms": 10,
+    "max.partition.fetch.bytes": 4 * 1024 * 1024,
+    # librdkafka pauses fetching for fetch.queue.backoff.ms (default 1 s) once its queue is full;
+    # a reader that empties the queue quickly would then sit idle.
+    "fetch.queue.backoff.ms": 10,
+}
+"""librdkafka settings of a consumer used only to read partitions to their end."""
+
+
+def watermarks(
+    consumer: Consumer, partitions: list[TopicPartition], timeout_s: float
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Return ``{(topic, partition): (low, high) watermarks}`` queried from the broker now."""
+    marks: dict[tuple[str, int], tuple[int, int]] = {}
+    for tp in partitions:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition), timeout=timeout_s
+            )
+        except KafkaException as exc:
+            raise TransientError(
+                f"cannot read the end of {tp.topic}[{tp.partition}]: {exc.args[0]}",
+                hint="is the broker reachable?",
+            ) from exc
+        marks[(tp.topic, tp.partition)] = (int(low), int(high))
+    return marks
+
+
+def read_to_end(
+    consumer: Consumer,
+    starts: list[TopicPartition],
+    on_records: Callable[[list[Message]], None],
+    *,
+    timeout_s: float,
+    what: str,
+) -> int:
+    """Assign ``starts`` to ``consumer`` and hand every record up to the ends to ``on_records``.
+
+    Every partition of ``starts`` stays assigned afterwards, so the caller may go on polling.
+
+    ``consumer`` must have ``enable.partition.eof`` (see :data:`READER_CONFIG`). Records come in
+    batches, in offset order per partition. Returns how many records were handed over. Raises
+    :class:`~streams.errors.TransientError` when the ends are not reached within ``timeout_s``
+    (the broker is unreachable, or a transaction stays open that long).
+    """
+    marks = watermarks(consumer, starts, timeout_s=min(timeout_s, 30.0))
+    ends = {key: high for key, (_, high) in marks.items()}
+    remaining = set()
+    for tp in starts:
+        key = (tp.topic, tp.partition)
+        low, high = marks[key]
+        if high > max(int(tp.offset), low):
+            remaining.add(key)
+    consumer.assign(starts)
+    if not remaining:
+        return 0
+    deadline = time.monotonic() + timeout_s
+    count = 0
+    while remaining:
+        if time.monotonic() > deadline:
+            raise TransientError(
+                f"could not read {what} to its end within {timeout_s:.0f}s"
+                f" ({len(remaining)} partition(s) short)",
+                hint="is the broker reachable, or is a transaction still open on it?",
+            )
+        messages = consumer.consume(10_000, timeout=0) or consumer.consume(1, timeout=0.5)
+        records: list[Message] = []
+        for message in messages:
+            error = message.error()
+            key = (message.topic() or "", message.partition() or 0)
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    if (message.offset() or 0) >= ends.get(key, 0):
+                        remaining.discard(key)
+                    continue
+                if error.fatal():
+                    raise TransientError(f"reading {what} failed: {error}")
+                continue  # librdkafka retries transient errors itself
+            records.append(message)
+            if (message.offset() or 0) + 1 >= ends.get(key, 0):
+                remaining.discard(key)
+        if records:
+            on_records(records)
+            count += len(records)
+    return count

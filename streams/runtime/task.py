@@ -1,0 +1,63 @@
+"""One partition number of a topology, as the runtime holds it while the partition is assigned.
+
+A :class:`PartitionTask` owns everything that belongs to that partition number: the
+topology's state, the event-time merge buffer of its sources, how far each source has been read,
+which sources are paused, and the merge's clock. It is dropped whole on revocation, so no
+per-partition fact can outlive the assignment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.runtime.records import RawInput
+from streams.runtime.timesync import PartitionSynchronizer
+
+
+@dataclass
+class PartitionTask:
+    """The runtime's view of one assigned partition number."""
+
+    partition: int
+    state: Any
+    merge: PartitionSynchronizer[RawInput]
+    positions: dict[str, int] = field(default_factory=dict)
+    """Logical source → the offset after the last record accepted (absent: none yet)."""
+    fetched: set[str] = field(default_factory=set)
+    """Sources for which the consumer has reported a fetch (a record or the partition's end)."""
+    unsettled: dict[str, int] = field(default_factory=dict)
+    """Sources that got records since they were last known to be caught up → their position."""
+    paused: set[str] = field(default_factory=set)
+    merge_clock_ms: int | None = None
+    merge_wall_ms: int | None = None
+
+    def accept(self, raw: RawInput, event_time_ms: int) -> None:
+        """Queue one consumed record for the merge."""
+        self.merge.add(raw.topic, event_time_ms, raw)
+        self.positions[raw.topic] = raw.offset + 1
+        self.unsettled[raw.topic] = raw.offset + 1
+        self.fetched.add(raw.topic)
+
+    def caught_up(self, topic: str) -> None:
+        """Record that the consumer reached the current end of ``topic``'s partition."""
+        self.merge.mark_caught_up(topic)
+        self.unsettled.pop(topic, None)
+        self.fetched.add(topic)
+
+    def clock(self, now_ms: int, lagging: bool) -> int:
+        """Return the merge's clock: wall time that does not run while a source is lagging.
+
+        The merge stops waiting for an empty source after its idle limit, so that a source with
+        nothing in flight does not hold the others forever. But a source can also be empty
+        because the consumer has not fetched what the broker has (flow control, a slow or first
+        fetch): releasing then would decide requests before the uploads and consents they
+        follow. As in Kafka Streams (KIP-695), the wait is not counted while a source is known
+        (or, before its first fetch, not known not) to have records to come.
+        """
+        if self.merge_clock_ms is None or self.merge_wall_ms is None:
+            self.merge_clock_ms, self.merge_wall_ms = now_ms, now_ms
+        if not lagging:
+            self.merge_clock_ms += max(now_ms - self.merge_wall_ms, 0)
+        self.merge_wall_ms = now_ms
+        return self.merge_clock_ms

@@ -1,0 +1,114 @@
+"""What a stream processor tells the runtime about itself: the :class:`Topology` contract.
+
+A topology is pure processing: it never touches Kafka. The runtime
+(:class:`~streams.runtime.runner.StreamRunner`, or the in-process
+:class:`~streams.runtime.testing.TopologyDriver`) owns consuming, ordering, state restore and
+the exactly-once transaction; it calls the topology's methods in this order, per partition
+number of the sources:
+
+0. :meth:`Topology.bind` with the sources' partition count, once;
+1. :meth:`Topology.open_state` once the partition is assigned, then ``restore_many`` on the
+   returned state with the partition's changelog records (all of them, in order);
+2. :meth:`Topology.process` for every input, in the order the runtime releases them (event-time
+   order across the sources when :attr:`Topology.synchronized`), within a transaction;
+3. ``take_changes`` on the state before each commit: the changelog records of that transaction;
+4. :meth:`Topology.committed` with the facts of the processed inputs, after the commit;
+5. :meth:`Topology.punctuate` on a wall-clock schedule, in a transaction of its own when it
+   returns outputs or leaves changes.
+
+A topology is deterministic given its inputs, state and the clock it is handed, so an aborted
+transaction that is redone writes the same records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streams.runtime.records import Output, Processed, RawInput
+from streams.runtime.stores import KeyValueStore
+
+
+class PartitionState(Protocol):
+    """A topology's state of one partition, materialised from its changelog partition."""
+
+    def restore_many(self, records: list[tuple[bytes, bytes | None]]) -> None:
+        """Apply changelog records in order (``None`` is a tombstone)."""
+
+    def take_changes(self) -> list[tuple[bytes, bytes | None]]:
+        """Return the changelog records made since the last call."""
+
+    def close(self) -> None:
+        """Release the underlying store."""
+
+
+class GlobalTableHandler(Protocol):
+    """Applies the records of a topic that every instance reads in full (e.g. the controls)."""
+
+    def apply(self, raw: RawInput) -> bool:
+        """Apply one record; return whether anything changed.
+
+        Raise :class:`~streams.errors.TransientError` when the record cannot be read *yet*
+        (the registry is unreachable): the runtime retries it. Raise another
+        :class:`~streams.errors.ConsentinelError` when it can never be read: the runtime writes a
+        dead letter and calls :meth:`broken`.
+        """
+
+    def broken(self, raw: RawInput, error: str) -> None:
+        """Record that ``raw`` could not be read (the handler decides how to fail closed)."""
+
+    @property
+    def whole(self) -> bool:
+        """Whether no unreadable record is outstanding (the process is not ready otherwise)."""
+
+
+@dataclass(frozen=True)
+class GlobalTable:
+    """A topic read from its beginning by every instance, to its end before any input."""
+
+    topic: str
+    handler: GlobalTableHandler
+
+
+@dataclass(frozen=True)
+class TopologySpec:
+    """The topics of a topology, by logical name (the runtime adds the deployment's prefix).
+
+    ``sources`` are consumed in one consumer group and must share a partition count; their order
+    breaks event-time ties. ``internal`` topics (repartition) are created by the runtime before
+    it subscribes, with the sources' partition count; they are sources too when listed there.
+    ``changelog`` holds the state (one partition per source partition number).
+    """
+
+    name: str
+    sources: tuple[str, ...]
+    outputs: tuple[str, ...]
+    changelog: str
+    internal: tuple[str, ...] = ()
+    synchronized: bool = True
+    global_tables: tuple[GlobalTable, ...] = field(default=())
+
+
+class Topology(Protocol):
+    """A stream processor the runtime can run exactly once (see the module's docstring)."""
+
+    spec: TopologySpec
+
+    def bind(self, partitions: int) -> None:
+        """Learn the sources' partition count (before any other call; repartitioning needs it)."""
+
+    def open_state(self, partition: int, store: KeyValueStore) -> PartitionState:
+        """Return the empty state of ``partition`` over ``store`` (restored by the runtime)."""
+
+    def event_time(self, raw: RawInput) -> int:
+        """Return the time by which ``raw`` is ordered among the sources of its partition."""
+
+    def process(self, raw: RawInput, state: Any) -> Processed:
+        """Handle one input; never raises for bad input (that becomes a dead letter)."""
+
+    def committed(self, facts: Sequence[Any]) -> None:
+        """Report what a committed transaction held (metrics); facts in processing order."""
+
+    def punctuate(self, partition: int, state: Any, now_ms: int) -> list[Output]:
+        """Return what wall-clock time alone makes due on ``partition`` (may change ``state``)."""
