@@ -33,8 +33,12 @@ def evaluate(
     consents: ConsentHistory | None,
     suspended: bool,
     policy: Policy,
+    at_ms: int | None = None,
 ) -> Decision:
-    """Decide ``request`` under ``policy``.
+    """Decide ``request`` under ``policy``, judging consent and agreements at ``at_ms``.
+
+    ``at_ms`` is the request's effective time (CONTRACT §3: the later of its ``occurred_at`` and
+    its partition's stream time); by default its ``occurred_at``.
 
     ``photo_owner`` is the owner recorded by ``photo.uploads`` for ``request.photo_id`` (``None``
     if the photo is unknown); ``consents`` is the owner's consent history (``None`` if the gate has
@@ -42,6 +46,7 @@ def evaluate(
     recipient. Raises ``ValueError`` if ``consents`` belongs to another user.
     """
     version = policy.version
+    at = request.occurred_at_ms if at_ms is None else at_ms
     if photo_owner is None:
         return _no(
             request,
@@ -80,7 +85,7 @@ def evaluate(
             None,
             f"{org} has no data agreement in policy {version}",
         )
-    if not agreement.valid_at(request.occurred_at_ms):
+    if not agreement.valid_at(at):
         return _no(
             request,
             Reason.NO_AGREEMENT,
@@ -127,6 +132,16 @@ def evaluate(
         )
 
     if not rule.consent_based:
+        refused = policy.categories_not_carried(purpose, request.categories)
+        if refused:
+            return _no(
+                request,
+                Reason.CATEGORY_NOT_CONSENTED,
+                version,
+                None,
+                f"{purpose} rests on {rule.basis.value.replace('_', ' ')}, which may not carry"
+                f" {', '.join(sorted(c.value for c in refused))}",
+            )
         return Decision(
             Verdict.ALLOW,
             Reason.NOT_CONSENT_BASED,
@@ -140,11 +155,7 @@ def evaluate(
     owner = request.owner_id
     if consents is not None and consents.user_id != owner:
         raise ValueError(f"consent history of {consents.user_id!r} given for owner {owner!r}")
-    record = (
-        consents.latest_matching(purpose, org, request.occurred_at_ms)
-        if consents is not None
-        else None
-    )
+    record = consents.latest_matching(purpose, org, at) if consents is not None else None
     if record is None:
         return _no(
             request,
@@ -162,7 +173,7 @@ def evaluate(
             f"user {owner} withdrew consent on {iso_day(record.occurred_at_ms)}"
             f" (consent {record.event_id})",
         )
-    if record.expires_at_ms is not None and record.expires_at_ms <= request.occurred_at_ms:
+    if record.expires_at_ms is not None and record.expires_at_ms <= at:
         return _no(
             request,
             Reason.CONSENT_EXPIRED,
@@ -211,6 +222,7 @@ def decide_safely(
     consents: ConsentHistory | None,
     suspended: bool,
     policy: Policy,
+    at_ms: int | None = None,
 ) -> Decision:
     """Like :func:`evaluate`, but any exception yields ``DENY`` with reason ``UNKNOWN``.
 
@@ -219,7 +231,12 @@ def decide_safely(
     """
     try:
         return evaluate(
-            request, photo_owner=photo_owner, consents=consents, suspended=suspended, policy=policy
+            request,
+            photo_owner=photo_owner,
+            consents=consents,
+            suspended=suspended,
+            policy=policy,
+            at_ms=at_ms,
         )
     except Exception as exc:  # fail closed: whatever went wrong, the photo stays
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from streams.core.checkpoint import load_signing_key
 from streams.core.controls import SuspensionRegistry
 from streams.core.policy import load_policy
 from streams.errors import ConfigError
@@ -37,10 +38,18 @@ def build_runner(
     options = options or RuntimeOptions()
     options.state_store = settings.state_store
     options.state_dir = settings.state_dir / settings.instance_id
+    signing_key = None
+    if settings.signing_key_path is not None:
+        signing_key = load_signing_key(settings.signing_key_path)
+    else:
+        log.warning(
+            "CONSENTINEL_SIGNING_KEY is not set: the gate writes no signed chain checkpoints,"
+            " so `audit verify` can check the decisions' hashes only"
+        )
     return StreamRunner(
         settings.kafka_config(),
         codec,
-        GateTopology(processor, codec, topic_prefix=settings.topic_prefix),
+        GateTopology(processor, codec, topic_prefix=settings.topic_prefix, signing_key=signing_key),
         instance_id=settings.instance_id,
         topic_prefix=settings.topic_prefix,
         options=options,

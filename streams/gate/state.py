@@ -6,19 +6,31 @@ changes to the runner, which writes them to the changelog in the same transactio
 they led to, so state and outputs can never disagree after a crash.
 
 Changelog keys (one partition of the changelog per input partition number):
-``u:<user_id>`` -> :class:`~streams.core.consent.UserState` bytes; ``p:<photo_id>`` -> owner id;
-``h`` -> the hex hash of the last decision written on this partition.
+``u:<user_id>`` -> :class:`~streams.core.consent.UserState` bytes; ``l:<user_id>`` -> the user's
+:class:`~streams.core.recall.RecallLedger` (what left, to whom, and erasure tombstones);
+``p:<photo_id>`` -> owner id; ``P:<user_id>`` -> the user's photo ids, one per line;
+``e:<event_id>`` -> ``<digest>:<append time>`` of an input seen recently (duplicate detection);
+``h`` -> the hex hash of the last decision written on this partition; ``n`` -> how many decisions
+the partition's chain holds; ``t`` -> the partition's stream time (greatest ``occurred_at`` seen).
 """
 
 from __future__ import annotations
 
+from collections import deque
+
 from streams.core.audit import GENESIS_HASH
 from streams.core.consent import UserState
+from streams.core.recall import RecallLedger
 from streams.runtime.stores import KeyValueStore
 
 USER_PREFIX = b"u:"
 PHOTO_PREFIX = b"p:"
 HEAD_KEY = b"h"
+LEDGER_PREFIX = b"l:"
+USER_PHOTOS_PREFIX = b"P:"
+SEEN_PREFIX = b"e:"
+COUNT_KEY = b"n"
+STREAM_TIME_KEY = b"t"
 
 
 class PartitionState:
@@ -32,6 +44,12 @@ class PartitionState:
         self._dirty_users: set[str] = set()
         self._changes: dict[bytes, bytes | None] = {}
         self._head = GENESIS_HASH
+        self._count = 0
+        self._stream_time: int | None = None
+        self._ledgers: dict[str, RecallLedger] = {}
+        self._dirty_ledgers: set[str] = set()
+        self._seen: dict[str, tuple[str, int]] = {}
+        self._seen_order: deque[tuple[int, str]] = deque()
 
     # -- restore --------------------------------------------------------------------------------
     def restore(self, key: bytes, value: bytes | None) -> None:
@@ -39,6 +57,17 @@ class PartitionState:
         if key == HEAD_KEY:
             self._head = value.decode() if value else GENESIS_HASH
             return
+        if key == COUNT_KEY:
+            self._count = int(value) if value else 0
+            return
+        if key == STREAM_TIME_KEY:
+            self._stream_time = int(value) if value else None
+            return
+        if key.startswith(SEEN_PREFIX):
+            self._restore_seen(key, value)
+            return
+        if key.startswith(LEDGER_PREFIX):
+            self._ledgers.pop(key[len(LEDGER_PREFIX) :].decode(), None)
         if value is None:
             self.store.delete(key)
             if key.startswith(USER_PREFIX):
@@ -57,7 +86,7 @@ class PartitionState:
         puts: dict[bytes, bytes] = {}
         deletes: set[bytes] = set()
         for key, value in records:
-            if key == HEAD_KEY:
+            if key in (HEAD_KEY, COUNT_KEY, STREAM_TIME_KEY) or key.startswith(SEEN_PREFIX):
                 self.restore(key, value)
             elif value is None:
                 puts.pop(key, None)
@@ -68,10 +97,12 @@ class PartitionState:
         for key in deletes:
             self.restore(key, None)
         self.store.put_many(puts)
-        if self._cache_all and self._users:
+        if self._users or self._ledgers:
             for key in puts:
                 if key.startswith(USER_PREFIX):
                     self._users.pop(key[len(USER_PREFIX) :].decode(), None)
+                elif key.startswith(LEDGER_PREFIX):
+                    self._ledgers.pop(key[len(LEDGER_PREFIX) :].decode(), None)
 
     # -- users ----------------------------------------------------------------------------------
     def user(self, user_id: str) -> UserState | None:
@@ -105,10 +136,101 @@ class PartitionState:
 
     def set_photo_owner(self, photo_id: str, owner_id: str) -> None:
         """Record a photo's owner (the first upload of a photo id wins; see the processor)."""
-        key = PHOTO_PREFIX + photo_id.encode()
-        value = owner_id.encode()
+        self._put(PHOTO_PREFIX + photo_id.encode(), owner_id.encode())
+        photos_key = USER_PHOTOS_PREFIX + owner_id.encode()
+        photos = self.store.get(photos_key)
+        joined = photo_id.encode() if not photos else photos + b"\n" + photo_id.encode()
+        self._put(photos_key, joined)
+
+    def user_photos(self, user_id: str) -> list[str]:
+        """Return the ids of the photos the user uploaded (and that are not forgotten)."""
+        raw = self.store.get(USER_PHOTOS_PREFIX + user_id.encode())
+        return raw.decode().split("\n") if raw else []
+
+    def forget_photo(self, photo_id: str) -> None:
+        """Forget a photo's owner (an erasure); its owner's photo list is the caller's."""
+        self._tombstone(PHOTO_PREFIX + photo_id.encode())
+
+    def delete_user(self, user_id: str) -> None:
+        """Forget the user's consent state and photos (an account erasure)."""
+        self._users.pop(user_id, None)
+        self._dirty_users.discard(user_id)
+        self._tombstone(USER_PREFIX + user_id.encode())
+        for photo_id in self.user_photos(user_id):
+            self.forget_photo(photo_id)
+        self._tombstone(USER_PHOTOS_PREFIX + user_id.encode())
+
+    # -- recall ledgers -------------------------------------------------------------------------
+    def ledger(self, user_id: str) -> RecallLedger | None:
+        """Return the user's recall ledger, or None if nothing of theirs ever left or was erased."""
+        ledger = self._ledgers.get(user_id)
+        if ledger is not None:
+            return ledger
+        raw = self.store.get(LEDGER_PREFIX + user_id.encode())
+        if raw is None:
+            return None
+        ledger = RecallLedger.from_bytes(raw)
+        self._ledgers[user_id] = ledger
+        return ledger
+
+    def ledger_for_update(self, user_id: str) -> RecallLedger:
+        """Return the user's ledger, created if absent, marked to be written at the next commit."""
+        ledger = self.ledger(user_id)
+        if ledger is None:
+            ledger = self._ledgers[user_id] = RecallLedger(user_id)
+        self._dirty_ledgers.add(user_id)
+        return ledger
+
+    # -- duplicates -----------------------------------------------------------------------------
+    def seen(self, event_id: str) -> str | None:
+        """Return the content digest of an input with ``event_id`` seen recently, or None."""
+        entry = self._seen.get(event_id)
+        return None if entry is None else entry[0]
+
+    def remember(self, event_id: str, digest: str, at_ms: int) -> None:
+        """Remember an input's id and content digest (appended at ``at_ms``) for a while."""
+        self._seen[event_id] = (digest, at_ms)
+        self._seen_order.append((at_ms, event_id))
+        self._put(SEEN_PREFIX + event_id.encode(), f"{digest}:{at_ms}".encode())
+
+    def expire_seen(self, before_ms: int) -> None:
+        """Forget the inputs appended before ``before_ms``."""
+        order = self._seen_order
+        while order and order[0][0] < before_ms:
+            at_ms, event_id = order.popleft()
+            entry = self._seen.get(event_id)
+            if entry is not None and entry[1] == at_ms:
+                del self._seen[event_id]
+                self._tombstone(SEEN_PREFIX + event_id.encode())
+
+    def _restore_seen(self, key: bytes, value: bytes | None) -> None:
+        event_id = key[len(SEEN_PREFIX) :].decode()
+        if value is None:
+            self._seen.pop(event_id, None)
+            return
+        digest, _, at = value.decode().rpartition(":")
+        self._seen[event_id] = (digest, int(at))
+        self._seen_order.append((int(at), event_id))
+
+    # -- stream time ----------------------------------------------------------------------------
+    @property
+    def stream_time(self) -> int | None:
+        """The greatest ``occurred_at`` processed on this partition (None before any)."""
+        return self._stream_time
+
+    def advance_stream_time(self, occurred_at_ms: int) -> None:
+        """Move the stream time forward to ``occurred_at_ms`` if it is later."""
+        if self._stream_time is None or occurred_at_ms > self._stream_time:
+            self._stream_time = occurred_at_ms
+            self._changes[STREAM_TIME_KEY] = str(occurred_at_ms).encode()
+
+    def _put(self, key: bytes, value: bytes) -> None:
         self._changes[key] = value
         self.store.put(key, value)
+
+    def _tombstone(self, key: bytes) -> None:
+        self._changes[key] = None
+        self.store.delete(key)
 
     # -- hash chain -----------------------------------------------------------------------------
     @property
@@ -116,22 +238,37 @@ class PartitionState:
         """The hash of the last decision on this partition (the next one's ``prev_hash``)."""
         return self._head
 
+    @property
+    def decisions(self) -> int:
+        """How many decisions this partition's chain holds."""
+        return self._count
+
     def advance_head(self, new_hash: str) -> None:
         """Move the chain head to the decision just written."""
         self._head = new_hash
+        self._count += 1
         self._changes[HEAD_KEY] = new_hash.encode()
+        self._changes[COUNT_KEY] = str(self._count).encode()
 
     # -- commit ---------------------------------------------------------------------------------
     def take_changes(self) -> list[tuple[bytes, bytes | None]]:
-        """Return the changelog records made since the last call and apply them to the store."""
+        """Return the changelog records made since the last call and apply them to the store.
+
+        Stores are written as changes are made; a transaction that aborts is undone by restoring
+        the partition again from its changelog (the runtime's rewind).
+        """
         for user_id in self._dirty_users:
             key = USER_PREFIX + user_id.encode()
             value = self._users[user_id].to_bytes()
             self._changes[key] = value
             self.store.put(key, value)
         self._dirty_users.clear()
+        for user_id in self._dirty_ledgers:
+            self._put(LEDGER_PREFIX + user_id.encode(), self._ledgers[user_id].to_bytes())
+        self._dirty_ledgers.clear()
         if not self._cache_all:
             self._users.clear()
+            self._ledgers.clear()
         changes = list(self._changes.items())
         self._changes.clear()
         return changes

@@ -1,9 +1,10 @@
 """The gate as a topology on the stream runtime (:mod:`streams.runtime`).
 
-Sources: the four co-partitioned input topics, merged per partition in event-time order
-(consent and uploads first at equal times, so they are known before a request of the same
-millisecond). Global table: ``governance.controls``. Outputs: decisions, approved shares,
-alerts and dead letters. State: :class:`~streams.gate.state.PartitionState` over the changelog
+Sources: the five co-partitioned input topics, merged per partition in event-time order of their
+``occurred_at`` (consent, uploads and erasures first at equal times, so they are known before a
+request of the same millisecond). Global table: ``governance.controls``. Outputs: decisions,
+approved shares, alerts, recall orders, signed chain checkpoints and dead letters. State:
+:class:`~streams.gate.state.PartitionState` over the changelog
 ``consentinel.gate.state-changelog``. What the gate decides is :class:`GateProcessor`'s; this
 module only adapts it.
 """
@@ -11,10 +12,11 @@ module only adapts it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from streams import topics
+from streams.core.checkpoint import CheckpointPolicy, SigningKey, build_checkpoint
 from streams.core.model import Decision
 from streams.errors import ConsentinelError, TransientError
 from streams.gate import metrics
@@ -32,6 +34,7 @@ GATE_NAME = "consentinel-gate"
 STREAM_ORDER = (
     topics.TOPIC_CONSENT_CHANGES,
     topics.TOPIC_PHOTO_UPLOADS,
+    topics.TOPIC_ERASURE_REQUESTS,
     topics.TOPIC_SHARE_REQUESTS,
     topics.TOPIC_TRAINING_READS,
 )
@@ -41,8 +44,19 @@ STREAM_ORDER = (
 class GateTopology:
     """Decides every request exactly once (see :mod:`streams.gate.processor`)."""
 
-    def __init__(self, processor: GateProcessor, codec: AvroCodec, *, topic_prefix: str) -> None:
+    def __init__(
+        self,
+        processor: GateProcessor,
+        codec: AvroCodec,
+        *,
+        topic_prefix: str,
+        signing_key: SigningKey | None = None,
+    ) -> None:
         self.processor = processor
+        self.signing_key = signing_key
+        self.checkpoints = CheckpointPolicy()
+        self._heads: dict[int, tuple[int, str, int]] = {}  # partition → (offset, hash, count)
+        self._pending_heads: dict[int, tuple[str, int]] = {}
         self.codec = codec
         self.prefix = topic_prefix
         self.partitions = 0
@@ -56,6 +70,8 @@ class GateTopology:
                 topics.TOPIC_DECISIONS,
                 topics.TOPIC_SHARE_APPROVED,
                 topics.TOPIC_ALERTS,
+                topics.TOPIC_RECALLS,
+                topics.TOPIC_CHECKPOINTS,
                 topics.TOPIC_DLQ,
             ),
             changelog=topics.TOPIC_GATE_CHANGELOG,
@@ -67,28 +83,74 @@ class GateTopology:
     def bind(self, partitions: int) -> None:
         """Learn the input topics' partition count."""
         self.partitions = partitions
+        self.processor.bind(partitions)
 
     def open_state(self, partition: int, store: KeyValueStore) -> PartitionState:
         """Return the partition's empty state over ``store``."""
         return PartitionState(partition, store, cache_all=isinstance(store, MemoryStore))
 
     def event_time(self, raw: RawInput) -> int:
-        """Order inputs by their record timestamp."""
-        return raw.timestamp_ms
+        """Order inputs by their ``occurred_at`` (decoded once here and kept on ``raw``).
+
+        An input that cannot be decoded (yet) is ordered by its append time; :meth:`process`
+        then dead-letters it, or the runtime retries it when the registry was unreachable.
+        """
+        try:
+            raw.decoded = record = self.codec.decode(self.prefix + raw.topic, raw.value)
+        except ConsentinelError:
+            return raw.timestamp_ms
+        occurred = record.get("occurred_at")
+        return occurred if isinstance(occurred, int) else raw.timestamp_ms
 
     def process(self, raw: RawInput, state: PartitionState) -> Processed:
         """Decode one input and decide it (or dead-letter it)."""
-        try:
-            record = self.codec.decode(self.prefix + raw.topic, raw.value)
-        except ConsentinelError as exc:
-            if isinstance(exc, TransientError):
-                raise  # the registry is down: the runtime retries the batch
-            return self.processor.dead_letter(raw, exc.error_kind, str(exc))
-        return self.processor.process(raw, record, state)
+        record = raw.decoded
+        if record is None:
+            try:
+                record = self.codec.decode(self.prefix + raw.topic, raw.value)
+            except ConsentinelError as exc:
+                if isinstance(exc, TransientError):
+                    raise  # the registry is down: the runtime retries the batch
+                return self.processor.dead_letter(raw, exc.error_kind, str(exc))
+        processed = self.processor.process(raw, record, state)
+        for output in processed.outputs:
+            if output.topic == topics.TOPIC_DECISIONS:
+                output.track = True
+                self._pending_heads[raw.partition] = (state.head, state.decisions)
+        return processed
 
     def punctuate(self, partition: int, state: PartitionState, now_ms: int) -> list[Output]:
-        """Nothing is due by wall-clock time alone in the gate (yet)."""
-        return []
+        """Return the partition's signed chain head when one is due (CONTRACT §6)."""
+        head = self._heads.get(partition)
+        if self.signing_key is None or head is None:
+            return []
+        offset, hash_, count = head
+        if not self.checkpoints.due(partition, count, now_ms):
+            return []
+        record = build_checkpoint(
+            self.signing_key,
+            partition=partition,
+            offset=offset,
+            hash=hash_,
+            decisions=count,
+            at_ms=now_ms,
+        )
+        self.checkpoints.emitted(partition, count, now_ms)
+        return [Output(topics.TOPIC_CHECKPOINTS, partition, str(partition).encode(), record)]
+
+    def delivered(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Learn where the committed decisions landed: the heads that checkpoints may sign."""
+        for (topic, partition), offset in offsets.items():
+            pending = self._pending_heads.pop(partition, None)
+            if topic == topics.TOPIC_DECISIONS and pending is not None:
+                self._heads[partition] = (offset, *pending)
+        self._pending_heads.clear()
+
+    def forget(self, partition: int) -> None:
+        """Drop what is known of a revoked (or rewound) partition's chain head."""
+        self._heads.pop(partition, None)
+        self._pending_heads.pop(partition, None)
+        self.checkpoints.forget(partition)
 
     def committed(self, facts: Sequence[Any]) -> None:
         """Count the committed decisions and their latency."""

@@ -52,9 +52,21 @@ class Checkpoint:
         value: bytes,
         partition: int | None,
         headers: list[tuple[str, bytes]] | None = None,
+        on_offset: Callable[[int], None] | None = None,
     ) -> None:
-        """Queue one record in the transaction (waiting while the local queue is full)."""
+        """Queue one record in the transaction (waiting while the local queue is full).
+
+        ``on_offset`` is called with the record's offset once the broker has it (at the latest
+        during :meth:`commit`).
+        """
         kwargs: dict[str, Any] = {"key": key, "value": value}
+        if on_offset is not None:
+
+            def delivered(error: Any, message: Any) -> None:
+                if error is None:
+                    on_offset(message.offset())
+
+            kwargs["on_delivery"] = delivered
         if partition is not None:
             kwargs["partition"] = partition
         if headers:

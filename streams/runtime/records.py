@@ -20,6 +20,8 @@ class RawInput:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
+    decoded: Any = None
+    """The value as the topology decoded it once (e.g. to read its event time), or None."""
 
 
 @dataclass(slots=True)
@@ -36,6 +38,8 @@ class Output:
     key: bytes | None
     value: dict[str, Any] | bytes
     headers: list[tuple[str, bytes]] | None = None
+    track: bool = False
+    """Report the offset this record gets once committed (see ``Topology.delivered``)."""
 
 
 @dataclass(slots=True)

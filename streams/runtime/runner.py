@@ -115,6 +115,7 @@ class StreamRunner(Generic[T]):
         self._next_lag_report = 0.0
         self._next_punctuation = 0.0
         self._transient_failures = 0
+        self._offsets: dict[tuple[str, int], int] = {}
         self.problem: str | None = None
         self._kafka_config = kafka_config
         self.consumer = Consumer(
@@ -347,6 +348,7 @@ class StreamRunner(Generic[T]):
     def _transact(self, batch: list[RawInput], extra: list[Output]) -> None:
         checkpoint = Checkpoint(self.producer)
         outcome = self.metrics.transactions.labels
+        self._offsets = {}
         try:
             offsets: dict[tuple[str, int], int] = {}
             facts: list[Any] = []
@@ -380,6 +382,9 @@ class StreamRunner(Generic[T]):
             return
         self._transient_failures = 0
         self.topology.committed(facts)
+        delivered = getattr(self.topology, "delivered", None)
+        if delivered is not None:
+            delivered(self._offsets)
         for kind, topic in dead:
             self.metrics.dead_letters.labels(kind, topic).inc()
         if batch:
@@ -409,7 +414,14 @@ class StreamRunner(Generic[T]):
             payload = self.codec.encode(self.physical(letter.topic), letter.value)  # type: ignore[arg-type]
             checkpoint.produce(self.physical(letter.topic), letter.key, payload, letter.partition)
             return False
-        checkpoint.produce(topic, output.key, payload, output.partition, output.headers)
+        on_offset = None
+        if output.track:
+            where = (output.topic, output.partition if output.partition is not None else -1)
+
+            def on_offset(offset: int) -> None:
+                self._offsets[where] = max(offset, self._offsets.get(where, -1))
+
+        checkpoint.produce(topic, output.key, payload, output.partition, output.headers, on_offset)
         return True
 
     def _back_off(self, exc: TransientError) -> None:
@@ -427,6 +439,7 @@ class StreamRunner(Generic[T]):
         partitions = sorted(self.tasks)
         for partition in partitions:
             self.tasks.pop(partition).state.close()
+            self._forget(partition)
         self._unordered = []
         assigned = self.consumer.assignment()
         committed = self.consumer.committed(assigned, timeout=60)
@@ -454,8 +467,14 @@ class StreamRunner(Generic[T]):
             task = self.tasks.pop(partition, None)
             if task is not None:
                 task.state.close()
+            self._forget(partition)
         self._unordered = [raw for raw in self._unordered if raw.partition in self.tasks]
         self.metrics.assigned_partitions.set(len(self.tasks))
+
+    def _forget(self, partition: int) -> None:
+        forget = getattr(self.topology, "forget", None)
+        if forget is not None:
+            forget(partition)
 
     def restore_partition(self, partition: int) -> int:
         """Restore one partition's state from the changelog, as on assignment; return records."""

@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from streams import topics
 from streams.admin.topics import apply_topics, load_topic_specs
+from streams.core.partitioning import partition_for
 from streams.gate.app import build_runner
 from streams.gate.topology import GateTopology
 from streams.runtime.runner import RuntimeOptions as RunnerOptions
@@ -30,7 +31,26 @@ from streams.serde.wire import AvroCodec
 from streams.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
-POLICY = REPO / "deploy" / "policy.example.yaml"
+EXAMPLE_POLICY = REPO / "deploy" / "policy.example.yaml"
+REPLAY_TIME = "time: {max_skew_s: 604800, max_lateness_s: 31536000}"
+"""Time bounds of a deliberate replay (CONTRACT §3): the tests' stories are backdated by hours."""
+
+
+def replay_policy(text: str | None = None) -> Path:
+    """Write the example policy (or ``text``) with replay time bounds; return its path."""
+    import tempfile
+
+    source = text if text is not None else EXAMPLE_POLICY.read_text()
+    lines = [REPLAY_TIME if line.startswith("time:") else line for line in source.splitlines()]
+    assert REPLAY_TIME in lines, "the example policy has no top-level `time:` line any more"
+    handle, name = tempfile.mkstemp(prefix="consentinel-replay-policy-", suffix=".yaml")
+    os.close(handle)
+    Path(name).write_text("\n".join(lines) + "\n")
+    return Path(name)
+
+
+POLICY = replay_policy()
+"""The policy the gate tests run with: the example policy, trusting backdated events."""
 
 
 @dataclass
@@ -110,10 +130,17 @@ class GateEnv:
         )
 
     # -- writing and reading --------------------------------------------------------------------
-    def produce_raw(self, logical: str, key: bytes | None, value: bytes) -> None:
-        """Write bytes as they are (poison for the gate)."""
+    def produce_raw(
+        self, logical: str, key: bytes | None, value: bytes, *, partition: int | None = None
+    ) -> None:
+        """Write bytes as they are (poison for the gate), where murmur2 puts the key by default.
+
+        ``partition`` overrides where the record goes (a misrouting producer).
+        """
         producer = Producer(self.settings.kafka_config())
-        producer.produce(self.topic(logical), key=key, value=value)
+        if partition is None:
+            partition = partition_for(key or b"", self.partitions)
+        producer.produce(self.topic(logical), key=key, value=value, partition=partition)
         assert producer.flush(30) == 0
 
     def read(

@@ -238,9 +238,18 @@ CASES = [
         "not consent based",
         ALLOW,
         R.NOT_CONSENT_BASED,
-        req=request(org="photo-cdn", purpose=Purpose.SERVICE_OPERATION, categories=frozenset({F})),
+        req=request(org="photo-cdn", purpose=Purpose.SERVICE_OPERATION),
         consents=None,
         says=("contract", "INTERNAL"),
+    ),
+    # CONTRACT §4: a sensitive category never rests on a basis other than consent
+    Case(
+        "sensitive category on a non-consent basis",
+        DENY,
+        R.CATEGORY_NOT_CONSENTED,
+        req=request(org="photo-cdn", purpose=Purpose.SERVICE_OPERATION, categories=frozenset({F})),
+        consents=None,
+        says=("contract", "FACE_BIOMETRIC"),
     ),
     Case(
         "legitimate interest",

@@ -1,0 +1,105 @@
+"""What the gate writes when photos that already left must come back (CONTRACT §3, recall).
+
+Pure: builds ``governance.recalls`` outputs from a user's :class:`~streams.core.recall.RecallLedger`
+and applies erasures to the partition's state. One order per recipient that received affected
+photos, none for a recipient that got nothing; order ids are functions of the triggering event, so
+a batch redone after an aborted transaction writes the same orders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from streams import topics
+from streams.core.model import ConsentRecord
+from streams.core.partitioning import partition_for
+from streams.core.recall import (
+    ErasureRequest,
+    ErasureScope,
+    RecallCause,
+    RecallOrder,
+    orders_for_erasure,
+    orders_for_violation,
+    orders_for_withdrawal,
+)
+from streams.gate.state import PartitionState
+from streams.runtime.records import Output
+
+RecallDays = Callable[[str], float]
+
+
+class RecallIssuer:
+    """Turns withdrawals, erasures and unconsented reads into recall orders."""
+
+    def __init__(self, recall_days: RecallDays, clock_ms: Callable[[], int]) -> None:
+        self.recall_days = recall_days
+        self.clock_ms = clock_ms
+        self.partitions = 1
+
+    def on_withdrawal(self, withdrawal: ConsentRecord, state: PartitionState) -> list[Output]:
+        """Return orders for what left under the consent that ``withdrawal`` withdraws."""
+        if withdrawal.granted:
+            return []
+        ledger = state.ledger(withdrawal.user_id)
+        if ledger is None or not ledger.transfers:
+            return []
+        user = state.user(withdrawal.user_id)
+        consents = user.consents if user is not None else None
+
+        def consent_time(event_id: str) -> tuple[int, bool, str] | None:
+            from streams.core.consent import order_key
+
+            record = consents.get(event_id) if consents is not None else None
+            return None if record is None else order_key(record)
+
+        orders = orders_for_withdrawal(
+            ledger,
+            withdrawal,
+            issued_at_ms=self.clock_ms(),
+            recall_days=self.recall_days,
+            consent_time=consent_time,
+        )
+        return self._outputs(orders)
+
+    def on_erasure(self, erasure: ErasureRequest, state: PartitionState) -> list[Output]:
+        """Return orders for every recipient that got the erased photos, then forget them."""
+        ledger = state.ledger_for_update(erasure.user_id)
+        orders = orders_for_erasure(
+            ledger, erasure, issued_at_ms=self.clock_ms(), recall_days=self.recall_days
+        )
+        ledger.forget(erasure)
+        if erasure.scope is ErasureScope.ACCOUNT:
+            state.delete_user(erasure.user_id)
+        elif (
+            erasure.photo_id is not None and state.photo_owner(erasure.photo_id) == erasure.user_id
+        ):
+            state.forget_photo(erasure.photo_id)
+        return self._outputs(orders)
+
+    def on_unconsented_read(
+        self, user_id: str, decision_id: str, state: PartitionState
+    ) -> list[Output]:
+        """Return the order for a training read that was not allowed (the model read it anyway)."""
+        ledger = state.ledger(user_id)
+        if ledger is None:
+            return []
+        orders = orders_for_violation(
+            ledger,
+            RecallCause.UNCONSENTED_TRAINING,
+            [decision_id],
+            trigger_id=decision_id,
+            issued_at_ms=self.clock_ms(),
+            recall_days=self.recall_days,
+        )
+        return self._outputs(orders)
+
+    def _outputs(self, orders: list[RecallOrder]) -> list[Output]:
+        return [
+            Output(
+                topics.TOPIC_RECALLS,
+                partition_for(order.recipient_org.encode(), self.partitions),
+                order.recipient_org.encode(),
+                order.to_record(),
+            )
+            for order in orders
+        ]
