@@ -72,11 +72,19 @@ class GateEnv:
     # -- running gates --------------------------------------------------------------------------
     @contextmanager
     def gate_thread(
-        self, instance: str = "t1", store: str = "memory", **options: Any
+        self,
+        instance: str = "t1",
+        store: str = "memory",
+        *,
+        policy: Path | None = None,
+        **options: Any,
     ) -> Iterator[StreamRunner[GateTopology]]:
-        """Run a gate in a thread of this process for the duration of the block."""
+        """Run a gate in a thread of this process for the duration of the block.
+
+        ``policy`` defaults to :data:`POLICY` (replay time bounds).
+        """
         settings = self.with_instance(instance, store)
-        runner = build_runner(settings, POLICY, options=RunnerOptions(**options))
+        runner = build_runner(settings, policy or POLICY, options=RunnerOptions(**options))
         errors: list[BaseException] = []
 
         def target() -> None:
@@ -150,8 +158,13 @@ class GateEnv:
         until: Callable[[list[Any]], bool],
         timeout_s: float = 60,
         decode: bool = True,
+        messages: bool = False,
     ) -> list[Any]:
-        """Read a topic from the start with ``read_committed`` until ``until(records)`` holds."""
+        """Read a topic from the start with ``read_committed`` until ``until(records)`` holds.
+
+        Records are decoded values, or raw values (``decode=False``), or the consumer's messages
+        with their headers (``messages=True``).
+        """
         topic = self.topic(logical)
         consumer = Consumer(
             {
@@ -172,10 +185,21 @@ class GateEnv:
                         assert message.error().code() == KafkaError._PARTITION_EOF
                         continue
                     value = message.value()
-                    records.append(self.codec.decode(topic, value) if decode else value)
+                    if messages:
+                        records.append(message)
+                    else:
+                        records.append(self.codec.decode(topic, value) if decode else value)
         finally:
             consumer.close()
         return records
+
+    def read_messages(self, logical: str, count: int, *, timeout_s: float = 60) -> list[Any]:
+        """Read ``count`` messages (with headers) from the start of a topic."""
+        found = self.read(
+            logical, until=lambda r: len(r) >= count, timeout_s=timeout_s, messages=True
+        )
+        assert len(found) >= count, f"{logical}: {len(found)} messages, expected {count}"
+        return found
 
     def read_exactly(self, logical: str, count: int, *, timeout_s: float = 60) -> list[Any]:
         """Read until ``count`` records are there, then briefly more to catch any extra."""
