@@ -1,7 +1,10 @@
 """The ``consentinel`` command line: a thin dispatcher onto the package's modules.
 
 Every command reads its settings from the environment once (see :mod:`streams.settings`); errors
-of the :class:`~streams.errors.ConsentinelError` family print as one actionable line and exit 2.
+of the :class:`~streams.errors.ConsentinelError` family print as one actionable line. Commands that
+need Kafka or the schema registry probe them first (:mod:`streams.preflight`), so a wrong address
+is one line and exit code 3 within seconds. Exit codes: 0 ok, 1 a finding (e.g. a broken audit
+chain), 2 usage or configuration, 3 Kafka or the registry unreachable, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from streams.errors import ConsentinelError
+from streams.errors import ConfigError, ConsentinelError, TransientError
+from streams.preflight import EXIT_UNREACHABLE, EXIT_USAGE, UnreachableError
 from streams.settings import Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -22,12 +26,42 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
     from streams.stack.local import LocalStack
 
     stack = LocalStack(settings.stack_home)
+    if args.action == "credentials":
+        return _credentials(args, settings)
     if args.action == "up":
-        stack.up()
+        stack.up(secure=args.secure)
     elif args.action == "down":
         stack.down()
     else:
         stack.status()
+    return 0
+
+
+def _credentials(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.admin.acls import ACLS_FILE, load_acl_plan
+    from streams.stack.secure import credentials_lines
+
+    if not args.principal:
+        raise ConfigError(
+            "`stack credentials` needs a PRINCIPAL",
+            hint="e.g. consentinel stack credentials egress",
+        )
+    known = load_acl_plan(ACLS_FILE).principals
+    for line in credentials_lines(settings.stack_home, args.principal, known):
+        print(line)
+    return 0
+
+
+def _acls(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.admin.acls import ACLS_FILE, apply_from_settings
+    from streams.stack.secure import passwords_file
+
+    apply_from_settings(
+        settings.kafka_config(),
+        acls_path=args.file or ACLS_FILE,
+        passwords_path=args.passwords or passwords_file(settings.stack_home),
+        prefix=settings.topic_prefix,
+    )
     return 0
 
 
@@ -48,15 +82,17 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 
 def _schemas(args: argparse.Namespace, settings: Settings) -> int:
     from streams.serde.catalog import TOPIC_RECORDS, prefixed_catalog
-    from streams.serde.registry import register_all
+    from streams.serde.registry import make_client, register_all, subject_compatibility
 
+    client = make_client(settings.schema_registry_url, credentials=settings.registry_basic_auth())
     registered = register_all(
-        settings.schema_registry_url,
+        client,
         prefixed_catalog(settings),
         topics=[settings.topic_prefix + t for t in TOPIC_RECORDS],
     )
     for subject, schema_id, version in registered:
-        print(f"{subject}: id {schema_id}, version {version} (compatibility BACKWARD)")
+        level = subject_compatibility(client, subject)
+        print(f"{subject}: id {schema_id}, version {version} (compatibility {level})")
     return 0
 
 
@@ -67,9 +103,26 @@ def _gate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.gate.audit_verify import verify_decisions
+    if args.action == "keygen":
+        from streams.core.checkpoint import generate_key_pair
 
-    return 0 if verify_decisions(settings, say=print) else 1
+        private, public, key_id = generate_key_pair(args.out)
+        print(f"signing key (keep secret, mode 0600): {private}")
+        print(f"verify key (give to auditors):        {public}")
+        print(f"key_id: {key_id}")
+        print(f"gate: CONSENTINEL_SIGNING_KEY={private}  auditors: CONSENTINEL_VERIFY_KEY={public}")
+        return 0
+
+    from confluent_kafka import KafkaException
+
+    from streams.errors import StackError, TransientError
+    from streams.report.audit_verify import EXIT_UNREADABLE, verify_decisions
+
+    try:
+        return verify_decisions(settings, say=print, from_checkpoint=args.from_checkpoint)
+    except (StackError, TransientError, KafkaException) as exc:
+        print(f"consentinel: unreachable: cannot read the decision trail: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
 
 
 def _recipients(args: argparse.Namespace, settings: Settings) -> int:
@@ -96,8 +149,30 @@ def _recipients(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.report.regulator import recalls_report, transfers_report
     from streams.report.run import decisions_report, user_report
 
+    if args.kind == "transfers":
+        print(
+            transfers_report(
+                settings,
+                recipients=args.recipient,
+                since=args.since,
+                until=args.until,
+                fmt=args.format,
+                out=args.out,
+                top=args.top,
+            )
+        )
+        return 0
+    if args.kind == "recalls":
+        print(
+            recalls_report(
+                settings, recipients=args.recipient, as_of=args.as_of, fmt=args.format,
+                out=args.out, top=args.top,
+            )
+        )  # fmt: skip
+        return 0
     if args.kind == "decisions":
         text = decisions_report(
             settings, since=args.since, until=args.until, fmt=args.format, out=args.out
@@ -139,7 +214,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _lineage(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.detect.lineage_query import build_lineage, print_model, print_user
+    from streams.report.lineage import build_lineage, print_model, print_user
 
     index = build_lineage(settings)
     if args.user:
@@ -151,21 +226,96 @@ def _lineage(args: argparse.Namespace, settings: Settings) -> int:
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo
+    from streams.resources import example_policy
 
-    return int(run_demo(settings, policy_path=args.policy))
+    return int(run_demo(settings, policy_path=args.policy or example_policy()))
+
+
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    ("KAFKA_BOOTSTRAP_SERVERS", "Kafka brokers (default localhost:9092)"),
+    ("SCHEMA_REGISTRY_URL", "Confluent-compatible registry API (default: the local stack's)"),
+    ("SCHEMA_REGISTRY_USERNAME", "registry basic-auth user (never put credentials in the URL)"),
+    ("SCHEMA_REGISTRY_PASSWORD", "registry basic-auth password"),
+    ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL"),
+    ("KAFKA_SASL_MECHANISM", "e.g. SCRAM-SHA-512"),
+    ("KAFKA_SASL_USERNAME", "the component's Kafka principal"),
+    ("KAFKA_SASL_PASSWORD", "its password"),
+    ("KAFKA_SSL_CA_LOCATION", "CA certificate file(s) to verify the brokers (SSL, SASL_SSL)"),
+    ("KAFKA_SSL_CERTIFICATE_LOCATION", "client certificate file (mutual TLS)"),
+    ("KAFKA_SSL_KEY_LOCATION", "client private key file (mutual TLS)"),
+    ("KAFKA_SSL_KEY_PASSWORD", "the private key's password"),
+    ("CONSENTINEL_POLICY", "policy YAML of the gate and detectors (--policy overrides)"),
+    ("CONSENTINEL_INSTANCE_ID", "stable id of this replica (transactional fencing); default host"),
+    ("CONSENTINEL_TOPIC_PREFIX", "prefix of every topic and subject (tests, shared clusters)"),
+    ("CONSENTINEL_STATE_STORE", "memory (default) or rocksdb"),
+    ("CONSENTINEL_STATE_DIR", "where rocksdb state lives (default ./.consentinel/state)"),
+    ("CONSENTINEL_STACK_HOME", "where `stack up` keeps servers and data"),
+    ("CONSENTINEL_SCHEMAS_DIR", "read .avsc files from here instead of the packaged ones"),
+    ("CONSENTINEL_SIGNING_KEY", "Ed25519 private key file the gate signs chain heads with"),
+    ("CONSENTINEL_VERIFY_KEY", "Ed25519 public key file for `audit verify`"),
+    ("CONSENTINEL_RUNBOOK_BASE_URL", "absolute base URL of the runbook linked from alerts"),
+    ("CONSENTINEL_CONNECT_TIMEOUT_S", "bound of the Kafka/registry reachability probe (10)"),
+    ("CONSENTINEL_LOG_FORMAT", "text (default) or json: one JSON object per log line"),
+    ("METRICS_PORT", "serve /metrics, /ready and /live on this port"),
+)
+"""Environment variables listed by ``consentinel --help``."""
+
+HELP_EPILOG = (
+    "environment variables:\n"
+    + "\n".join(f"  {name:<30} {text}" for name, text in ENVIRONMENT)
+    + "\n\nexit codes:\n"
+    "  0    ok\n"
+    "  1    a finding (e.g. `audit verify`: a chain is broken)\n"
+    "  2    usage or configuration error (bad arguments, settings, policy or input file)\n"
+    "  3    Kafka or the schema registry cannot be reached\n"
+    "  130  interrupted (Ctrl-C)\n"
+)
+
+
+def package_version() -> str:
+    """Return the installed distribution's version (``unknown`` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("consentinel")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every ``consentinel`` command."""
     parser = argparse.ArgumentParser(
-        prog="consentinel", description="Consent gate and bulk-export detection on Kafka."
+        prog="consentinel",
+        description="Consent gate and bulk-export detection on Kafka.",
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     stack = sub.add_parser("stack", help="the local Kafka broker, registry and Prometheus")
-    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("action", choices=["up", "down", "status", "credentials"])
+    stack.add_argument("principal", nargs="?", help="credentials: whose KAFKA_* settings to print")
+    stack.add_argument(
+        "--secure",
+        action="store_true",
+        help="up: also the SASL/SCRAM broker with ACLs on localhost:9094 (contract section 6)",
+    )
     stack.set_defaults(handler=_stack)
+
+    acls = sub.add_parser("acls", help="create the SCRAM users and ACLs of deploy/acls.yaml")
+    acls.add_argument("action", choices=["apply"])
+    acls.add_argument(
+        "--file", type=Path, default=None, help="principals and ACLs (default: bundled)"
+    )
+    acls.add_argument(
+        "--passwords",
+        type=Path,
+        default=None,
+        help="0600 JSON file of principals' passwords (default: the stack's secure/passwords.json)",
+    )
+    acls.set_defaults(handler=_acls)
 
     topics = sub.add_parser("topics", help="create or align the topics of deploy/topics.yaml")
     topics.add_argument("action", choices=["apply"])
@@ -173,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("--partitions", type=int, default=None, help="override partition count")
     topics.set_defaults(handler=_topics)
 
-    schemas = sub.add_parser("schemas", help="register schemas/*.avsc with BACKWARD compatibility")
+    schemas = sub.add_parser(
+        "schemas", help="register schemas/*.avsc with FULL_TRANSITIVE compatibility"
+    )
     schemas.add_argument("action", choices=["register"])
     schemas.set_defaults(handler=_schemas)
 
@@ -181,8 +333,38 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--policy", type=Path, default=None, help="policy YAML (CONSENTINEL_POLICY)")
     gate.set_defaults(handler=_gate)
 
-    audit = sub.add_parser("audit", help="verify the hash chains of governance.decisions")
-    audit.add_argument("action", choices=["verify"])
+    audit = sub.add_parser("audit", help="verify the decision trail; make its signing keys")
+    audit_actions = audit.add_subparsers(dest="action", required=True)
+    verify = audit_actions.add_parser(
+        "verify",
+        help="check every partition's hash chain against its signed checkpoints",
+        description="Check every partition of governance.decisions: each hash link, and the log"
+        " against its latest signed checkpoints (governance.checkpoints) with the public key of"
+        " CONSENTINEL_VERIFY_KEY. Without that key only the hashes are verified (it says so).",
+        epilog="exit codes:\n"
+        "  0  every chain is intact\n"
+        "  1  tampered or incomplete: a finding (a broken link, a checkpointed decision missing\n"
+        "     or altered, a log that no longer starts where the checkpoints say, a bad signature)\n"
+        "  2  usage or configuration error (e.g. an unreadable CONSENTINEL_VERIFY_KEY)\n"
+        "  3  could not read: Kafka or the registry unreachable, a topic missing, a timeout\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument(
+        "--from-checkpoint",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CHECKPOINT_ID",
+        help="start at a checkpointed decision instead of the first one, for logs whose early"
+        " records retention removed (default: the earliest checkpoint still in the log)",
+    )
+    keygen = audit_actions.add_parser(
+        "keygen", help="write a new Ed25519 key pair for signing chain heads"
+    )
+    keygen.add_argument(
+        "--out", type=Path, required=True, help="directory (private key written with mode 0600)"
+    )
+    keygen.set_defaults(preflight=False)
     audit.set_defaults(handler=_audit)
 
     recipients = sub.add_parser("recipients", help="suspend or resume a recipient (a Control)")
@@ -215,6 +397,22 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         each.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
         each.add_argument("--out", type=Path, default=None, help=out_help)
+    transfers = report_kinds.add_parser(
+        "transfers", help="every photo that left to a recipient, with its consent and notice"
+    )
+    transfers.add_argument("--since", default=None, help="ISO date/time (UTC if no offset)")
+    transfers.add_argument("--until", default=None, help="ISO time, exclusive; a date: its end")
+    recalls = report_kinds.add_parser(
+        "recalls", help="recall orders: open, partly acknowledged, overdue, acknowledged"
+    )
+    recalls.add_argument("--as-of", default=None, help="judge states at this ISO time (now)")
+    for each in (transfers, recalls):
+        each.add_argument(
+            "--recipient", action="append", metavar="ORG", help="this recipient only (repeatable)"
+        )
+        each.add_argument("--format", choices=["table", "csv", "parquet", "html"], default="table")
+        each.add_argument("--out", type=Path, default=None, help="a FILE (html: one offline page)")
+        each.add_argument("--top", type=int, default=50, help="rows shown in a table or page")
     report.set_defaults(handler=_report)
 
     detect = sub.add_parser("detect", help="run the detectors (bulk export, denial bursts, ...)")
@@ -256,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.set_defaults(handler=_lineage)
 
     demo = sub.add_parser("demo", help="run the scripted end-to-end story against the stack")
-    demo.add_argument("--policy", type=Path, default=Path("deploy/policy.example.yaml"))
+    demo.add_argument(
+        "--policy", type=Path, default=None, help="policy YAML (default: the packaged example)"
+    )
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -264,10 +464,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``consentinel`` command and return its exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from streams.observability.logfmt import configure_logging, log_format
+
+    try:
+        fmt = log_format()
+    except ConsentinelError as exc:
+        print(f"consentinel: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO, fmt)
     for noisy in ("httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command == "demo" and not args.verbose:
@@ -279,10 +483,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             args.file = TOPICS_FILE
         handler: Handler = args.handler
+        from streams.preflight import check
+
+        if getattr(args, "preflight", True):  # `audit keygen` needs neither Kafka nor registry
+            check(args.command, settings, getattr(args, "action", None))
         return int(handler(args, settings))
+    except (UnreachableError, TransientError) as exc:
+        print(f"consentinel: unreachable: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except ConsentinelError as exc:
         print(f"consentinel: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

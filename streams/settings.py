@@ -1,7 +1,8 @@
 """Typed settings read once from the environment and validated at start-up.
 
 Names follow the contract (``KAFKA_BOOTSTRAP_SERVERS``, ``SCHEMA_REGISTRY_URL``,
-``CONSENTINEL_POLICY``, ``METRICS_PORT`` and the ``KAFKA_SECURITY_*``/``KAFKA_SASL_*`` family).
+``CONSENTINEL_POLICY``, ``METRICS_PORT`` and the ``KAFKA_SECURITY_*``, ``KAFKA_SASL_*`` and
+``KAFKA_SSL_*`` families).
 Secrets are held as :class:`pydantic.SecretStr` so they never appear in logs or ``repr``.
 """
 
@@ -37,9 +38,20 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: SaslMechanism | None = Field(None, alias="KAFKA_SASL_MECHANISM")
     kafka_sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
     kafka_sasl_password: SecretStr | None = Field(None, alias="KAFKA_SASL_PASSWORD")
+    kafka_ssl_ca_location: str | None = Field(None, alias="KAFKA_SSL_CA_LOCATION")
+    """CA certificate(s) that sign the brokers' certificates (``SSL``/``SASL_SSL``)."""
+    kafka_ssl_certificate_location: str | None = Field(None, alias="KAFKA_SSL_CERTIFICATE_LOCATION")
+    """The client's certificate, for mutual TLS."""
+    kafka_ssl_key_location: str | None = Field(None, alias="KAFKA_SSL_KEY_LOCATION")
+    """The client's private key file, for mutual TLS."""
+    kafka_ssl_key_password: SecretStr | None = Field(None, alias="KAFKA_SSL_KEY_PASSWORD")
+    """The private key's password; never logged."""
     instance_id: str = Field(default_factory=socket.gethostname, alias="CONSENTINEL_INSTANCE_ID")
     state_store: Literal["memory", "rocksdb"] = Field("memory", alias="CONSENTINEL_STATE_STORE")
     state_dir: Path = Field(Path("./.consentinel/state"), alias="CONSENTINEL_STATE_DIR")
+    decision_clock: Literal["wall", "stream"] = Field("wall", alias="CONSENTINEL_DECISION_CLOCK")
+    """What the gate stamps ``decided_at`` with: its wall clock (production), or the partition's
+    stream time (a replay or a simulation, so that detectors judge it in its own time)."""
     topic_prefix: str = Field("", alias="CONSENTINEL_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]*$")
     stack_home: Path = Field(
         Path.home() / ".cache" / "consentinel" / "stack", alias="CONSENTINEL_STACK_HOME"
@@ -69,7 +81,24 @@ class Settings(BaseSettings):
             config["sasl.username"] = self.kafka_sasl_username
         if self.kafka_sasl_password is not None:
             config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_ca_location:
+            config["ssl.ca.location"] = self.kafka_ssl_ca_location
+        if self.kafka_ssl_certificate_location:
+            config["ssl.certificate.location"] = self.kafka_ssl_certificate_location
+        if self.kafka_ssl_key_location:
+            config["ssl.key.location"] = self.kafka_ssl_key_location
+        if self.kafka_ssl_key_password is not None:
+            config["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
         return config
+
+    def secret_values(self) -> list[str]:
+        """Return the values of every secret setting that is set (to scrub them from output)."""
+        held = (
+            self.kafka_sasl_password,
+            self.kafka_ssl_key_password,
+            self.schema_registry_password,
+        )
+        return [s.get_secret_value() for s in held if s is not None and s.get_secret_value()]
 
 
 def refuse_url_credentials(url: str, name: str = "SCHEMA_REGISTRY_URL") -> None:

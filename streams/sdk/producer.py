@@ -109,8 +109,8 @@ class ConsentinelProducer:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The effective librdkafka settings (``sasl.password`` masked)."""
-        return {k: ("***" if k == "sasl.password" else v) for k, v in self._config.items()}
+        """The effective librdkafka settings (every ``*.password`` masked)."""
+        return {k: ("***" if k.endswith(".password") else v) for k, v in self._config.items()}
 
     @property
     def codec(self) -> AvroCodec:

@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from streams.errors import StackError
+from streams.stack import alertmanager
 from streams.stack.artifacts import ensure_artifacts
 from streams.stack.java import find_java
 from streams.stack.prometheus import PROMETHEUS_PORT, identify, prometheus_component, skip_reason
@@ -56,6 +57,8 @@ class Component:
     """An optional server whose port is taken is skipped with a warning instead of an error."""
     reload: Callable[[], bool] | None = None
     """How to make a running instance re-read its configuration (``up`` calls it)."""
+    env: dict[str, str] | None = None
+    """The process environment (None: inherit ours)."""
 
 
 class LocalStack:
@@ -171,6 +174,23 @@ class LocalStack:
             where=prom.where,
             optional=True,
             reload=prom.reload,
+            env=prom.env,
+        )
+
+    def _alertmanager(self) -> Component | None:
+        launch = alertmanager.alertmanager_component(self.home)
+        if launch is None:
+            return None
+        return Component(
+            name="alertmanager",
+            port=launch.port,
+            command=launch.command,
+            cwd=launch.cwd,
+            ready=launch.ready,
+            ready_timeout_s=30,
+            where=launch.where,
+            optional=True,
+            reload=launch.reload,
         )
 
     def _components(self) -> list[Component]:
@@ -181,14 +201,22 @@ class LocalStack:
             self.say(f"prometheus: skipped, {skip_reason()}")
         else:
             components.append(prom)
+        manager = self._alertmanager()
+        if manager is None:
+            self.say(f"alertmanager: skipped, {alertmanager.skip_reason()}")
+        else:
+            components.append(manager)
         return components
 
     # -- commands -------------------------------------------------------------------------------
-    def up(self) -> None:
-        """Start every server that is not running yet and wait until each answers."""
+    def up(self, *, secure: bool = False) -> None:
+        """Start every server that is not running yet and wait until each answers.
+
+        ``secure`` adds the SASL/SCRAM broker with ACLs (:mod:`streams.stack.secure`).
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for component in self._components():
+        for component in [*self._components(), *self._secure_components(secure)]:
             pid = self.running_pid(component.name)
             if pid is not None:
                 self.say(f"{component.name}: already running (pid {pid}) at {component.where}")
@@ -227,6 +255,7 @@ class LocalStack:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
+                    env=component.env,
                 )
             self._pid_file(component.name).write_text(f"{proc.pid}\n")
             self._wait_ready(component, proc, log)
@@ -257,7 +286,7 @@ class LocalStack:
 
     def down(self) -> None:
         """Stop the servers this stack started (by recorded pid), newest first."""
-        for name in ("prometheus", "registry", "kafka"):
+        for name in ("kafka-secure", "alertmanager", "prometheus", "registry", "kafka"):
             pid = self.running_pid(name)
             if pid is None:
                 continue
@@ -271,8 +300,10 @@ class LocalStack:
         result: dict[str, int | None] = {}
         for name, port in (
             ("kafka", KAFKA_PORT),
+            ("kafka-secure", 9094),
             ("registry", REGISTRY_PORT),
             ("prometheus", PROMETHEUS_PORT),
+            ("alertmanager", alertmanager.ALERTMANAGER_PORT),
         ):
             pid = self.running_pid(name)
             result[name] = pid
@@ -280,12 +311,42 @@ class LocalStack:
                 self.say(f"{name}: running (pid {pid}, port {port})")
             elif _port_taken(port):
                 self.say(f"{name}: not started by this stack, but port {port} is in use")
-            elif name == "prometheus" and (reason := skip_reason()) is not None:
+            elif (reason := _optional_skip_reason(name)) is not None:
                 self.say(f"{name}: not running ({reason})")
             else:
                 self.say(f"{name}: not running")
         self.say(f"stack home: {self.home}")
         return result
+
+    # -- the secure broker (streams.stack.secure) ---------------------------------------------
+    def _secure_components(self, wanted: bool) -> list[Component]:
+        if not wanted:
+            return []
+        from streams.stack import secure
+
+        lib, _ = ensure_artifacts(self.home, say=self.say)
+        java = find_java(17, purpose="Kafka 4")
+        launch = secure.secure_kafka(self.home, lib, self.log_dir, java)
+        return [
+            Component(
+                name=secure.SECURE_NAME,
+                port=launch.port,
+                command=launch.command,
+                cwd=launch.cwd,
+                ready=launch.ready,
+                ready_timeout_s=90,
+                where=launch.where,
+            )
+        ]
+
+
+def _optional_skip_reason(name: str) -> str | None:
+    """Why an optional server cannot run here (None when it can, or for required servers)."""
+    if name == "prometheus":
+        return skip_reason()
+    if name == "alertmanager":
+        return alertmanager.skip_reason()
+    return None
 
 
 def _port_taken(port: int) -> bool:

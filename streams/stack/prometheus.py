@@ -8,6 +8,7 @@ running Prometheus reloads the config and rules (``POST /-/reload``) instead of 
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,14 @@ import httpx
 
 PROMETHEUS_PORT = 9090
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "prometheus.yml"
+RUNBOOK_ENV = "CONSENTINEL_RUNBOOK_BASE_URL"
+"""Absolute URL of docs/runbook.md; Prometheus puts it in every alert's ``runbook_url``."""
+RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
+
+
+def runbook_base_url() -> str:
+    """Return ``$CONSENTINEL_RUNBOOK_BASE_URL`` or this checkout's runbook as a ``file://`` URL."""
+    return os.environ.get(RUNBOOK_ENV) or RUNBOOK.resolve().as_uri()
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class PrometheusLaunch:
     ready: Callable[[], bool]
     reload: Callable[[], bool]
     where: str
+    env: dict[str, str]
 
 
 def skip_reason(config: Path = CONFIG) -> str | None:
@@ -58,11 +68,13 @@ def prometheus_component(
             f"--web.listen-address=127.0.0.1:{port}",
             "--storage.tsdb.retention.time=2d",
             "--web.enable-lifecycle",
+            "--enable-feature=expand-external-labels",
         ],
         cwd=config.parent,
         ready=lambda: _ready(port),
         reload=lambda: reload(port),
         where=f"http://localhost:{port} (config {config}, data {data})",
+        env={**os.environ, RUNBOOK_ENV: runbook_base_url()},
     )
 
 

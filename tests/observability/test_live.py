@@ -35,7 +35,11 @@ Then every query is sent to ``/api/v1/query``:
   built-in) -- a query naming a metric no process exports fails; a bogus query checks the check.
 
 Finally ConsentinelBulkExportInProgress (for acme-vision) and ConsentinelRecipientSuspended must be
-``firing`` in ``/api/v1/alerts``.
+``firing`` in ``/api/v1/alerts``, and the bulk-export alert must reach a person: Prometheus sends
+its alerts to Debian's ``prometheus-alertmanager`` running the project's routing
+(``deploy/alertmanager/alertmanager.yml``, only the webhook URL replaced), and a local webhook
+receiver must get ConsentinelBulkExportInProgress, firing, with its summary and an absolute runbook
+link built from ``CONSENTINEL_RUNBOOK_BASE_URL``.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from confluent_kafka.admin import AdminClient
 from streams import topics
 from streams.settings import Settings
 from streams.simulate.run import run_simulation
+from tests.deploy.support import RUNBOOK_BASE, HttpServer, start_alertmanager
 from tests.integration.harness import POLICY, GateEnv, drop_gate_env, make_gate_env
 from tests.observability.test_rules import (
     BUILTIN_SERIES,
@@ -157,9 +162,13 @@ def rules_for_test(target: Path) -> list[str]:
     return copies
 
 
-def prometheus_config(work: Path, ports: dict[str, int]) -> Path:
+def prometheus_config(work: Path, ports: dict[str, int], alertmanager_port: int) -> Path:
     """deploy/prometheus/prometheus.yml with the test's targets, 1 s intervals, absolute rules."""
     config = yaml.safe_load(PROM_CONFIG.read_text())
+    assert config["alerting"]["alertmanagers"], "prometheus.yml sends alerts nowhere"
+    config["alerting"]["alertmanagers"] = [
+        {"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}
+    ]
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     config["rule_files"] = rules_for_test(work / "rules")
     jobs = {job["job_name"] for job in config["scrape_configs"]}
@@ -180,6 +189,8 @@ class Live:
     prom_port: int = field(default_factory=free_port)
     gate_port: int = field(default_factory=free_port)
     detector_port: int = field(default_factory=free_port)
+    alertmanager_port: int = field(default_factory=free_port)
+    receiver: HttpServer = field(default_factory=HttpServer)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -205,6 +216,7 @@ class Live:
                 "consentinel-detector": self.detector_port,
                 "prometheus": self.prom_port,
             },
+            self.alertmanager_port,
         )
         log = self.log("prometheus")
         self.processes["prometheus"] = subprocess.Popen(
@@ -214,11 +226,13 @@ class Live:
                 f"--storage.tsdb.path={self.work / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{self.prom_port}",
                 "--log.level=warn",
+                "--enable-feature=expand-external-labels",
             ],
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.work,
+            env={**os.environ, "CONSENTINEL_RUNBOOK_BASE_URL": RUNBOOK_BASE},
         )
 
     def start_gates(self) -> None:
@@ -254,6 +268,13 @@ class Live:
     def start(self) -> None:
         """Start Prometheus, the detector, then the gates; make the scraped gate restore."""
         procs = self.processes
+        am_log = self.log("alertmanager")
+        procs["alertmanager"] = start_alertmanager(
+            self.work, self.alertmanager_port, self.receiver.url, am_log
+        )
+        wait_http(
+            f"http://127.0.0.1:{self.alertmanager_port}/-/ready", procs["alertmanager"], am_log, 30
+        )
         self.start_prometheus()
         wait_http(f"{self.prom}/-/ready", procs["prometheus"], self.log("prometheus"), 30)
         detector_ready = f"http://127.0.0.1:{self.detector_port}/ready"
@@ -345,8 +366,9 @@ def live(gate_env: GateEnv, tmp_path: Path) -> Iterator[Live]:
         run.start()
         yield run
     finally:
-        for name in ("detector", "gate2", "gate", "prometheus"):
+        for name in ("detector", "gate2", "gate", "prometheus", "alertmanager"):
             stop(run.processes.get(name))
+        run.receiver.close()
 
 
 # --------------------------------------------------------------------------- queries
@@ -578,7 +600,21 @@ def test_dashboards_and_alerts_against_a_live_prometheus(live: Live) -> None:
 
     alert = bulk_firing()[0]
     assert alert["labels"]["severity"] == "critical"
-    assert alert["annotations"]["runbook_url"].startswith("README.md#runbook-")
+    runbook = f"{RUNBOOK_BASE}#runbook-consentinelbulkexportinprogress"
+    assert alert["annotations"]["runbook_url"] == runbook
+
+    # ... and reaches a person: Prometheus -> Alertmanager -> the webhook receiver
+    def delivered() -> list[dict[str, Any]]:
+        return [
+            a
+            for a in live.receiver.alerts("ConsentinelBulkExportInProgress")
+            if a["status"] == "firing" and a["labels"].get("recipient") == BULK_RECIPIENT
+        ]
+
+    (notified, *_) = wait_for("the webhook got no bulk-export alert", delivered, live, 60)
+    assert notified["labels"]["severity"] == "critical"
+    assert notified["annotations"]["summary"] == f"Bulk export in progress to {BULK_RECIPIENT}"
+    assert notified["annotations"]["runbook_url"] == runbook
     print(
         f"live check: {len(queries)} dashboard queries, {len(prometheus_rules())} rules,"
         f" simulation {report.wall_seconds:.0f} s, checks {time.monotonic() - began:.0f} s"

@@ -41,6 +41,8 @@ GRAFANA_DASHBOARD_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "consenti
 GRAFANA_ALERTING = GRAFANA / "provisioning" / "alerting"
 README = REPO / "README.md"
 DATASOURCE_UID = "consentinel-prometheus"
+DASHBOARD_DATASOURCE = "${datasource}"
+"""Dashboards query the `datasource` variable (grafana/generate.py), never a fixed uid."""
 
 #: Modules whose prometheus_client metrics the processes export. A missing one fails the tests.
 METRIC_MODULES = ("streams.gate.metrics", "streams.detect.metrics")
@@ -216,9 +218,15 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+DOCS = REPO / "docs"
+RUNBOOK_URL = '{{ or $externalLabels.runbook_base_url "docs/runbook.md" }}#'
+
+
 def docs_text() -> str:
-    """The README, which holds the metric catalog and the runbook."""
-    return README.read_text(encoding="utf-8")
+    """The metric catalog (docs/metrics.md) and the runbook (docs/runbook.md)."""
+    return "\n".join(
+        (DOCS / name).read_text(encoding="utf-8") for name in ("metrics.md", "runbook.md")
+    )
 
 
 def rule_test_cases() -> list[dict[str, Any]]:
@@ -338,7 +346,7 @@ def test_metric_catalog_lists_every_metric() -> None:
                 shown = family.name + ("_total" if family.type == "counter" else "")
                 if f"`{shown}`" not in catalog:
                     missing.add(shown)
-    assert not missing, f"the metric catalog in README.md lacks: {sorted(missing)}"
+    assert not missing, f"the metric catalog in docs/metrics.md lacks: {sorted(missing)}"
 
 
 # --------------------------------------------------------------------------- alert hygiene
@@ -354,9 +362,9 @@ def test_every_alert_is_documented_and_actionable() -> None:
         assert annotations["summary"].strip(), name
         assert len(annotations["description"].split()) >= 15, f"{name}: say what to do"
         anchor = f"runbook-{name.lower()}"
-        assert annotations["runbook_url"] == f"README.md#{anchor}", name
+        assert annotations["runbook_url"] == f"{RUNBOOK_URL}{anchor}", name
         assert re.search(rf"^#{{2,3}} {re.escape(anchor)}\s*$", runbook, re.M), (
-            f"README.md has no runbook section '### {anchor}'"
+            f"docs/runbook.md has no runbook section '## {anchor}'"
         )
 
 
@@ -411,16 +419,19 @@ def test_grafana_datasource_and_dashboard_provider() -> None:
 
 
 def test_compose_grafana_reaches_the_datasource() -> None:
-    """The provisioned datasource is http://localhost:9090: in compose, Grafana must share the
-    host's network with Prometheus (a bridged container's localhost is the container itself)."""
-    (datasource,) = load_yaml(GRAFANA_DATASOURCES)["datasources"]
-    services = load_yaml(REPO / "deploy" / "compose" / "docker-compose.yml")["services"]
-    assert datasource["url"].startswith("http://localhost:")
-    assert services["prometheus"].get("network_mode") == "host"
-    assert services["grafana"].get("network_mode") == "host"
-    assert "ports" not in services["grafana"], "published ports conflict with host networking"
+    """In compose every service is on one bridge network: Grafana's datasource (mounted from
+    deploy/compose/grafana-datasource.yml) is the `prometheus` service, with the same uid as the
+    local one, and the dashboards come from grafana/."""
+    compose_dir = REPO / "deploy" / "compose"
+    (local,) = load_yaml(GRAFANA_DATASOURCES)["datasources"]
+    (datasource,) = load_yaml(compose_dir / "grafana-datasource.yml")["datasources"]
+    assert datasource["url"] == "http://prometheus:9090"
+    assert datasource["uid"] == local["uid"] == DATASOURCE_UID
+    services = load_yaml(compose_dir / "docker-compose.yml")["services"]
     mounts = services["grafana"]["volumes"]
-    assert "../../grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+    assert "./grafana-datasource.yml:/etc/grafana/provisioning/datasources/prometheus.yml:ro" in (
+        mounts
+    )
     assert "../../grafana/dashboards:/var/lib/grafana/dashboards:ro" in mounts
 
 
@@ -436,11 +447,11 @@ def test_dashboard_structure(title: str) -> None:
     for panel in panels:
         if panel["type"] == "row":
             continue
-        assert panel["datasource"]["uid"] == DATASOURCE_UID, panel["title"]
+        assert panel["datasource"]["uid"] == DASHBOARD_DATASOURCE, panel["title"]
         assert panel["targets"], f"{panel['title']}: no query"
         for target in panel["targets"]:
             assert target["expr"].strip(), f"{panel['title']}: empty expr"
-            assert target.get("datasource", panel["datasource"])["uid"] == DATASOURCE_UID
+            assert target.get("datasource", panel["datasource"])["uid"] == DASHBOARD_DATASOURCE
 
 
 def test_consent_enforcement_dashboard_covers_the_brief() -> None:
@@ -471,32 +482,11 @@ def test_bulk_export_dashboard_covers_the_brief() -> None:
     assert any('alertname="ConsentinelBulkExportInProgress"' in a for a in annotations)
 
 
-def test_grafana_alerting_provisioning() -> None:
-    docs = [load_yaml(path) for path in sorted(GRAFANA_ALERTING.glob("*.y*ml"))]
-    contact_points = [cp for doc in docs for cp in doc.get("contactPoints", []) or []]
-    policies = [p for doc in docs for p in doc.get("policies", []) or []]
-    assert contact_points and all(cp["receivers"] for cp in contact_points)
-    names = {cp["name"] for cp in contact_points}
-    assert policies
+def test_grafana_provisions_no_alerting() -> None:
+    """Prometheus rules are the one source of alerts; Grafana keeps the dashboards only.
 
-    def receivers(policy: dict[str, Any]) -> Iterator[str]:
-        yield policy["receiver"]
-        for route in policy.get("routes", []):
-            yield from receivers(route)
-
-    assert {r for p in policies for r in receivers(p)} <= names
-
-    grafana_rules = {rule["title"]: rule for rule in grafana_alert_rules()}
-    uids = [rule["uid"] for rule in grafana_rules.values()]
-    assert len(uids) == len(set(uids)) and all(len(uid) <= 40 for uid in uids)
-    for name, rule in prometheus_alerts().items():
-        assert name in grafana_rules, f"no Grafana-managed mirror of {name}"
-        mirror = grafana_rules[name]
-        assert mirror["labels"]["severity"] == rule["labels"]["severity"], name
-        assert mirror["annotations"]["runbook_url"] == rule["annotations"]["runbook_url"], name
-        refs = {query["refId"] for query in mirror["data"]}
-        assert mirror["condition"] in refs, name
-        for query in mirror["data"]:
-            if query["datasourceUid"] != "__expr__":
-                assert query["datasourceUid"] == DATASOURCE_UID, name
-                assert query["model"]["expr"].strip(), name
+    Grafana-managed copies of the rules would fire twice, and a provisioned notification policy
+    would replace an organisation's whole policy tree.
+    """
+    assert not GRAFANA_ALERTING.exists() or not any(GRAFANA_ALERTING.iterdir())
+    assert not grafana_alert_rules()

@@ -1,0 +1,204 @@
+"""``deploy/acls.yaml`` expanded into ACLs, the secure stack's password file, secrets kept out of
+output. No broker needed (the live checks are in ``tests/secure``)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
+
+from streams.admin.acls import ACLS_FILE, Acl, load_acl_plan
+from streams.errors import ConfigError
+from streams.settings import load_settings
+from streams.stack.secure import (
+    PasswordStore,
+    credentials_lines,
+    passwords_file,
+    scram_bootstrap_argument,
+    scrub,
+)
+
+SECTION_6 = {
+    "uploads-app",
+    "consent-service",
+    "share-requester",
+    "training-loader",
+    "consentinel-gate",
+    "consentinel-detector",
+    "operator",
+    "egress",
+    "recipient-acks",
+    "auditor",
+}
+LIT, PRE = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
+
+
+def _grants(plan_acls: frozenset[Acl], principal: str) -> set[tuple[str, str, str, str]]:
+    return {
+        (a.operation.name, a.resource_type.name, a.name, a.pattern.name)
+        for a in plan_acls
+        if a.principal == f"User:{principal}"
+    }
+
+
+def test_every_principal_of_the_contract_is_declared_and_admin_is_the_only_super_user() -> None:
+    plan = load_acl_plan(ACLS_FILE)
+    assert set(plan.principals) == SECTION_6
+    assert plan.super_users == ("admin",)
+
+
+def test_writers_write_their_topics_only() -> None:
+    plan = load_acl_plan(ACLS_FILE)
+    topics = {
+        p: {a.name for a in plan.acls if a.principal == f"User:{p}" and a.operation.name == "WRITE"}
+        for p in SECTION_6
+    }
+    assert topics["uploads-app"] == {"photo.uploads", "privacy.erasure.requests"}
+    assert topics["share-requester"] == {"photo.share.requests"}
+    assert topics["operator"] == {"governance.controls"}
+    assert topics["egress"] == set() and topics["auditor"] == set()
+    writers_of_decisions = {p for p, names in topics.items() if "governance.decisions" in names}
+    assert writers_of_decisions == {"consentinel-gate"}
+    assert {p for p, n in topics.items() if "photo.share.approved" in n} == {"consentinel-gate"}
+
+
+def test_the_gate_gets_its_groups_transactional_ids_and_internal_topics() -> None:
+    grants = _grants(load_acl_plan(ACLS_FILE).acls, "consentinel-gate")
+    assert ("READ", "GROUP", "consentinel-gate", "LITERAL") in grants
+    assert ("READ", "GROUP", "consentinel-gate-restore", "LITERAL") in grants
+    assert ("READ", "GROUP", "governance.controls-global-reader", "LITERAL") in grants
+    assert ("WRITE", "TRANSACTIONAL_ID", "consentinel-gate-", "PREFIXED") in grants
+    assert ("CREATE", "TOPIC", "consentinel.gate.state-changelog", "LITERAL") in grants
+    assert ("CREATE", "TOPIC", "consentinel-gate.", "PREFIXED") in grants
+    assert ("IDEMPOTENT_WRITE", "BROKER", "kafka-cluster", "LITERAL") in grants
+    assert not any(
+        op == "CREATE" and pattern == "PREFIXED" and name == "" for op, _, name, pattern in grants
+    )
+
+
+def test_the_topic_prefix_goes_in_front_of_every_name_but_the_fixed_ones() -> None:
+    plan = load_acl_plan(ACLS_FILE, prefix="t1.")
+    for acl in plan.acls:
+        if acl.resource_type == ResourceType.BROKER:
+            assert acl.name == "kafka-cluster"
+        elif acl.name == "consentinel-decisions-reader":
+            assert acl.name in plan.unprefixed_names
+        else:
+            assert acl.name.startswith("t1."), acl
+    gate = _grants(plan.acls, "consentinel-gate")
+    assert ("WRITE", "TRANSACTIONAL_ID", "t1.consentinel-gate-", "PREFIXED") in gate
+    assert ("READ", "GROUP", "t1.governance.controls-global-reader", "LITERAL") in gate
+    stray = Acl(
+        "User:egress", AclOperation.READ, ResourceType.TOPIC, "t2.governance.decisions", LIT
+    )
+    assert not plan.manages(stray)  # another deployment's ACL is left alone
+    assert plan.manages(stray._replace(name="t1.governance.decisions"))
+    assert not plan.manages(stray._replace(principal="User:someone-else", name="t1.x"))
+
+
+def test_an_unknown_key_is_refused_with_the_file_and_principal(tmp_path: Path) -> None:
+    bad = tmp_path / "acls.yaml"
+    bad.write_text("principals:\n  egress:\n    reads: [photo.share.approved]\n")
+    with pytest.raises(ConfigError, match=r"principal egress: unknown key\(s\) reads"):
+        load_acl_plan(bad)
+
+
+def test_passwords_are_generated_once_into_a_0600_file(tmp_path: Path) -> None:
+    store = PasswordStore(passwords_file(tmp_path))
+    first = store.ensure(["egress", "auditor"])
+    assert store.ensure(["egress"])["egress"] == first["egress"]
+    assert stat.S_IMODE(passwords_file(tmp_path).stat().st_mode) == 0o600
+    assert len(first["egress"]) >= 24 and first["egress"] != first["auditor"]
+
+
+def test_a_password_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    store = PasswordStore(passwords_file(tmp_path))
+    store.ensure(["egress"])
+    os.chmod(store.path, 0o644)
+    with pytest.raises(ConfigError, match="readable by others") as refused:
+        store.get("egress")
+    assert "chmod 600" in str(refused.value)
+
+
+def test_credentials_are_export_lines_of_the_contract_settings(tmp_path: Path) -> None:
+    lines = credentials_lines(tmp_path, "User:egress", SECTION_6)
+    password = PasswordStore(passwords_file(tmp_path)).get("egress")
+    assert password is not None
+    assert lines == [
+        "export KAFKA_BOOTSTRAP_SERVERS=localhost:9094",
+        "export KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT",
+        "export KAFKA_SASL_MECHANISM=SCRAM-SHA-512",
+        "export KAFKA_SASL_USERNAME=egress",
+        f"export KAFKA_SASL_PASSWORD={password}",
+    ]
+    with pytest.raises(ConfigError, match="unknown principal"):
+        credentials_lines(tmp_path, "mallory", SECTION_6)
+    with pytest.raises(ConfigError, match="stack up --secure"):
+        credentials_lines(tmp_path, "admin", SECTION_6)  # admin's is made only by `stack up`
+
+
+def test_the_bootstrap_credential_is_pre_salted() -> None:
+    argument = scram_bootstrap_argument("admin", "s3cret-value")
+    assert argument.startswith("SCRAM-SHA-512=[name=admin,iterations=8192,salt=")
+    assert "s3cret-value" not in argument and ",password=" not in argument
+
+
+def test_scrub_hides_every_secret() -> None:
+    assert scrub("user a password hunter2 again hunter2", ["hunter2", ""]) == (
+        "user a password *** again ***"
+    )
+
+
+def test_tls_settings_map_to_librdkafka_and_the_key_password_stays_secret() -> None:
+    settings = load_settings(
+        KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+        KAFKA_SSL_CA_LOCATION="/etc/ca.pem",
+        KAFKA_SSL_CERTIFICATE_LOCATION="/etc/client.pem",
+        KAFKA_SSL_KEY_LOCATION="/etc/client.key",
+        KAFKA_SSL_KEY_PASSWORD="key-pass-123",
+    )
+    config = settings.kafka_config()
+    assert config["ssl.ca.location"] == "/etc/ca.pem"
+    assert config["ssl.certificate.location"] == "/etc/client.pem"
+    assert config["ssl.key.location"] == "/etc/client.key"
+    assert config["ssl.key.password"] == "key-pass-123"
+    assert "key-pass-123" not in repr(settings) and "key-pass-123" not in str(settings)
+    assert "key-pass-123" in settings.secret_values()
+
+
+def test_a_failing_command_does_not_print_the_passwords(tmp_path: Path) -> None:
+    secret = "pw-" + uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "SCHEMA_"))}
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",  # nothing listens there
+            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "egress",
+            "KAFKA_SASL_PASSWORD": secret,
+            "KAFKA_SSL_KEY_PASSWORD": secret + "-key",
+            "SCHEMA_REGISTRY_URL": "http://127.0.0.1:1/apis/ccompat/v7",
+            "SCHEMA_REGISTRY_USERNAME": "reader",
+            "SCHEMA_REGISTRY_PASSWORD": secret + "-registry",
+            "CONSENTINEL_CONNECT_TIMEOUT_S": "2",
+            "CONSENTINEL_STACK_HOME": str(tmp_path),
+        }
+    )
+    for args in (["-v", "topics", "apply"], ["-v", "acls", "apply"], ["-v", "audit", "verify"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "streams.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode != 0, args
+        assert secret not in result.stdout + result.stderr, args
+        assert "cannot reach" in result.stderr, (args, result.stderr)
