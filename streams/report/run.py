@@ -57,7 +57,13 @@ def decisions_report(
 def user_report(
     settings: Settings, user_id: str, *, fmt: str = "table", out: Path | None = None
 ) -> str:
-    """Read every decision about ``user_id`` and return the rendered list."""
+    """Read every decision about ``user_id`` and the recall orders naming them; render both.
+
+    The recall orders follow the decisions: as a second table (``table``), a second CSV under
+    ``# recall_orders`` (CSV to stdout), or a file beside ``--out`` (``<stem>.recalls<suffix>``).
+    """
+    from streams.report.regulator import user_recall_section
+
     check_output(fmt, out, directory=False)
     log = read_decisions(settings, keep=lambda record: record.get("owner_id") == user_id)
     frame = user_decisions(decisions_frame(log.records), user_id)
@@ -66,4 +72,12 @@ def user_report(
     header = (
         f"{_scope(log)}\nuser {user_id}: {frame.height} decision(s) about their photos ({counts})"
     )
-    return render_user(frame, header, fmt, out)
+    if fmt == "table":
+        text = render_user(frame, header, fmt, None)
+        text += "\n" + user_recall_section(settings, user_id, fmt, None)
+        if out is None:
+            return text
+        out.write_text(text + "\n", encoding="utf-8")
+        return f"wrote {out}"
+    text = render_user(frame, header, fmt, out)
+    return text + user_recall_section(settings, user_id, fmt, out)

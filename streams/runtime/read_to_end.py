@@ -11,7 +11,7 @@ stopped there would miss state that the committed offsets already account for.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -58,6 +58,7 @@ def read_to_end(
     *,
     timeout_s: float,
     what: str,
+    stop_at: Mapping[tuple[str, int], int] | None = None,
 ) -> int:
     """Assign ``starts`` to ``consumer`` and hand every record up to the ends to ``on_records``.
 
@@ -67,16 +68,27 @@ def read_to_end(
     batches, in offset order per partition. Returns how many records were handed over. Raises
     :class:`~streams.errors.TransientError` when the ends are not reached within ``timeout_s``
     (the broker is unreachable, or a transaction stays open that long).
+
+    ``stop_at`` bounds the read: ``{(topic, partition): offset}`` to stop before, where that is
+    earlier than the high watermark (a report's ``--until`` found with ``offsets_for_times``).
+    Records from that offset on are not handed over, and a partition is paused once it reaches
+    its bound (it stays assigned). Without ``stop_at`` nothing is filtered or paused.
     """
     marks = watermarks(consumer, starts, timeout_s=min(timeout_s, 30.0))
     ends = {key: high for key, (_, high) in marks.items()}
+    if stop_at:
+        ends = {key: min(high, stop_at.get(key, high)) for key, high in ends.items()}
     remaining = set()
     for tp in starts:
         key = (tp.topic, tp.partition)
-        low, high = marks[key]
-        if high > max(int(tp.offset), low):
+        low, _ = marks[key]
+        if ends[key] > max(int(tp.offset), low):
             remaining.add(key)
     consumer.assign(starts)
+    if stop_at:  # nothing to read on these: do not fetch them
+        idle = [TopicPartition(t, p) for t, p in marks if (t, p) not in remaining]
+        if idle:
+            consumer.pause(idle)
     if not remaining:
         return 0
     deadline = time.monotonic() + timeout_s
@@ -101,9 +113,15 @@ def read_to_end(
                 if error.fatal():
                     raise TransientError(f"reading {what} failed: {error}")
                 continue  # librdkafka retries transient errors itself
+            offset = message.offset() or 0
+            if stop_at and offset >= ends.get(key, 0):
+                remaining.discard(key)  # past the bound asked for
+                continue
             records.append(message)
-            if (message.offset() or 0) + 1 >= ends.get(key, 0):
+            if offset + 1 >= ends.get(key, 0):
                 remaining.discard(key)
+                if stop_at:
+                    consumer.pause([TopicPartition(key[0], key[1])])
         if records:
             on_records(records)
             count += len(records)
