@@ -109,23 +109,12 @@ def run_detector(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``python -m streams.detect.app --policy FILE`` (what ``consentinel detect`` calls)."""
-    import argparse
+    """Run ``python -m streams.detect.app ARGS``: the same as ``consentinel detect ARGS``."""
+    import sys
 
-    from streams.settings import load_settings
+    from streams.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="consentinel-detect")
-    parser.add_argument("--policy", type=Path, default=None)
-    parser.add_argument("--app-name", default=APP_NAME)
-    parser.add_argument("--from-now", action="store_true")
-    args = parser.parse_args(argv)
-    settings = load_settings()
-    return run_detector(
-        settings,
-        policy_path=args.policy or settings.policy_path,
-        app_name=args.app_name,
-        from_now=args.from_now,
-    )
+    return cli_main(["detect", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

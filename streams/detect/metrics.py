@@ -72,6 +72,11 @@ DETECTION_LATENCY = Histogram(
     "Wall-clock time from the crossing event's decision (decided_at) to the alert being produced.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
+RECALL_ORDERS = Gauge(
+    "consentinel_detector_recall_orders",
+    "Recall orders not fully acknowledged, by recipient and state (open, or overdue: past due_at).",
+    ["recipient", "state"],
+)
 RUNTIME = runtime_metrics("consentinel_detector")
 """The runtime's series for the detectors (transactions, batches, lag, restore, readiness, DLQ)."""
 DEAD_LETTERS = RUNTIME.dead_letters
@@ -85,6 +90,7 @@ RAISED: tuple[tuple[str, str], ...] = (
     ("BULK_EXPORT", "CRITICAL"),
     ("DENIED_BURST", "WARNING"),
     ("UNCONSENTED_TRAINING", "CRITICAL"),
+    ("RECALL_OVERDUE", "CRITICAL"),
 )
 #: The ``(kind, subject_kind)`` pairs of :data:`EPISODE_ACTIVE`.
 EPISODES: tuple[tuple[str, str], ...] = (

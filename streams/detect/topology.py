@@ -7,7 +7,10 @@ it consumed: ``consentinel-detector.by-recipient`` (keyed by recipient) and
 reads those topics, so that each subject's decisions meet in one partition, and applies them to
 the pure detectors (:class:`~streams.detect.steps.DetectorSteps`) with their state in a
 changelogged store. Alerts, ``SUSPEND_RECIPIENT`` controls and dead letters are written in stage
-2's transactions. Every read is ``read_committed``: a decision from an aborted gate transaction
+2's transactions. Recall orders and their acknowledgements (both keyed by recipient) are
+tracked per partition, and a wall-clock punctuation raises ``RECALL_OVERDUE`` for an order not
+fully acknowledged by its ``due_at`` (:mod:`streams.detect.recalls`). Every read is
+``read_committed``: a decision from an aborted gate transaction
 is never counted, and after any crash each decision is counted exactly once.
 
 Stage 2's state keys: ``b:<recipient>`` bulk-export state, ``r:<recipient>`` the recipient's
@@ -18,12 +21,14 @@ unconsented-training state, ``m:<actor>`` the job's model. Values are JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from streams import topics
 from streams.core.partitioning import partition_for
 from streams.detect import steps
+from streams.detect.recalls import RecallStage, RecallState
 from streams.errors import ConsentinelError, TransientError
 from streams.runtime.records import Output, Processed, RawInput
 from streams.runtime.stores import KeyValueStore
@@ -33,11 +38,15 @@ _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class JsonState:
-    """A partition's detector state: JSON values by key, with a write cache until the commit."""
+    """A partition's detector state: JSON values by key, with a write cache until the commit.
+
+    Its recall orders (:class:`~streams.detect.recalls.RecallState`) share the store.
+    """
 
     def __init__(self, store: KeyValueStore) -> None:
         self.store = store
         self._changes: dict[bytes, bytes | None] = {}
+        self.recalls = RecallState(store)
 
     def get(self, key: str) -> Any:
         """Return the value of ``key`` (None if absent)."""
@@ -64,9 +73,12 @@ class JsonState:
             else:
                 puts[key] = value
         self.store.put_many(puts)
+        self.recalls.invalidate()
 
     def take_changes(self) -> list[tuple[bytes, bytes | None]]:
         """Return the changes since the last call and apply them to the store."""
+        self._changes.update(self.recalls.changes)
+        self.recalls.changes.clear()
         changes = list(self._changes.items())
         for key, value in changes:
             if value is None:
@@ -85,16 +97,29 @@ class DetectorTopology:
     """Routes decisions by subject (stage 1) and runs the detectors per subject (stage 2)."""
 
     def __init__(
-        self, detector: steps.DetectorSteps, *, app_name: str = topics.DETECTOR_APP
+        self,
+        detector: steps.DetectorSteps,
+        *,
+        app_name: str = topics.DETECTOR_APP,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.steps = detector
         self.partitions = 0
+        self.recall_stage = RecallStage(detector.registered, clock_ms)
+        self._recalls: dict[int, RecallState] = {}
         by_recipient, by_actor, changelog = topics.detector_topics(app_name)
         self.by_recipient, self.by_actor = by_recipient, by_actor
         self._sides = {"recipient": by_recipient, "actor": by_actor}
         self.spec = TopologySpec(
             name=app_name,
-            sources=(topics.TOPIC_DECISIONS, topics.TOPIC_TRAINING_READS, by_recipient, by_actor),
+            sources=(
+                topics.TOPIC_DECISIONS,
+                topics.TOPIC_TRAINING_READS,
+                topics.TOPIC_RECALLS,
+                topics.TOPIC_RECALL_ACKS,
+                by_recipient,
+                by_actor,
+            ),
             outputs=(
                 topics.TOPIC_ALERTS,
                 topics.TOPIC_CONTROLS,
@@ -113,7 +138,13 @@ class DetectorTopology:
 
     def open_state(self, partition: int, store: KeyValueStore) -> JsonState:
         """Return the partition's empty state over ``store``."""
-        return JsonState(store)
+        state = JsonState(store)
+        self._recalls[partition] = state.recalls
+        return state
+
+    def forget(self, partition: int) -> None:
+        """Drop a revoked partition's recall orders from the gauges."""
+        self._recalls.pop(partition, None)
 
     def event_time(self, raw: RawInput) -> int:
         """Not used: the detectors take records in arrival order (their windows allow it)."""
@@ -132,6 +163,13 @@ class DetectorTopology:
             if raw.topic == topics.TOPIC_TRAINING_READS:
                 forwards, _ = self.steps.route_read(raw.key, raw.value, raw.partition, raw.offset)
                 return Processed([self._forward(*forward) for forward in forwards])
+            if raw.topic in (topics.TOPIC_RECALLS, topics.TOPIC_RECALL_ACKS):
+                record = self.steps.codec.decode(self.steps.topic(raw.topic), raw.value)
+                if raw.topic == topics.TOPIC_RECALLS:
+                    self.recall_stage.on_order(record, state.recalls)
+                else:
+                    self.recall_stage.on_ack(record, state.recalls)
+                return Processed()
             forwarded = json.loads(raw.value or b"{}")
             key = (raw.key or b"").decode("utf-8")
             if raw.topic == self.by_recipient:
@@ -186,8 +224,11 @@ class DetectorTopology:
         """Nothing to count after the commit: the steps count as they go."""
 
     def punctuate(self, partition: int, state: JsonState, now_ms: int) -> list[Output]:
-        """Nothing is due by wall-clock time alone (yet)."""
-        return []
+        """Return the ``RECALL_OVERDUE`` alerts that wall-clock time alone made due."""
+        outputs = self.recall_stage.overdue(state.recalls, now_ms)
+        if partition == min(self._recalls, default=partition):
+            self.recall_stage.gauge(list(self._recalls.values()), now_ms)
+        return outputs
 
 
 def _output(output: steps.Output) -> Output:

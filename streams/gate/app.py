@@ -33,7 +33,10 @@ def build_runner(
     metrics.initialise(policy.recipients)
     codec = codec_from_settings(settings)
     processor = GateProcessor(
-        policy, SuspensionRegistry(), clock_ms=lambda: int(time.time() * 1000)
+        policy,
+        SuspensionRegistry(),
+        clock_ms=lambda: int(time.time() * 1000),
+        stream_clock=settings.decision_clock == "stream",
     )
     options = options or RuntimeOptions()
     options.state_store = settings.state_store

@@ -67,10 +67,12 @@ class GateProcessor:
         suspensions: SuspensionRegistry,
         *,
         clock_ms: Callable[[], int],
+        stream_clock: bool = False,
     ) -> None:
         self.policy = policy
         self.suspensions = suspensions
         self.clock_ms = clock_ms
+        self.stream_clock = stream_clock
         self.partitions = 0
         self.recalls = RecallIssuer(policy.recall_within_days, clock_ms)
         bounds = policy.time
@@ -195,10 +197,14 @@ class GateProcessor:
                 at_ms=effective_time(request.occurred_at_ms, state.stream_time),
             )
         decision_id = derived_id(f"{request.kind.value}:{request.event_id}")
+        if self.stream_clock:  # a replay: stamp the decision with the partition's stream time
+            decided_at = effective_time(request.occurred_at_ms, state.stream_time)
+        else:
+            decided_at = self.clock_ms()
         record = decision_record(
             decision,
             decision_id=decision_id,
-            decided_at_ms=self.clock_ms(),
+            decided_at_ms=decided_at,
             prev_hash=state.head,
             partition=raw.partition,
         )

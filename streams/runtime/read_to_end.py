@@ -32,21 +32,39 @@ READER_CONFIG = {
 """librdkafka settings of a consumer used only to read partitions to their end."""
 
 
+def _leader_moving(error: object) -> bool:
+    code = getattr(error, "code", lambda: None)()
+    return code in (
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+    )
+
+
 def watermarks(
     consumer: Consumer, partitions: list[TopicPartition], timeout_s: float
 ) -> dict[tuple[str, int], tuple[int, int]]:
     """Return ``{(topic, partition): (low, high) watermarks}`` queried from the broker now."""
     marks: dict[tuple[str, int], tuple[int, int]] = {}
+    deadline = time.monotonic() + timeout_s
     for tp in partitions:
-        try:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), timeout=timeout_s
-            )
-        except KafkaException as exc:
-            raise TransientError(
-                f"cannot read the end of {tp.topic}[{tp.partition}]: {exc.args[0]}",
-                hint="is the broker reachable?",
-            ) from exc
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=max(timeout_s / 3, 1.0)
+                )
+                break
+            except KafkaException as exc:
+                error = exc.args[0]
+                retriable = getattr(error, "retriable", lambda: False)()
+                if time.monotonic() < deadline and (retriable or _leader_moving(error)):
+                    time.sleep(0.2)  # a topic just created has no leader yet, for instance
+                    continue
+                raise TransientError(
+                    f"cannot read the end of {tp.topic}[{tp.partition}]: {error}",
+                    hint="is the broker reachable?",
+                ) from exc
         marks[(tp.topic, tp.partition)] = (int(low), int(high))
     return marks
 

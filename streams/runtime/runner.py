@@ -128,6 +128,11 @@ class StreamRunner(Generic[T]):
                 "enable.partition.eof": True,
                 "partition.assignment.strategy": "range",
                 "max.poll.interval.ms": 600_000,
+                # Static membership: a restarted instance (same id) takes its partitions back at
+                # once instead of waiting for the dead member's session to expire.
+                "group.instance.id": f"{self.group}-{instance_id}",
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 2_000,
                 **self.options.consumer_overrides,
             }
         )
@@ -457,7 +462,7 @@ class StreamRunner(Generic[T]):
         try:
             consumer.committed(assigned, timeout=60)
             for partition in sorted({tp.partition for tp in assigned} - set(self.tasks)):
-                self._restore(partition)
+                self._restore_retrying(partition)
         finally:
             self._restoring = False
         self.metrics.assigned_partitions.set(len(self.tasks))
@@ -475,6 +480,17 @@ class StreamRunner(Generic[T]):
         forget = getattr(self.topology, "forget", None)
         if forget is not None:
             forget(partition)
+
+    def _restore_retrying(self, partition: int) -> None:
+        """Restore ``partition``, retrying with back-off while the broker is unreachable."""
+        while True:
+            try:
+                self._restore(partition)
+                return
+            except TransientError as exc:
+                self._back_off(exc)
+                if not self._running:
+                    raise
 
     def restore_partition(self, partition: int) -> int:
         """Restore one partition's state from the changelog, as on assignment; return records."""

@@ -64,6 +64,8 @@ class GateEnv:
     codec: AvroCodec
     admin: AdminClient
     work_dir: Path
+    decision_clock: str = "stream"
+    """Replays stamp decisions with stream time, so detectors judge them in their own time."""
 
     def topic(self, logical: str) -> str:
         """Return the broker's name of a contract topic in this environment."""
@@ -114,6 +116,7 @@ class GateEnv:
             "CONSENTINEL_TOPIC_PREFIX": self.prefix,
             "CONSENTINEL_INSTANCE_ID": instance,
             "CONSENTINEL_STATE_DIR": str(self.work_dir / "state"),
+            "CONSENTINEL_DECISION_CLOCK": self.decision_clock,
         }
         if metrics_port is not None:
             env["METRICS_PORT"] = str(metrics_port)
@@ -135,6 +138,7 @@ class GateEnv:
             CONSENTINEL_TOPIC_PREFIX=self.prefix,
             CONSENTINEL_INSTANCE_ID=instance,
             CONSENTINEL_STATE_DIR=str(self.work_dir / "state"),
+            CONSENTINEL_DECISION_CLOCK=self.decision_clock,
         )
 
     # -- writing and reading --------------------------------------------------------------------

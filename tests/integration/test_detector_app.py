@@ -1,4 +1,4 @@
-"""The faust detector against the real broker: one alert per episode, suspension, crash safety.
+"""The detector topology against the real broker: one alert per episode, suspension, crash safety.
 
 Decisions are produced straight onto a scratch ``governance.decisions`` (no gate needed), the
 detector runs as a separate process (``python -m streams.detect.app``), and what it writes to
@@ -21,11 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams import topics
 from streams.admin.topics import apply_topics, load_topic_specs
+from streams.runtime.read_to_end import READER_CONFIG, read_to_end
 from streams.serde.catalog import prefixed_catalog
 from streams.serde.registry import RegistrySchemaSource, register_all
 from streams.serde.testing import SAMPLE_RECORDS
@@ -103,35 +104,33 @@ class DetectorEnv:
                 "verdict": verdict,
                 "reason": "CONSENTED" if verdict == "ALLOW" else "NO_CONSENT",
                 "occurred_at": T0 + i * 1000,
+                "decided_at": T0 + i * 1000,  # the detectors' clock (CONTRACT §5)
             }
             producer.produce(name, self.codec.encode(name, record), owner.encode())
         assert producer.flush(30) == 0
 
     def read(self, contract_topic: str, *, settle_s: float = 0.0) -> list[dict[str, Any]]:
+        """Read a topic to its current end, read_committed (the runtime's read-to-end)."""
         time.sleep(settle_s)
         name = self.topic(contract_topic)
         consumer = Consumer(
             {
                 **self.settings.kafka_config(),
+                **READER_CONFIG,
                 "group.id": f"reader-{time.monotonic_ns()}",
-                "enable.auto.commit": False,
             }
         )
         try:
             metadata = consumer.list_topics(name, timeout=10).topics[name]
-            parts = [TopicPartition(name, p, 0) for p in metadata.partitions]
-            ends = {tp.partition: consumer.get_watermark_offsets(tp)[1] for tp in parts}
-            consumer.assign(parts)
-            remaining = {p for p, end in ends.items() if end > 0}
-            out = []
-            deadline = time.monotonic() + 20
-            while remaining and time.monotonic() < deadline:
-                message = consumer.poll(1)
-                if message is None or message.error():
-                    continue
-                out.append(self.codec.decode(name, message.value()))
-                if message.offset() + 1 >= ends[message.partition()]:
-                    remaining.discard(message.partition())
+            parts = [TopicPartition(name, p, OFFSET_BEGINNING) for p in metadata.partitions]
+            out: list[dict[str, Any]] = []
+            read_to_end(
+                consumer,
+                parts,
+                lambda messages: out.extend(self.codec.decode(name, m.value()) for m in messages),
+                timeout_s=20,
+                what=name,
+            )
             return out
         finally:
             consumer.close()
@@ -166,6 +165,8 @@ def detector(
     wanted = {
         topics.TOPIC_DECISIONS,
         topics.TOPIC_TRAINING_READS,
+        topics.TOPIC_RECALLS,
+        topics.TOPIC_RECALL_ACKS,
         topics.TOPIC_ALERTS,
         topics.TOPIC_CONTROLS,
         topics.TOPIC_DLQ,

@@ -139,8 +139,9 @@ class Control:
 class DecisionEvent:
     """The part of a ``Decision`` record the detectors use.
 
-    ``at_ms`` is the event time: the decided event's ``occurred_at`` when recorded (non-zero),
-    else ``decided_at``. ``verdict``, ``subject_kind`` and ``reason`` are kept as symbols
+    ``at_ms`` is the detectors' clock (CONTRACT §5): the decision's ``decided_at``, the gate's
+    clock, so that a forged ``occurred_at`` cannot blind a window (``occurred_at`` only when a
+    record has no ``decided_at``). ``verdict``, ``subject_kind`` and ``reason`` are kept as symbols
     (``UNKNOWN`` included), so a symbol newer than this version is never mistaken for ``ALLOW``.
     ``model_id`` is read when the record carries one (a proposed optional field), else ``None``.
     """
@@ -189,7 +190,7 @@ class DecisionEvent:
 
         occurred = _millis(record.get("occurred_at"))
         decided = _millis(record.get("decided_at"))
-        at_ms = occurred if occurred else decided
+        at_ms = decided if decided else occurred
         if not at_ms:
             raise InvalidEventError(
                 f"Decision {record.get('decision_id')!r} has neither occurred_at nor decided_at"
