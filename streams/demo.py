@@ -20,6 +20,7 @@ are deleted when the demo ends.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -72,7 +73,7 @@ def _story(p: ConsentinelProducer, tag: str, now: int) -> dict[str, str]:
         p.photo_uploaded(
             photo_id=photo,
             owner_id=owner,
-            content_sha256="ab" * 32,
+            content_sha256=hashlib.sha256(photo.encode()).hexdigest(),
             media_type="image/jpeg",
             size_bytes=180_000,
             occurred_at=now - 5 * HOUR,
@@ -400,7 +401,7 @@ def _write_burst(p: ConsentinelProducer, tag: str, start: int) -> tuple[str, lis
             p.photo_uploaded(
                 photo_id=photo,
                 owner_id=owner,
-                content_sha256="cd" * 32,
+                content_sha256=hashlib.sha256(photo.encode()).hexdigest(),
                 media_type="image/jpeg",
                 size_bytes=150_000,
                 occurred_at=start - 2 * HOUR,

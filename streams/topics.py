@@ -94,6 +94,12 @@ def value_subject(topic: str) -> str:
 TOPIC_GATE_CHANGELOG: Final = "consentinel.gate.state-changelog"
 """The gate's state (consents, photo owners, chain heads); compacted; co-partitioned with inputs."""
 
+TOPIC_GATE_PHOTO_CLAIMS: Final = "consentinel-gate.photo-claims"
+"""Uploads' ownership claims and lookups, keyed by photo id or content hash (the photo index)."""
+
+TOPIC_GATE_PHOTO_VERDICTS: Final = "consentinel-gate.photo-verdicts"
+"""The photo index's answers, keyed by the asking owner (back to the owner's partition)."""
+
 DETECTOR_APP: Final = "consentinel-detector"
 """The detectors' default application name: consumer group, transactional ids, internal topics."""
 
@@ -111,6 +117,8 @@ TOPIC_DETECTOR_BY_RECIPIENT, TOPIC_DETECTOR_BY_ACTOR, TOPIC_DETECTOR_CHANGELOG =
 
 INTERNAL_TOPICS: Final[tuple[str, ...]] = (
     TOPIC_GATE_CHANGELOG,
+    TOPIC_GATE_PHOTO_CLAIMS,
+    TOPIC_GATE_PHOTO_VERDICTS,
     TOPIC_DETECTOR_BY_RECIPIENT,
     TOPIC_DETECTOR_BY_ACTOR,
     TOPIC_DETECTOR_CHANGELOG,

@@ -40,7 +40,7 @@ from streams.core.recall import ErasureRequest, Transfer, erased_decision
 from streams.core.times import iso_moment
 from streams.core.trust import check_routing, check_time, conflict, effective_time
 from streams.errors import ConsentinelError, InvalidEventError
-from streams.gate import metrics
+from streams.gate import metrics, photos
 from streams.gate.recalls import RecallIssuer
 from streams.gate.state import PartitionState
 from streams.runtime.dead_letters import dead_letter, derived_id
@@ -73,10 +73,18 @@ class GateProcessor:
         self.suspensions = suspensions
         self.clock_ms = clock_ms
         self.stream_clock = stream_clock
+        self.decode_input: Callable[[RawInput], dict[str, Any]] | None = None
+        """Decodes a parked request again when it is decided (set by the topology)."""
         self.partitions = 0
         self.recalls = RecallIssuer(policy.recall_within_days, clock_ms)
         bounds = policy.time
         self._seen_window_ms = bounds.max_lateness_ms + bounds.max_skew_ms
+
+    def codec_decode(self, raw: RawInput) -> dict[str, Any]:
+        """Decode an input again (a parked request); the topology supplies the codec."""
+        if self.decode_input is None:
+            raise RuntimeError("GateProcessor was built without a decoder for parked requests")
+        return self.decode_input(raw)
 
     def bind(self, partitions: int) -> None:
         """Learn the input topics' partition count (routing checks and recall partitions)."""
@@ -154,17 +162,78 @@ class GateProcessor:
 
     # -- per input kind -------------------------------------------------------------------------
     def _upload(self, photo: PhotoRecord, state: PartitionState) -> Processed:
-        owner = state.photo_owner(photo.photo_id)
-        if owner is None:
-            state.set_photo_owner(photo.photo_id, photo.owner_id)
-        elif owner != photo.owner_id:
-            log.warning(
-                "photo %s re-uploaded by %s but owned by %s: ownership unchanged",
-                photo.photo_id,
-                photo.owner_id,
-                owner,
-            )
-        return Processed([])
+        known = state.photo_status(photo.photo_id)
+        if known is not None:
+            if known[0].owner != photo.owner_id:  # cannot happen: one partition per owner
+                log.warning("photo %s re-uploaded by %s", photo.photo_id, photo.owner_id)
+            return Processed()
+        claims = photos.claims(
+            photo.photo_id, photo.owner_id, photo.content_sha256, self.partitions
+        )
+        state.set_photo_status(
+            photo.photo_id, photos.PhotoStatus(photo.owner_id, pending=True), len(claims)
+        )
+        return Processed(claims)
+
+    # -- the photo index ------------------------------------------------------------------------
+    def on_claim(self, message: dict[str, Any], state: PartitionState) -> Processed:
+        """Answer a claim or lookup on this partition's share of the photo index."""
+        key, claimant = message["k"], message["o"]
+        first = state.index_owner(key)
+        if message["t"] == "claim" and first is None:
+            state.set_index_owner(key, claimant)
+            first = claimant
+        return Processed([photos.answer(message, first, self.partitions)])
+
+    def on_verdict(self, message: dict[str, Any], state: PartitionState) -> Processed:
+        """Apply the index's answer for a photo, then decide the requests parked for it."""
+        photo_id, first = message["p"], message.get("first")
+        if message["t"] == "claim":
+            found = state.photo_status(photo_id)
+            if found is None:
+                return Processed()  # forgotten meanwhile (an erasure)
+            status, outstanding = found
+            if first is not None and first != status.owner:
+                status = photos.PhotoStatus(status.owner, first_owner=first)
+                log.warning(
+                    "photo %s uploaded by %s was first uploaded by %s: requests naming it by %s"
+                    " are OWNER_MISMATCH",
+                    photo_id,
+                    status.owner,
+                    first,
+                    status.owner,
+                )
+                outstanding = 0
+            elif status.pending:
+                outstanding -= 1
+                if outstanding <= 0:
+                    status = photos.PhotoStatus(status.owner)
+            state.set_photo_status(photo_id, status, max(outstanding, 0))
+            if status.pending:
+                return Processed()
+            owner: str | None = status.effective_owner
+        else:
+            known = state.photo_owner(photo_id)
+            owner = known if known is not None else first
+        outputs: list[Output] = []
+        decisions = []
+        for entry in state.take_parked(photo_id):
+            raw, effective_at = photos.unpark_entry(entry)
+            decided = self._decide_parked(raw, effective_at, owner, state)
+            outputs += decided.outputs
+            if decided.facts is not None:
+                decisions.append(decided.facts)
+        return Processed(outputs, facts=decisions or None)
+
+    def _decide_parked(
+        self, raw: RawInput, effective_at: int, owner: str | None, state: PartitionState
+    ) -> Processed:
+        record = self.codec_decode(raw)
+        if raw.topic == topics.TOPIC_SHARE_REQUESTS:
+            request = AccessRequest.from_share(record)
+        else:
+            request = AccessRequest.from_training_read(record)
+        return self._request(request, raw, state, effective_at=effective_at, photo_owner=owner)
 
     def _consent(self, consent: ConsentRecord, raw: RawInput, state: PartitionState) -> Processed:
         ledger = state.ledger(consent.user_id)
@@ -181,8 +250,30 @@ class GateProcessor:
     def _erasure(self, erasure: ErasureRequest, state: PartitionState) -> Processed:
         return Processed(self.recalls.on_erasure(erasure, state))
 
-    def _request(self, request: AccessRequest, raw: RawInput, state: PartitionState) -> Processed:
+    def _request(
+        self,
+        request: AccessRequest,
+        raw: RawInput,
+        state: PartitionState,
+        *,
+        effective_at: int | None = None,
+        photo_owner: str | bool | None = False,
+    ) -> Processed:
+        """Decide a request, or park it until the photo index has answered for its photo.
+
+        ``photo_owner`` is the index's answer for a parked request (``False``: ask the state).
+        """
         owner = request.owner_id
+        if effective_at is None:
+            effective_at = effective_time(request.occurred_at_ms, state.stream_time)
+        if photo_owner is False:
+            found = state.photo_status(request.photo_id)
+            if found is None or found[0].pending:
+                first = state.park(request.photo_id, photos.park_entry(raw, effective_at))
+                if found is None and first:  # nobody here uploaded it: ask the index who did
+                    return Processed([photos.lookup(request.photo_id, owner, self.partitions)])
+                return Processed()
+            photo_owner = found[0].effective_owner
         ledger = state.ledger(owner)
         if ledger is not None and ledger.is_erased(request.photo_id):
             decision = erased_decision(request, self.policy.version, account=ledger.account_erased)
@@ -190,17 +281,15 @@ class GateProcessor:
             user = state.user(owner)
             decision = decide_safely(
                 request,
-                photo_owner=state.photo_owner(request.photo_id),
+                photo_owner=photo_owner if isinstance(photo_owner, str) else None,
                 consents=None if user is None else user.consents,
                 suspended=self.suspensions.suspension(request.recipient_org) is not None,
                 policy=self.policy,
-                at_ms=effective_time(request.occurred_at_ms, state.stream_time),
+                at_ms=effective_at,
             )
         decision_id = derived_id(f"{request.kind.value}:{request.event_id}")
-        if self.stream_clock:  # a replay: stamp the decision with the partition's stream time
-            decided_at = effective_time(request.occurred_at_ms, state.stream_time)
-        else:
-            decided_at = self.clock_ms()
+        # a replay stamps the decision with the partition's stream time, production its clock
+        decided_at = effective_at if self.stream_clock else self.clock_ms()
         record = decision_record(
             decision,
             decision_id=decision_id,

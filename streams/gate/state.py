@@ -8,7 +8,10 @@ they led to, so state and outputs can never disagree after a crash.
 Changelog keys (one partition of the changelog per input partition number):
 ``u:<user_id>`` -> :class:`~streams.core.consent.UserState` bytes; ``l:<user_id>`` -> the user's
 :class:`~streams.core.recall.RecallLedger` (what left, to whom, and erasure tombstones);
-``p:<photo_id>`` -> owner id; ``P:<user_id>`` -> the user's photo ids, one per line;
+``p:<photo_id>`` -> the photo's owner and ownership status (:mod:`streams.gate.photos`);
+``P:<user_id>`` -> the user's photo ids, one per line; ``I:<id:photo|sha:hash>`` -> the first
+uploader (this partition's share of the photo index); ``w:<photo_id>`` -> requests parked until
+the index answers;
 ``e:<event_id>`` -> ``<digest>:<append time>`` of an input seen recently (duplicate detection);
 ``h`` -> the hex hash of the last decision written on this partition; ``n`` -> how many decisions
 the partition's chain holds; ``t`` -> the partition's stream time (greatest ``occurred_at`` seen).
@@ -16,15 +19,24 @@ the partition's chain holds; ``t`` -> the partition's stream time (greatest ``oc
 
 from __future__ import annotations
 
+import json
 from collections import deque
+from typing import Any
 
 from streams.core.audit import GENESIS_HASH
 from streams.core.consent import UserState
 from streams.core.recall import RecallLedger
+from streams.gate.photos import (
+    INDEX_PREFIX,
+    PARKED_PREFIX,
+    PHOTO_PREFIX,
+    PhotoStatus,
+    decode_status,
+    encode_status,
+)
 from streams.runtime.stores import KeyValueStore
 
 USER_PREFIX = b"u:"
-PHOTO_PREFIX = b"p:"
 HEAD_KEY = b"h"
 LEDGER_PREFIX = b"l:"
 USER_PHOTOS_PREFIX = b"P:"
@@ -128,19 +140,64 @@ class PartitionState:
 
     # -- photos ---------------------------------------------------------------------------------
     def photo_owner(self, photo_id: str) -> str | None:
-        """Return the owner of a photo known from ``photo.uploads``, or None."""
-        raw = self._changes.get(PHOTO_PREFIX + photo_id.encode())
-        if raw is None:
-            raw = self.store.get(PHOTO_PREFIX + photo_id.encode())
-        return None if raw is None else raw.decode()
+        """Return the owner requests for a known photo are checked against, or None.
+
+        That is the first uploader across all partitions once the photo index has answered; a
+        photo still pending counts as unknown here (see :meth:`photo_status`).
+        """
+        found = self.photo_status(photo_id)
+        if found is None or found[0].pending:
+            return None
+        return found[0].effective_owner
+
+    def photo_status(self, photo_id: str) -> tuple[PhotoStatus, int] | None:
+        """Return what this partition knows of a photo and its claims outstanding, or None."""
+        raw = self.store.get(PHOTO_PREFIX + photo_id.encode())
+        return None if raw is None else decode_status(raw)
+
+    def set_photo_status(self, photo_id: str, status: PhotoStatus, outstanding: int = 0) -> None:
+        """Record a photo's status (a new one joins its uploader's photo list)."""
+        key = PHOTO_PREFIX + photo_id.encode()
+        if self.store.get(key) is None:
+            photos_key = USER_PHOTOS_PREFIX + status.owner.encode()
+            photos = self.store.get(photos_key)
+            joined = photo_id.encode() if not photos else photos + b"\n" + photo_id.encode()
+            self._put(photos_key, joined)
+        self._put(key, encode_status(status, outstanding))
 
     def set_photo_owner(self, photo_id: str, owner_id: str) -> None:
-        """Record a photo's owner (the first upload of a photo id wins; see the processor)."""
-        self._put(PHOTO_PREFIX + photo_id.encode(), owner_id.encode())
-        photos_key = USER_PHOTOS_PREFIX + owner_id.encode()
-        photos = self.store.get(photos_key)
-        joined = photo_id.encode() if not photos else photos + b"\n" + photo_id.encode()
-        self._put(photos_key, joined)
+        """Record a photo as owned by ``owner_id`` (settled, e.g. by tests and tools)."""
+        self.set_photo_status(photo_id, PhotoStatus(owner_id))
+
+    # -- the photo index (this partition's share of photo ids and content hashes) --------------
+    def index_owner(self, key: str) -> str | None:
+        """Return the first claimant of an index key (``id:<photo>`` or ``sha:<hash>``)."""
+        raw = self.store.get(INDEX_PREFIX + key.encode())
+        return None if raw is None else raw.decode()
+
+    def set_index_owner(self, key: str, owner_id: str) -> None:
+        """Record the first claimant of an index key."""
+        self._put(INDEX_PREFIX + key.encode(), owner_id.encode())
+
+    # -- requests waiting for the photo index ---------------------------------------------------
+    def parked(self, photo_id: str) -> list[dict[str, Any]]:
+        """Return the requests parked for a photo (oldest first)."""
+        raw = self.store.get(PARKED_PREFIX + photo_id.encode())
+        return [] if raw is None else list(json.loads(raw))
+
+    def park(self, photo_id: str, entry: dict[str, Any]) -> bool:
+        """Park a request for a photo; return whether it is the first parked for that photo."""
+        entries = self.parked(photo_id)
+        entries.append(entry)
+        self._put(PARKED_PREFIX + photo_id.encode(), json.dumps(entries).encode())
+        return len(entries) == 1
+
+    def take_parked(self, photo_id: str) -> list[dict[str, Any]]:
+        """Return and forget the requests parked for a photo."""
+        entries = self.parked(photo_id)
+        if entries:
+            self._tombstone(PARKED_PREFIX + photo_id.encode())
+        return entries
 
     def user_photos(self, user_id: str) -> list[str]:
         """Return the ids of the photos the user uploaded (and that are not forgotten)."""

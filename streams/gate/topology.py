@@ -11,6 +11,7 @@ module only adapts it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -59,13 +60,18 @@ class GateTopology:
         self._pending_heads: dict[int, tuple[str, int]] = {}
         self.codec = codec
         self.prefix = topic_prefix
+        processor.decode_input = self.decode
         self.partitions = 0
         self.controls = ControlsTable(
             codec, topic_prefix + topics.TOPIC_CONTROLS, processor.suspensions
         )
         self.spec = TopologySpec(
             name=GATE_NAME,
-            sources=STREAM_ORDER,
+            sources=(
+                *STREAM_ORDER,
+                topics.TOPIC_GATE_PHOTO_CLAIMS,
+                topics.TOPIC_GATE_PHOTO_VERDICTS,
+            ),
             outputs=(
                 topics.TOPIC_DECISIONS,
                 topics.TOPIC_SHARE_APPROVED,
@@ -73,12 +79,20 @@ class GateTopology:
                 topics.TOPIC_RECALLS,
                 topics.TOPIC_CHECKPOINTS,
                 topics.TOPIC_DLQ,
+                topics.TOPIC_GATE_PHOTO_CLAIMS,
+                topics.TOPIC_GATE_PHOTO_VERDICTS,
             ),
             changelog=topics.TOPIC_GATE_CHANGELOG,
+            internal=(topics.TOPIC_GATE_PHOTO_CLAIMS, topics.TOPIC_GATE_PHOTO_VERDICTS),
             global_tables=(GlobalTable(topics.TOPIC_CONTROLS, self.controls),),
         )
         self._decision_counters: dict[tuple[str, str, str], Any] = {}
         self._photos_out_counters: dict[tuple[str, str], Any] = {}
+
+    def decode(self, raw: RawInput) -> dict[str, Any]:
+        """Decode an input's value with its topic's schema (raises for an unreadable one)."""
+        record: dict[str, Any] = self.codec.decode(self.prefix + raw.topic, raw.value)
+        return record
 
     def bind(self, partitions: int) -> None:
         """Learn the input topics' partition count."""
@@ -104,6 +118,11 @@ class GateTopology:
 
     def process(self, raw: RawInput, state: PartitionState) -> Processed:
         """Decode one input and decide it (or dead-letter it)."""
+        if raw.topic in self.spec.internal:
+            message = json.loads(raw.value or b"{}")
+            if raw.topic == topics.TOPIC_GATE_PHOTO_CLAIMS:
+                return self.processor.on_claim(message, state)
+            return self._track(raw, self.processor.on_verdict(message, state), state)
         record = raw.decoded
         if record is None:
             try:
@@ -112,7 +131,10 @@ class GateTopology:
                 if isinstance(exc, TransientError):
                     raise  # the registry is down: the runtime retries the batch
                 return self.processor.dead_letter(raw, exc.error_kind, str(exc))
-        processed = self.processor.process(raw, record, state)
+        return self._track(raw, self.processor.process(raw, record, state), state)
+
+    def _track(self, raw: RawInput, processed: Processed, state: PartitionState) -> Processed:
+        """Mark decisions for offset tracking: their heads are what checkpoints sign."""
         for output in processed.outputs:
             if output.topic == topics.TOPIC_DECISIONS:
                 output.track = True
@@ -156,9 +178,10 @@ class GateTopology:
         """Count the committed decisions and their latency."""
         now = time.time()
         observe = metrics.DECISION_LATENCY.observe
-        for decision in facts:
-            self._count(decision)
-            observe(max(now - decision.request.occurred_at_ms / 1000, 0.0))
+        for fact in facts:
+            for decision in fact if isinstance(fact, list) else [fact]:
+                self._count(decision)
+                observe(max(now - decision.request.occurred_at_ms / 1000, 0.0))
         metrics.SUSPENDED_RECIPIENTS.set(len(self.processor.suspensions))
 
     def _count(self, decision: Decision) -> None:

@@ -16,6 +16,7 @@ is retried from the last commit after a back-off; it is never dead-lettered or s
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -296,57 +297,32 @@ class StreamRunner(Generic[T]):
             key=message.key(),
             value=message.value(),
         )
-        if not self.spec.synchronized:
+        if not self.spec.synchronized or topic in self.spec.internal:
             task.positions[topic] = raw.offset + 1
             self._unordered.append(raw)
             return
         task.accept(raw, self.topology.event_time(raw))
 
-    def _high(self, topic: str, partition: int) -> int:
+    def _high(self, topic: str, *, partition: int) -> int:
         """Return the partition's high watermark as of the last fetch (-1 before any fetch)."""
         _, high = self.consumer.get_watermark_offsets(
             TopicPartition(self.physical(topic), partition), cached=True
         )
         return int(high)
 
-    def _settle(self, task: PartitionTask) -> None:
-        """Mark sources whose last fetched record was the partition's end as caught up.
-
-        The consumer's end-of-partition event says the same, but only after one more fetch round
-        trip; the high watermark that came with the last fetch says it at once.
-        """
-        for topic, position in list(task.unsettled.items()):
-            if task.merge.pending(topic):
-                continue
-            if 0 <= self._high(topic, task.partition) <= position:
-                task.caught_up(topic)
-
-    def _lagging(self, task: PartitionTask) -> bool:
-        """Whether an empty source of ``task`` has (or may have) records still to come."""
-        for topic in self.spec.sources:
-            if task.merge.pending(topic):
-                continue
-            if topic not in task.fetched:
-                return True  # nothing fetched yet: its lag is unknown, so wait (KIP-695)
-            position = task.positions.get(topic)
-            if position is not None and self._high(topic, task.partition) > position:
-                return True
-        return False
-
     def _drain(self) -> list[RawInput]:
+        unordered, self._unordered = self._unordered, []
         if not self.spec.synchronized:
-            unordered, self._unordered = self._unordered, []
             return unordered
         now = int(time.time() * 1000)
         budget = self.options.batch_max_events
-        batch: list[RawInput] = []
+        batch: list[RawInput] = unordered  # internal topics: in arrival order, before the merge
         for task in self.tasks.values():
-            if task.unsettled:
-                self._settle(task)
-            for _, raw in task.merge.drain(task.clock(now, self._lagging(task))):
+            for raw in task.release(now, functools.partial(self._high, partition=task.partition)):
                 batch.append(raw)
                 if len(batch) >= budget:
                     return batch
+        return batch
         return batch
 
     # -- the transaction ------------------------------------------------------------------------
@@ -513,7 +489,10 @@ class StreamRunner(Generic[T]):
         self.tasks[partition] = PartitionTask(
             partition,
             state,
-            PartitionSynchronizer(self.spec.sources, max_idle_ms=self.options.max_idle_ms),
+            PartitionSynchronizer(
+                [t for t in self.spec.sources if t not in self.spec.internal],
+                max_idle_ms=self.options.max_idle_ms,
+            ),
         )
         elapsed = time.monotonic() - started
         self._last_turn = time.monotonic()

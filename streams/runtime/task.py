@@ -4,10 +4,16 @@ A :class:`PartitionTask` owns everything that belongs to that partition number: 
 topology's state, the event-time merge buffer of its sources, how far each source has been read,
 which sources are paused, and the merge's clock. It is dropped whole on revocation, so no
 per-partition fact can outlive the assignment.
+
+:meth:`PartitionTask.release` is the whole release rule of a synchronized topology (settle the
+sources known to be at their end, then drain the merge on a clock that stands still while a
+source lags), given only each source's high watermark: the Kafka runner and the in-process
+:class:`~streams.runtime.testing.TopologyDriver` both release through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +47,8 @@ class PartitionTask:
 
     def caught_up(self, topic: str) -> None:
         """Record that the consumer reached the current end of ``topic``'s partition."""
-        self.merge.mark_caught_up(topic)
+        if topic in self.merge.streams:
+            self.merge.mark_caught_up(topic)
         self.unsettled.pop(topic, None)
         self.fetched.add(topic)
 
@@ -61,3 +68,39 @@ class PartitionTask:
             self.merge_clock_ms += max(now_ms - self.merge_wall_ms, 0)
         self.merge_wall_ms = now_ms
         return self.merge_clock_ms
+
+    def settle(self, high: Callable[[str], int]) -> None:
+        """Mark sources whose last accepted record was their partition's end as caught up.
+
+        ``high(topic)`` is the source partition's high watermark as last known (-1: unknown).
+        The consumer's end-of-partition event says the same, but only after one more fetch
+        round trip; the high watermark that came with the last fetch says it at once.
+        """
+        for topic, position in list(self.unsettled.items()):
+            if self.merge.pending(topic):
+                continue
+            if 0 <= high(topic) <= position:
+                self.caught_up(topic)
+
+    def lagging(self, high: Callable[[str], int]) -> bool:
+        """Whether an empty source has (or, before its first fetch, may have) records to come."""
+        for topic in self.merge.streams:
+            if self.merge.pending(topic):
+                continue
+            if topic not in self.fetched:
+                return True  # nothing fetched yet: its lag is unknown, so wait (KIP-695)
+            position = self.positions.get(topic)
+            if position is not None and high(topic) > position:
+                return True
+        return False
+
+    def release(self, now_ms: int, high: Callable[[str], int]) -> Iterator[RawInput]:
+        """Yield the accepted records that may be processed now, in event-time order.
+
+        ``now_ms`` is the wall clock (the merge's idle limit counts on it, except while a source
+        lags); ``high`` as in :meth:`settle`. Stop iterating early to leave the rest queued.
+        """
+        if self.unsettled:
+            self.settle(high)
+        for _, raw in self.merge.drain(self.clock(now_ms, self.lagging(high))):
+            yield raw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
@@ -47,6 +48,11 @@ def replay_policy(text: str | None = None) -> Path:
     os.close(handle)
     Path(name).write_text("\n".join(lines) + "\n")
     return Path(name)
+
+
+def content_hash(photo_id: str) -> str:
+    """Return a distinct content_sha256 for a test photo (a hash belongs to its first uploader)."""
+    return hashlib.sha256(photo_id.encode()).hexdigest()
 
 
 POLICY = replay_policy()

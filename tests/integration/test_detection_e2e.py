@@ -37,7 +37,7 @@ from streams.admin.controls import resume_recipient
 from streams.gate.topology import GateTopology
 from streams.runtime.runner import StreamRunner
 from streams.simulate.run import run_simulation
-from tests.integration.harness import POLICY, REPO, GateEnv
+from tests.integration.harness import POLICY, REPO, GateEnv, content_hash
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -182,7 +182,7 @@ def _vendor_reads(env: GateEnv, tag: str, at_ms: int, count: int) -> list[str]:
         p.photo_uploaded(
             photo_id=photo,
             owner_id=owner,
-            content_sha256="ab" * 32,
+            content_sha256=content_hash(photo),
             media_type="image/jpeg",
             size_bytes=1000,
             occurred_at=at_ms,

@@ -12,7 +12,7 @@ import pytest
 
 from streams import topics
 from streams.report.audit_verify import verify_partitions
-from tests.integration.harness import GateEnv
+from tests.integration.harness import GateEnv, content_hash
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,7 +26,7 @@ def seed_users(env: GateEnv, now: int) -> None:
         env.producer.photo_uploaded(
             photo_id=f"p{u}",
             owner_id=f"u{u}",
-            content_sha256="ab" * 32,
+            content_sha256=content_hash(f"p{u}"),
             media_type="image/jpeg",
             size_bytes=1,
             occurred_at=now - 60_000,

@@ -14,7 +14,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from streams import topics
 from streams.serde.catalog import default_catalog
 from streams.topics import value_subject
-from tests.integration.harness import GateEnv
+from tests.integration.harness import GateEnv, content_hash
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def test_poison_goes_to_dlq_and_the_next_event_is_decided(gate_env: GateEnv) -> 
     env.producer.photo_uploaded(
         photo_id="p1",
         owner_id="u1",
-        content_sha256="ab" * 32,
+        content_sha256=content_hash("p1"),
         media_type="image/jpeg",
         size_bytes=1,
         occurred_at=now - 10,

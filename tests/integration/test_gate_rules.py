@@ -12,7 +12,7 @@ import pytest
 from streams import topics
 from streams.core.partitioning import partition_for
 from streams.report.audit_verify import verify_partitions
-from tests.integration.harness import GateEnv
+from tests.integration.harness import GateEnv, content_hash
 
 pytestmark = pytest.mark.integration
 
@@ -174,7 +174,7 @@ def write_story(
         p.photo_uploaded(
             photo_id=photo,
             owner_id=uploader,
-            content_sha256="ab" * 32,
+            content_sha256=content_hash(photo),
             media_type="image/jpeg",
             size_bytes=1000,
             occurred_at=now - 5 * HOUR,

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from streams import topics
-from tests.integration.harness import GateEnv
+from tests.integration.harness import GateEnv, content_hash
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ def test_a_new_gate_decides_from_restored_state(gate_env: GateEnv, store: str) -
     p.photo_uploaded(
         photo_id="p1",
         owner_id="u1",
-        content_sha256="ab" * 32,
+        content_sha256=content_hash("p1"),
         media_type="image/jpeg",
         size_bytes=1,
         occurred_at=now - 10_000,

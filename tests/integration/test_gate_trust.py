@@ -15,7 +15,7 @@ import pytest
 from streams import topics
 from streams.core.egress import DECISION_HASH_HEADER, DECISION_ID_HEADER, egress_check
 from streams.core.partitioning import partition_for
-from tests.integration.harness import EXAMPLE_POLICY, GateEnv
+from tests.integration.harness import EXAMPLE_POLICY, GateEnv, content_hash
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def _upload(env: GateEnv, owner: str, photo: str, at: int) -> None:
     env.producer.photo_uploaded(
         photo_id=photo,
         owner_id=owner,
-        content_sha256="ab" * 32,
+        content_sha256=content_hash(photo),
         media_type="image/jpeg",
         size_bytes=1000,
         occurred_at=at,
@@ -216,3 +216,45 @@ def test_approved_shares_carry_the_decision_that_egress_can_check(gate_env: Gate
         (DECISION_HASH_HEADER, b"0" * 64),
     ]
     assert not egress_check(forged, decision)
+
+
+def _on_other_partition(owner: str, partitions: int) -> str:
+    home = partition_for(owner.encode(), partitions)
+    for i in range(10_000):
+        candidate = f"attacker-{_tag()}-{i}"
+        if partition_for(candidate.encode(), partitions) != home:
+            return candidate
+    raise AssertionError("no user on another partition")
+
+
+def test_a_photo_belongs_to_its_first_uploader_whatever_the_partitions(gate_env: GateEnv) -> None:
+    env = gate_env
+    now = int(time.time() * 1000)
+    victim, photo = f"u-{_tag()}", f"p-{_tag()}"
+    attacker = _on_other_partition(victim, env.partitions)
+    _upload(env, victim, photo, now - 60_000)
+    env.producer.flush()
+    with env.gate_thread(policy=EXAMPLE_POLICY):
+        time.sleep(2)  # the victim's claim reaches the photo index first
+        # the attacker uploads the victim's photo id on his own partition, consents, reads it
+        _upload(env, attacker, photo, now - 30_000)
+        _consent(env, attacker, now - 20_000, granted=True)
+        stolen = _read(env, attacker, photo, now - 10_000)
+        # and names the victim's photo without uploading it (another id, the same content)
+        copy = f"p-{_tag()}"
+        env.producer.photo_uploaded(
+            photo_id=copy,
+            owner_id=attacker,
+            content_sha256=content_hash(photo),
+            media_type="image/jpeg",
+            size_bytes=1000,
+            occurred_at=now - 9_000,
+        )
+        copied = _read(env, attacker, copy, now - 5_000)
+        env.producer.flush()
+        decisions = env.read_exactly(topics.TOPIC_DECISIONS, 2)
+    by_event = {d["subject_event_id"]: (d["verdict"], d["reason"]) for d in decisions}
+    assert by_event == {
+        stolen: ("DENY", "OWNER_MISMATCH"),
+        copied: ("DENY", "OWNER_MISMATCH"),
+    }

@@ -14,7 +14,7 @@ from streams.cli import main
 from streams.core.policy import load_policy
 from streams.report.frame import decisions_frame, summarize, user_decisions
 from streams.report.source import read_decisions
-from tests.integration.harness import POLICY, GateEnv
+from tests.integration.harness import POLICY, GateEnv, content_hash
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def request(
     p.photo_uploaded(
         photo_id=photo,
         owner_id=owner,
-        content_sha256="ab" * 32,
+        content_sha256=content_hash(photo),
         media_type="image/jpeg",
         size_bytes=1000,
         occurred_at=now - 2 * HOUR,
