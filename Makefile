@@ -5,13 +5,26 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Installs only the missing system packages (apt-get); checks with `command -v`, so it is fast.
+INSTALL := deploy/local/install.sh
 
-.PHONY: help venv demo test test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick clean
+.PHONY: help system system-demo system-test venv demo test test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+system: ## Install the missing system packages: Java, Maven, Prometheus, Alertmanager, Node.js, Chromium
+	@$(INSTALL) test
+
+# Run on every `make demo`/`make test` (not a stamp), so that a tool removed since is noticed.
+system-demo:
+	@$(INSTALL) demo
+
+system-test:
+	@$(INSTALL) test
+
 $(STAMP): pyproject.toml
+	@$(INSTALL) venv
 	@echo ">> creating the virtualenv in $(VENV) and installing consentinel[dev] (first run downloads packages)..."
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip
@@ -20,7 +33,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create the virtualenv and install the project with dev extras
 
-demo: venv ## Run the main job end to end: stack, topics, schemas, the gate and a scripted story
+demo: system-demo venv ## Run the main job end to end: stack, topics, schemas, the gate and a scripted story
 	@$(BIN)/consentinel stack up
 	@$(BIN)/consentinel topics apply
 	@$(BIN)/consentinel schemas register
@@ -29,13 +42,13 @@ demo: venv ## Run the main job end to end: stack, topics, schemas, the gate and 
 	@echo ">> Grafana: mount $(CURDIR)/grafana/provisioning at /etc/grafana/provisioning and $(CURDIR)/grafana/dashboards at /var/lib/grafana/dashboards"
 	@echo "   e.g. docker compose -f deploy/compose/docker-compose.yml up -d grafana, then http://localhost:3000 (admin/admin)"
 
-test: venv ## Run lint, type checks and the whole test suite against the real stack
+test: system-test venv ## Lint, type checks and the whole test suite (starts the local stack if needed)
 	@$(BIN)/ruff check streams tests bench
 	@$(BIN)/ruff format --check streams tests bench
 	@$(BIN)/mypy
-	@$(BIN)/pytest
+	@$(BIN)/pytest || { rc=$$?; if [ $$rc -eq 5 ]; then echo "!! pytest collected no tests (exit 5): that is a failure" >&2; fi; exit $$rc; }
 
-test-unit: venv ## Run only the tests that need no broker
+test-unit: system-test venv ## Run only the tests that need no broker (some need Chromium or promtool)
 	@$(BIN)/pytest -m "not integration and not prometheus"
 
 lint: venv ## ruff lint and format check
@@ -49,7 +62,7 @@ fmt: venv ## Format the code with ruff
 typecheck: venv ## mypy (strict) on streams/
 	@$(BIN)/mypy
 
-stack-up: venv ## Start the local Kafka, registry (and Prometheus if installed)
+stack-up: system-demo venv ## Start the local Kafka, registry (and Prometheus if installed)
 	@$(BIN)/consentinel stack up
 
 stack-down: venv ## Stop what stack-up started
