@@ -2,13 +2,14 @@
 
 Run ``python -m bench.detection_eval [--days 7] [--seed N]``. The simulator's workload
 (:class:`streams.simulate.workload.Workload`: a realistic background with its daily rhythm and
-nightly training jobs) gets each scenario injected several times. Every event goes, in the order
-the simulator emits it, through the gate's own per-event logic (:class:`GateProcessor`:
-``decide_safely`` over the photo owners, consent histories and suspensions the gate would hold,
-plus its ``RETROACTIVE_VIOLATION`` check), and every resulting ``Decision`` record through the
-pure detectors (:class:`DetectorSet`, as the faust app applies them). A ``SUSPEND_RECIPIENT`` the
-detector raises is applied to the gate at once; a modelled operator resumes the recipient
-``--resume-after`` minutes later.
+nightly training jobs) gets each scenario injected several times. Every event is written, in the
+order and at the moment the simulator emits it, to an in-memory broker on which the service's
+own gate and detector topologies run (:class:`~streams.runtime.testing.TopologyDriver`, the
+runtime's semantics without Kafka): the gate decides it in its own transaction, the detector
+reads the committed decisions and training reads through its two stages, and a
+``SUSPEND_RECIPIENT`` it writes reaches the gate's controls table before the next event; a
+modelled operator resumes the recipient ``--resume-after`` minutes later. So the evaluation and
+the service cannot differ: inputs the gate refuses (dead letters) are refused here too.
 
 Alerts are matched to the simulator's ground truth (same kind and subject, raised between the
 injection's start and its end plus a grace period). Reported per alert kind: recall (injected
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import logging
 import platform
 import random
 import statistics
@@ -35,18 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from streams import topics
-from streams.core.controls import SuspensionRegistry
 from streams.core.policy import Policy, load_policy
 from streams.core.times import iso_moment
-from streams.detect.core.pipeline import DetectorSet
-from streams.detect.core.records import DecisionEvent
-from streams.gate.processor import GateProcessor
-from streams.gate.state import PartitionState
-from streams.runtime.records import RawInput
-from streams.runtime.stores import MemoryStore
+from streams.runtime.testing import ManualClock, TopologyDriver
 from streams.simulate.engine import GroundTruth, SimEvent
 from streams.simulate.scenarios import ScenarioSpec
 from streams.simulate.workload import Workload, WorkloadConfig
+from streams.testing.topologies import detector_driver, gate_driver
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY = REPO / "deploy" / "policy.example.yaml"
@@ -61,6 +58,9 @@ SLOTS = (6, 12, 18)
 """Injections start in the 3.5 hours after these hours (UTC); 00-06 is left to nightly jobs."""
 WARMUP_DAYS = 3
 """``slow-drip`` is injected only after this many days: the learned baseline needs them."""
+
+OPERATOR = "operator:detection-eval"
+"""The actor of the modelled operator's ``RESUME_RECIPIENT`` controls."""
 
 _TOPIC_OF = {
     "upload": topics.TOPIC_PHOTO_UPLOADS,
@@ -103,7 +103,7 @@ class Episode:
 
     def matches(self, alert: dict[str, Any]) -> bool:
         t = self.truth
-        return (
+        return bool(
             alert["kind"] == t.expected_alert
             and alert["subject"] == t.subject
             and t.start_ms <= alert["raised_at"] <= t.end_ms + GRACE_MS
@@ -143,64 +143,88 @@ class Episode:
 def _seconds(alert: dict[str, Any] | None, since_ms: int | None) -> float | None:
     if alert is None or since_ms is None:
         return None
-    return (alert["raised_at"] - since_ms) / 1000
+    return (int(alert["raised_at"]) - since_ms) / 1000
 
 
-@dataclass
 class Evaluation:
-    """The gate and the detectors in one process, fed simulated events one by one."""
+    """The gate and the detector topologies on one in-memory broker, fed simulated events.
 
-    policy: Policy
-    resume_after_ms: int
-    detectors: DetectorSet = field(init=False)
-    gate: GateProcessor = field(init=False)
-    state: PartitionState = field(init=False)
-    now_ms: int = 0
-    offset: int = 0
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    controls: list[dict[str, Any]] = field(default_factory=list)
-    verdicts: Counter[tuple[str, str]] = field(default_factory=Counter)
-    predicted_mismatch: Counter[tuple[str, str]] = field(default_factory=Counter)
-    _resumes: list[tuple[int, str]] = field(default_factory=list)
+    Both run on :class:`~streams.runtime.testing.TopologyDriver` exactly as the service runs
+    them on Kafka (:func:`~streams.testing.topologies.gate_driver`,
+    :func:`~streams.testing.topologies.detector_driver`): the gate decides each event in its own
+    transaction, the detector reads the committed decisions and training reads through its two
+    stages, and the ``SUSPEND_RECIPIENT`` controls it writes reach the gate through its
+    ``governance.controls`` table before the next event. The clock is the simulated time.
+    """
 
-    def __post_init__(self) -> None:
-        self.detectors = DetectorSet.from_policy(self.policy)
-        self.gate = GateProcessor(self.policy, SuspensionRegistry(), clock_ms=lambda: self.now_ms)
-        self.state = PartitionState(0, MemoryStore(), cache_all=True)
+    def __init__(self, policy: Policy, resume_after_ms: int) -> None:
+        self.resume_after_ms = resume_after_ms
+        self.clock = ManualClock(0)  # set to each event's emit time (history comes before start)
+        self.gate = gate_driver(policy, partitions=1, clock=self.clock)
+        self.broker = self.gate.broker
+        self.detector = detector_driver(
+            policy, partitions=1, codec=self.gate.codec, clock=self.clock, broker=self.broker
+        )
+        self.alerts: list[dict[str, Any]] = []
+        self.controls: list[dict[str, Any]] = []
+        self.verdicts: Counter[tuple[str, str]] = Counter()
+        self.predicted_mismatch: Counter[tuple[str, str]] = Counter()
+        self.dead_letters: Counter[str] = Counter()
+        self._alert_ids: set[str] = set()
+        self._read: dict[str, int] = {}
+        self._resumes: list[tuple[int, str]] = []
+        self._events = 0
 
     def feed(self, event: SimEvent) -> None:
-        """Decide one event as the gate would, then detect on its decision."""
-        self.now_ms = event.emit_at
+        """Write one event, let the gate and then the detector process what it leads to."""
+        self.clock.advance(max(event.emit_at - self.clock(), 0))
         self._resume_due()
-        self.offset += 1
-        raw = RawInput(_TOPIC_OF[event.kind], 0, self.offset, event.emit_at, None, None)
-        processed = self.gate.process(raw, event.fields, self.state)
-        if self.offset % 5000 == 0:
-            self.state.take_changes()
-        for output in processed.outputs:
-            if output.topic == topics.TOPIC_ALERTS:
-                assert isinstance(output.value, dict)
-                self.alerts.append(output.value)
-        if processed.decision is None:
-            return
-        record = next(o.value for o in processed.outputs if o.topic == topics.TOPIC_DECISIONS)
-        assert isinstance(record, dict)
-        self.verdicts[(record["verdict"], record["reason"])] += 1
-        if event.verdict is not None and event.verdict != record["verdict"]:
-            self.predicted_mismatch[(event.verdict, record["reason"])] += 1
-        if event.kind == "training_read":
-            self.detectors.note_job_model(event.fields["job_id"], event.fields["model_id"])
-        findings = self.detectors.observe(DecisionEvent.from_record(record))
-        self.alerts += [a.to_record() for a in findings.alerts if a.revision == 0]
-        for control in findings.controls:
-            suspend = control.to_record()
-            self.controls.append(suspend)
-            self.gate.suspensions.apply(suspend)
-            due = event.emit_at + self.resume_after_ms
-            heapq.heappush(self._resumes, (due, suspend["recipient_org"]))
+        topic = _TOPIC_OF[event.kind]
+        record = _record(self.gate, topic, event.fields)
+        self.gate.feed(topic, event.key, record, timestamp_ms=event.emit_at)
+        self.gate.run()
+        self.detector.run()
+        for decision in self._take(topics.TOPIC_DECISIONS):
+            self.verdicts[(decision["verdict"], decision["reason"])] += 1
+            if event.verdict is not None and event.verdict != decision["verdict"]:
+                self.predicted_mismatch[(event.verdict, decision["reason"])] += 1
+        for alert in self._take(topics.TOPIC_ALERTS):
+            if alert["alert_id"] not in self._alert_ids:  # later records are the alert's updates
+                self._alert_ids.add(alert["alert_id"])
+                self.alerts.append(alert)
+        for control in self._take(topics.TOPIC_CONTROLS):
+            if control["actor"] == OPERATOR:
+                continue
+            self.controls.append(control)
+            if control["kind"] == "SUSPEND_RECIPIENT":
+                due = event.emit_at + self.resume_after_ms
+                heapq.heappush(self._resumes, (due, control["recipient_org"]))
+        for letter in self._take(topics.TOPIC_DLQ):
+            self.dead_letters[f"{letter['source_topic']}/{letter['error_kind']}"] += 1
+        self._events += 1
+        if self._events % 5000 == 0:
+            self._trim()
+
+    def _take(self, topic: str) -> list[dict[str, Any]]:
+        """Return the records committed to ``topic`` since the last call."""
+        records = self.broker.records(topic, self._read.get(topic, 0))
+        self._read[topic] = self._read.get(topic, 0) + len(records)
+        return [self.gate.codec.decode(topic, record.value) for record in records]
+
+    def _trim(self) -> None:
+        """Let retention and compaction bound memory: both drivers have read these records.
+
+        (Not the controls: the gate applies the detector's at its next turn.)
+        """
+        spec, detector = self.gate.spec, self.detector.spec
+        done = {*spec.sources, *spec.outputs, *detector.sources} - {topics.TOPIC_CONTROLS}
+        self.broker.delete_records(done)
+        for topic in done:
+            self._read.pop(topic, None)
+        self.broker.compact([spec.changelog, detector.changelog])
 
     def _resume_due(self) -> None:
-        while self._resumes and self._resumes[0][0] <= self.now_ms:
+        while self._resumes and self._resumes[0][0] <= self.clock():
             at, org = heapq.heappop(self._resumes)
             resume = {
                 "control_id": f"resume-{org}-{at}",
@@ -208,17 +232,23 @@ class Evaluation:
                 "kind": "RESUME_RECIPIENT",
                 "recipient_org": org,
                 "reason": "resumed by the modelled operator",
-                "actor": "operator:detection-eval",
+                "actor": OPERATOR,
             }
             self.controls.append(resume)
-            self.gate.suspensions.apply(resume)
+            self.gate.control(topics.TOPIC_CONTROLS, org, resume)
+
+
+def _record(driver: TopologyDriver[Any], topic: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Return the Avro record the SDK writes for ``fields`` (absent fields take their default)."""
+    schema = driver.codec.catalog.for_topic(topic).raw["fields"]
+    return {f["name"]: fields.get(f["name"], f.get("default")) for f in schema}
 
 
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    return float(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))])
 
 
 def summarise(
@@ -312,6 +342,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run the evaluation; return everything that goes into the results file."""
     policy = load_policy(policy_path)
+    logging.getLogger("streams.gate").setLevel(logging.ERROR)  # dead letters are counted instead
     specs = schedule(days, seed)
     config = WorkloadConfig(rate=rate, duration_s=days * 86_400.0, users=users, seed=seed)
     workload = Workload(policy, config, specs)
@@ -360,6 +391,7 @@ def evaluate(
         "wall_s": round(wall, 1),
         "events": dict(events),
         "decisions": {f"{v}/{r}": n for (v, r), n in sorted(run.verdicts.items())},
+        "dead_letters": dict(sorted(run.dead_letters.items())),
         "predicted_verdict_mismatches": {
             f"predicted {v}, gate {r}": n for (v, r), n in sorted(run.predicted_mismatch.items())
         },
