@@ -140,7 +140,9 @@ def _recipients(args: argparse.Namespace, settings: Settings) -> int:
             f"{args.name!r} is not checked against the registered recipients",
             file=sys.stderr,
         )
-    kind = "SUSPEND_RECIPIENT" if args.action == "suspend" else "RESUME_RECIPIENT"
+    from streams.admin.controls import RESUME, SUSPEND
+
+    kind = SUSPEND if args.action == "suspend" else RESUME
     topic, record = issue_control(
         kind, args.name, args.reason, actor=args.actor, policy=policy, settings=settings
     )

@@ -17,6 +17,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any, Final
 
+from streams.core.governance import ControlKind
 from streams.core.times import iso_moment
 from streams.errors import ConfigError, InvalidEventError
 from streams.topics import TOPIC_CONTROLS
@@ -26,10 +27,10 @@ if TYPE_CHECKING:
     from streams.sdk.producer import ConsentinelProducer
     from streams.settings import Settings
 
-SUSPEND: Final = "SUSPEND_RECIPIENT"
+SUSPEND: Final = ControlKind.SUSPEND_RECIPIENT.value
 """The control kind that makes the gate hold a recipient's requests."""
 
-RESUME: Final = "RESUME_RECIPIENT"
+RESUME: Final = ControlKind.RESUME_RECIPIENT.value
 """The control kind that lifts a suspension."""
 
 KINDS: Final = (SUSPEND, RESUME)

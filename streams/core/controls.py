@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from streams.core.governance import ControlKind
+
 
 @dataclass(frozen=True, slots=True)
 class Suspension:
@@ -31,7 +33,7 @@ class SuspensionRegistry:
         """Apply one decoded ``Control`` record; return False if its kind is not understood."""
         recipient = control["recipient_org"]
         kind = control["kind"]
-        if kind == "SUSPEND_RECIPIENT":
+        if kind == ControlKind.SUSPEND_RECIPIENT:
             self._suspended[recipient] = Suspension(
                 recipient_org=recipient,
                 control_id=control["control_id"],
@@ -40,7 +42,7 @@ class SuspensionRegistry:
                 at_ms=int(control["at"]),
             )
             return True
-        if kind == "RESUME_RECIPIENT":
+        if kind == ControlKind.RESUME_RECIPIENT:
             self._suspended.pop(recipient, None)
             return True
         return False

@@ -58,9 +58,13 @@ class RecallState:
 class RecallStage:
     """Applies orders and acks, and raises overdue alerts, for one detector."""
 
+    GAUGE_INTERVAL_MS = 5_000
+    """How often the per-recipient order counts are recomputed (they walk every open order)."""
+
     def __init__(self, registered: Collection[str], clock_ms: Callable[[], int]) -> None:
         self.registered = registered
         self.clock_ms = clock_ms
+        self._gauged_at: int | None = None
 
     def on_order(self, record: dict[str, Any], recalls: RecallState) -> None:
         """Track one ``RecallOrder`` (idempotent per order id)."""
@@ -94,7 +98,13 @@ class RecallStage:
         return outputs
 
     def gauge(self, states: Collection[RecallState], now_ms: int) -> None:
-        """Set the open and overdue order counts per recipient over every partition given."""
+        """Set the open and overdue order counts per recipient over every partition given.
+
+        At most every :attr:`GAUGE_INTERVAL_MS` of ``now_ms``: the count walks every order.
+        """
+        if self._gauged_at is not None and now_ms - self._gauged_at < self.GAUGE_INTERVAL_MS:
+            return
+        self._gauged_at = now_ms
         counts: Counter[tuple[str, str]] = Counter()
         for recalls in states:
             for tracked in recalls.tracker.orders.values():

@@ -34,6 +34,7 @@ from streams.core.consent import AllowedAccess
 from streams.core.controls import SuspensionRegistry
 from streams.core.egress import decision_headers
 from streams.core.evaluate import decide_safely
+from streams.core.governance import Alert, AlertKind, Severity, stable_id
 from streams.core.model import AccessRequest, ConsentRecord, PhotoRecord, decision_record
 from streams.core.policy import Policy
 from streams.core.recall import ErasureRequest, Transfer, erased_decision
@@ -332,29 +333,24 @@ class GateProcessor:
     def _retroactive_alert(
         self, withdrawal: ConsentRecord, access: AllowedAccess, raw: RawInput
     ) -> Output:
-        alert_id = hashlib.sha256(
-            f"RETROACTIVE_VIOLATION:{access.decision_id}:{withdrawal.event_id}".encode()
-        ).hexdigest()[:32]
-        summary = (
-            f"Decision {access.decision_id} allowed {access.recipient_org} to use user "
-            f"{withdrawal.user_id}'s photo for {access.purpose.value} at "
-            f"{iso_moment(access.occurred_at_ms)}, but the user had withdrawn consent at "
-            f"{iso_moment(withdrawal.occurred_at_ms)} (consent {withdrawal.event_id}); "
-            "recall the data from the recipient."
+        alert = Alert(
+            alert_id=stable_id("RETROACTIVE_VIOLATION", access.decision_id, withdrawal.event_id),
+            raised_at=self.clock_ms(),
+            kind=AlertKind.RETROACTIVE_VIOLATION,
+            severity=Severity.CRITICAL,
+            subject=access.recipient_org,
+            window_start=withdrawal.occurred_at_ms,
+            window_end=access.occurred_at_ms,
+            observed=1,
+            threshold=0.0,
+            baseline=None,
+            summary=(
+                f"Decision {access.decision_id} allowed {access.recipient_org} to use user "
+                f"{withdrawal.user_id}'s photo for {access.purpose.value} at "
+                f"{iso_moment(access.occurred_at_ms)}, but the user had withdrawn consent at "
+                f"{iso_moment(withdrawal.occurred_at_ms)} (consent {withdrawal.event_id}); "
+                "a recall order goes to the recipient."
+            ),
+            sample_event_ids=(access.subject_event_id, withdrawal.event_id),
         )
-        record = {
-            "alert_id": alert_id,
-            "raised_at": self.clock_ms(),
-            "kind": "RETROACTIVE_VIOLATION",
-            "severity": "CRITICAL",
-            "subject": access.recipient_org,
-            "window_start": withdrawal.occurred_at_ms,
-            "window_end": access.occurred_at_ms,
-            "observed": 1,
-            "threshold": 0.0,
-            "baseline": None,
-            "summary": summary,
-            "sample_event_ids": [access.subject_event_id, withdrawal.event_id],
-            "action": "NONE",
-        }
-        return Output(topics.TOPIC_ALERTS, None, access.recipient_org.encode(), record)
+        return Output(topics.TOPIC_ALERTS, None, access.recipient_org.encode(), alert.to_record())
