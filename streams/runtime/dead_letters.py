@@ -79,3 +79,25 @@ def dead_letter(
     }
     target = raw.partition if partition is None else partition
     return Output(topics.TOPIC_DLQ, target, key, record)
+
+
+def oversize_input(raw: RawInput, limit: int, *, at_ms: int) -> Output | None:
+    """Return the dead letter for an input larger than ``limit`` bytes, or None if it fits."""
+    if raw.value is None or len(raw.value) <= limit:
+        return None
+    error = f"record of {len(raw.value)} bytes exceeds the {limit} bytes a processor accepts"
+    return dead_letter(raw, "INPUT_TOO_LARGE", error, at_ms=at_ms)
+
+
+def oversize_output(
+    source: RawInput, topic: str, size: int, limit: int, *, at_ms: int
+) -> Output | None:
+    """Return the dead letter that replaces an output of ``size`` bytes over ``limit``, or None.
+
+    The input that produced it is kept in the dead letter instead (its payload cut), so the
+    processor goes on and nothing is lost.
+    """
+    if size <= limit:
+        return None
+    error = f"an output to {topic} of {size} bytes exceeds {limit} bytes; the input is kept here"
+    return dead_letter(source, "OUTPUT_TOO_LARGE", error, at_ms=at_ms)

@@ -52,6 +52,7 @@ class GlobalTableReader:
         self.caught_up = False
         self.consumer_error: str | None = None
         self.dead_letters: list[Output] = []
+        """Dead letters of unreadable records, until the runner has committed them."""
         self._clock_ms = clock_ms
         self._consumer = Consumer(
             {**kafka_config, **READER_CONFIG, "group.id": f"{physical_topic}-global-reader"}
@@ -96,11 +97,6 @@ class GlobalTableReader:
         if records:
             self.consumer_error = None
         return self._apply_all(records)
-
-    def take_dead_letters(self) -> list[Output]:
-        """Return the dead letters made since the last call (for the next transaction)."""
-        taken, self.dead_letters = self.dead_letters, []
-        return taken
 
     def _apply_all(self, messages: list[Message]) -> bool:
         changed = False

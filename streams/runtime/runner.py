@@ -37,7 +37,7 @@ from confluent_kafka.admin import AdminClient
 from streams.errors import ConsentinelError, TransientError
 from streams.runtime import changelog
 from streams.runtime.checkpoint import Checkpoint, RuntimeFatalError
-from streams.runtime.dead_letters import dead_letter
+from streams.runtime.dead_letters import oversize_input, oversize_output
 from streams.runtime.flow import FlowControl
 from streams.runtime.global_table import GlobalTableReader
 from streams.runtime.metrics import runtime_metrics
@@ -246,16 +246,17 @@ class StreamRunner(Generic[T]):
         for message in messages:
             self._accept(message)
         batch = self._drain()
-        extra: list[Output] = []
-        for reader in self.globals:
-            extra += reader.take_dead_letters()
+        # global tables' dead letters stay with their reader until a commit has written them
+        letters = [(reader, list(reader.dead_letters)) for reader in self.globals]
+        extra: list[Output] = [letter for _, taken in letters for letter in taken]
         if time.monotonic() >= self._next_punctuation:
             self._next_punctuation = time.monotonic() + self.options.punctuate_interval_s
             now = self.clock_ms()
             for partition, task in self.tasks.items():
                 extra += self.topology.punctuate(partition, task.state, now)
-        if batch or extra:
-            self._transact(batch, extra)
+        if (batch or extra) and self._transact(batch, extra):
+            for reader, taken in letters:
+                del reader.dead_letters[: len(taken)]
         self.flow.update(self.tasks, self.physical)
         self.metrics.ready.set(1 if self.ready else 0)
         if time.monotonic() >= self._next_lag_report:
@@ -326,7 +327,8 @@ class StreamRunner(Generic[T]):
         return batch
 
     # -- the transaction ------------------------------------------------------------------------
-    def _transact(self, batch: list[RawInput], extra: list[Output]) -> None:
+    def _transact(self, batch: list[RawInput], extra: list[Output]) -> bool:
+        """Process ``batch`` and write it with ``extra`` in one transaction; True if committed."""
         checkpoint = Checkpoint(self.producer)
         outcome = self.metrics.transactions.labels
         self._offsets = {}
@@ -354,13 +356,13 @@ class StreamRunner(Generic[T]):
             checkpoint.abort(lambda o: outcome(o).inc())
             self._back_off(exc)
             self._rewind()
-            return
+            return False
         except BaseException:
             checkpoint.abort(lambda o: outcome(o).inc())
             raise
         if not checkpoint.commit(lambda o: outcome(o).inc()):
             self._rewind()
-            return
+            return False
         self._transient_failures = 0
         self.topology.committed(facts)
         delivered = getattr(self.topology, "delivered", None)
@@ -370,14 +372,11 @@ class StreamRunner(Generic[T]):
             self.metrics.dead_letters.labels(kind, topic).inc()
         if batch:
             self.metrics.batch_size.observe(len(batch))
+        return True
 
     def _process(self, raw: RawInput) -> Processed:
-        if raw.value is not None and len(raw.value) > self.options.max_input_bytes:
-            error = (
-                f"record of {len(raw.value)} bytes exceeds the {self.options.max_input_bytes}"
-                " bytes a processor accepts"
-            )
-            letter = dead_letter(raw, "INPUT_TOO_LARGE", error, at_ms=self.clock_ms())
+        letter = oversize_input(raw, self.options.max_input_bytes, at_ms=self.clock_ms())
+        if letter is not None:
             return Processed([letter], dead_letter_kind="INPUT_TOO_LARGE")
         return self.topology.process(raw, self.tasks[raw.partition].state)
 
@@ -386,15 +385,16 @@ class StreamRunner(Generic[T]):
         topic = self.physical(output.topic)
         value = output.value
         payload = value if isinstance(value, bytes) else self.codec.encode(topic, value)
-        if len(payload) > self.options.max_output_bytes and source is not None:
-            error = (
-                f"an output to {output.topic} of {len(payload)} bytes exceeds"
-                f" {self.options.max_output_bytes} bytes; the input is kept here instead"
-            )
-            letter = dead_letter(source, "OUTPUT_TOO_LARGE", error, at_ms=self.clock_ms())
-            payload = self.codec.encode(self.physical(letter.topic), letter.value)  # type: ignore[arg-type]
-            checkpoint.produce(self.physical(letter.topic), letter.key, payload, letter.partition)
-            return False
+        if source is not None:
+            limit = self.options.max_output_bytes
+            at = self.clock_ms()
+            letter = oversize_output(source, output.topic, len(payload), limit, at_ms=at)
+            if letter is not None:
+                assert isinstance(letter.value, dict)
+                dlq = self.physical(letter.topic)
+                payload = self.codec.encode(dlq, letter.value)
+                checkpoint.produce(dlq, letter.key, payload, letter.partition)
+                return False
         on_offset = None
         if output.track:
             where = (output.topic, output.partition if output.partition is not None else -1)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from streams.errors import TransientError
-from streams.runtime.dead_letters import dead_letter
+from streams.runtime.dead_letters import dead_letter, oversize_input, oversize_output
 from streams.runtime.memory_log import InMemoryBroker, LogRecord
 from streams.runtime.records import Output, Processed, RawInput
 from streams.runtime.runner import RuntimeOptions
@@ -240,7 +240,8 @@ class TopologyDriver(Generic[T]):
     def _turn(self) -> bool:
         self._poll_tables()
         batch = self._fetch_unordered() if not self.spec.synchronized else self._fetch_merged()
-        extra, self._table_letters = self._table_letters, []
+        letters = list(self._table_letters)  # kept until a commit has written them
+        extra = list(letters)
         now = self.clock()
         if now >= self._next_punctuation_ms:
             self._next_punctuation_ms = now + int(self.options.punctuate_interval_s * 1000)
@@ -249,6 +250,7 @@ class TopologyDriver(Generic[T]):
         if not batch and not extra:
             return False
         self._transact(batch, extra)
+        del self._table_letters[: len(letters)]
         return True
 
     # -- intake ---------------------------------------------------------------------------------
@@ -372,12 +374,8 @@ class TopologyDriver(Generic[T]):
                 self._failure = None
                 raise error
             self._failure = (after - 1, error)
-        limit = self.options.max_input_bytes
-        if raw.value is not None and len(raw.value) > limit:
-            error_text = (
-                f"record of {len(raw.value)} bytes exceeds the {limit} bytes a processor accepts"
-            )
-            letter = dead_letter(raw, "INPUT_TOO_LARGE", error_text, at_ms=self.clock())
+        letter = oversize_input(raw, self.options.max_input_bytes, at_ms=self.clock())
+        if letter is not None:
             return Processed([letter], dead_letter_kind="INPUT_TOO_LARGE")
         return self.topology.process(raw, self.tasks[raw.partition].state)
 
@@ -390,17 +388,15 @@ class TopologyDriver(Generic[T]):
         """Encode and queue one output, as the runner does; False when a dead letter replaced it."""
         value = output.value
         payload = value if isinstance(value, bytes) else self.codec.encode(output.topic, value)
-        limit = self.options.max_output_bytes
-        if len(payload) > limit and source is not None:
-            error = (
-                f"an output to {output.topic} of {len(payload)} bytes exceeds {limit} bytes;"
-                " the input is kept here instead"
-            )
-            letter = dead_letter(source, "OUTPUT_TOO_LARGE", error, at_ms=self.clock())
-            assert isinstance(letter.value, dict)
-            encoded = self.codec.encode(letter.topic, letter.value)
-            pending.append((letter.topic, source.partition, letter.key, encoded, None, None))
-            return False
+        if source is not None:
+            limit = self.options.max_output_bytes
+            at = self.clock()
+            letter = oversize_output(source, output.topic, len(payload), limit, at_ms=at)
+            if letter is not None:
+                assert isinstance(letter.value, dict)
+                encoded = self.codec.encode(letter.topic, letter.value)
+                pending.append((letter.topic, source.partition, letter.key, encoded, None, None))
+                return False
         partition = output.partition
         if partition is None:
             partition = self.broker.partition_of(output.topic, output.key)

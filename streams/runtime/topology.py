@@ -13,8 +13,12 @@ number of the sources:
    order across the sources when :attr:`Topology.synchronized`), within a transaction;
 3. ``take_changes`` on the state before each commit: the changelog records of that transaction;
 4. :meth:`Topology.committed` with the facts of the processed inputs, after the commit;
-5. :meth:`Topology.punctuate` on a wall-clock schedule, in a transaction of its own when it
-   returns outputs or leaves changes.
+5. :meth:`Topology.punctuate` on a wall-clock schedule; what it returns is written in the next
+   transaction (one of its own when no input is waiting), with the state changes it made.
+
+Optional hooks, called when a topology defines them: ``delivered(offsets)`` after a commit, with
+the offsets the committed outputs marked ``track`` got; ``forget(partition)`` when a partition is
+revoked or rewound.
 
 A topology is deterministic given its inputs, state and the clock it is handed, so an aborted
 transaction that is redone writes the same records.
