@@ -86,7 +86,10 @@ class DetectorEnv:
                 self.kill()
         self.process = None
 
-    def produce_decisions(self, start: int, count: int, verdict: str = "ALLOW") -> None:
+    def produce_decisions(
+        self, start: int, count: int, verdict: str = "ALLOW", *, at: int | None = None
+    ) -> None:
+        """Write decisions ``start..start+count``, decided at ``at`` (default: T0 + i s)."""
         producer = Producer(self.settings.kafka_config())
         name = self.topic(topics.TOPIC_DECISIONS)
         for i in range(start, start + count):
@@ -103,8 +106,8 @@ class DetectorEnv:
                 "purpose": "ML_TRAINING",
                 "verdict": verdict,
                 "reason": "CONSENTED" if verdict == "ALLOW" else "NO_CONSENT",
-                "occurred_at": T0 + i * 1000,
-                "decided_at": T0 + i * 1000,  # the detectors' clock (CONTRACT §5)
+                "occurred_at": T0 + i * 1000 if at is None else at,
+                "decided_at": T0 + i * 1000 if at is None else at,  # the detectors' clock
             }
             producer.produce(name, self.codec.encode(name, record), owner.encode())
         assert producer.flush(30) == 0
@@ -237,3 +240,52 @@ def test_one_alert_per_episode_with_suspension_and_a_crash_mid_episode(
     assert {c["control_id"] for c in controls} == {controls[0]["control_id"]}
     unconsented = [a for a in detector.read(topics.TOPIC_ALERTS) if a["kind"] != "BULK_EXPORT"]
     assert [a["kind"] for a in unconsented] == ["UNCONSENTED_TRAINING"]
+
+
+def _wait_alerts(detector: DetectorEnv, timeout_s: float) -> tuple[list[dict[str, Any]], float]:
+    """Wait until a BULK_EXPORT alert is visible (read_committed); return them and when."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alerts = [a for a in detector.read(topics.TOPIC_ALERTS) if a["kind"] == "BULK_EXPORT"]
+        if alerts or time.monotonic() > deadline:
+            return alerts, time.monotonic()
+        time.sleep(0.1)
+
+
+def test_an_alert_is_visible_within_5_s_of_the_crossing_request(detector: DetectorEnv) -> None:
+    detector.start()
+    now = int(time.time() * 1000)
+    detector.produce_decisions(0, LIMIT, at=now)
+    time.sleep(2)  # the detector is idle and caught up when the crossing decision comes
+    crossing = time.monotonic()
+    detector.produce_decisions(LIMIT, 1, at=now + 2000)
+    alerts, seen = _wait_alerts(detector, 30)
+    assert len(alerts) == 1 and alerts[0]["observed"] == LIMIT + 1
+    print(f"crossing decision written -> alert visible read_committed: {seen - crossing:.2f} s")
+    assert seen - crossing <= 5.0
+
+
+def test_two_sigkills_around_the_crossing_still_raise_exactly_one_alert(
+    detector: DetectorEnv,
+) -> None:
+    detector.start()
+    now = int(time.time() * 1000)
+    detector.produce_decisions(0, LIMIT - 5, at=now)
+    time.sleep(1)
+    detector.kill()  # before the crossing, with its state mid-window
+    detector.start()
+    detector.produce_decisions(LIMIT - 5, 10, at=now + 1000)  # crosses at LIMIT + 1
+    crossing = time.monotonic()
+    time.sleep(0.3)
+    detector.kill()  # after the crossing, perhaps before the alert's transaction committed
+    detector.start()
+    alerts, seen = _wait_alerts(detector, 30)
+    print(f"crossing -> alert visible with a SIGKILL in between: {seen - crossing:.2f} s")
+    assert seen - crossing <= 15.0
+    time.sleep(3)  # nothing else may follow
+    alerts = [a for a in detector.read(topics.TOPIC_ALERTS) if a["kind"] == "BULK_EXPORT"]
+    assert len({a["alert_id"] for a in alerts}) == 1 and len(alerts) == 1
+    controls = detector.read(topics.TOPIC_CONTROLS)
+    assert [(c["kind"], c["recipient_org"]) for c in controls] == [
+        ("SUSPEND_RECIPIENT", "acme-vision")
+    ]
