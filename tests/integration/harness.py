@@ -85,13 +85,15 @@ class GateEnv:
         store: str = "memory",
         *,
         policy: Path | None = None,
+        registry_url: str | None = None,
         **options: Any,
     ) -> Iterator[StreamRunner[GateTopology]]:
         """Run a gate in a thread of this process for the duration of the block.
 
-        ``policy`` defaults to :data:`POLICY` (replay time bounds).
+        ``policy`` defaults to :data:`POLICY` (replay time bounds); ``registry_url`` to the
+        environment's registry.
         """
-        settings = self.with_instance(instance, store)
+        settings = self.with_instance(instance, store, registry_url)
         runner = build_runner(settings, policy or POLICY, options=RunnerOptions(**options))
         errors: list[BaseException] = []
 
@@ -135,12 +137,14 @@ class GateEnv:
             cwd=REPO,
         )
 
-    def with_instance(self, instance: str, store: str = "memory") -> Settings:
+    def with_instance(
+        self, instance: str, store: str = "memory", registry_url: str | None = None
+    ) -> Settings:
         """Return this environment's settings for a gate instance id and state store kind."""
         return load_settings(
             CONSENTINEL_STATE_STORE=store,
             KAFKA_BOOTSTRAP_SERVERS=self.settings.kafka_bootstrap_servers,
-            SCHEMA_REGISTRY_URL=self.settings.schema_registry_url,
+            SCHEMA_REGISTRY_URL=registry_url or self.settings.schema_registry_url,
             CONSENTINEL_TOPIC_PREFIX=self.prefix,
             CONSENTINEL_INSTANCE_ID=instance,
             CONSENTINEL_STATE_DIR=str(self.work_dir / "state"),
