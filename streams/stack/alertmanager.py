@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from streams.stack.lifecycle import answers_ready, request_reload
 
 ALERTMANAGER_PORT = 9095
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "alertmanager" / "alertmanager.yml"
@@ -88,15 +88,9 @@ def alertmanager_component(
 
 def ready(port: int = ALERTMANAGER_PORT) -> bool:
     """Whether the Alertmanager on ``port`` answers its readiness endpoint."""
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return answers_ready(port)
 
 
 def reload(port: int = ALERTMANAGER_PORT) -> bool:
     """Ask the Alertmanager on ``port`` to re-read its configuration; True when it did."""
-    try:
-        return httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=10).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return request_reload(port)

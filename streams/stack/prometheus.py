@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from streams.stack.lifecycle import answers_ready, request_reload
+
 PROMETHEUS_PORT = 9090
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "prometheus.yml"
 RUNBOOK_ENV = "CONSENTINEL_RUNBOOK_BASE_URL"
@@ -71,26 +73,16 @@ def prometheus_component(
             "--enable-feature=expand-external-labels",
         ],
         cwd=config.parent,
-        ready=lambda: _ready(port),
+        ready=lambda: answers_ready(port),
         reload=lambda: reload(port),
         where=f"http://localhost:{port} (config {config}, data {data})",
         env={**os.environ, RUNBOOK_ENV: runbook_base_url()},
     )
 
 
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def reload(port: int = PROMETHEUS_PORT) -> bool:
     """Ask the Prometheus on ``port`` to re-read its config and rules; True when it did."""
-    try:
-        return httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=10).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return request_reload(port)
 
 
 def identify(port: int = PROMETHEUS_PORT) -> str | None:

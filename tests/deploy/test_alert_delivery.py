@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import pytest
 import yaml
 
 from tests.deploy.support import RUNBOOK_BASE, HttpServer, start_alertmanager
+from tests.support import free_port
 
 pytestmark = [pytest.mark.alerting, pytest.mark.prometheus]
 
@@ -45,12 +45,6 @@ consentinel_detector_recipient_limit_photos_per_hour{recipient="acme-vision"} 50
 # TYPE consentinel_detector_episode_active gauge
 consentinel_detector_episode_active{kind="BULK_EXPORT"} 1
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(url: str, what: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -80,7 +74,7 @@ def pipeline(tmp_path: Path, receiver: HttpServer) -> Iterator[dict[str, int]]:
     if prom_exe is None:
         pytest.fail("needs Debian's prometheus (see .ci/run)")
     exporter = HttpServer(BULK_EXPORT_METRICS)
-    am_port, prom_port = _free_port(), _free_port()
+    am_port, prom_port = free_port(), free_port()
 
     prom_doc = yaml.safe_load(PROM_CONFIG.read_text())
     prom_doc["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")

@@ -19,12 +19,11 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from streams.gate.topology import GateTopology
 from streams.runtime.runner import StreamRunner
 from streams.simulate.run import run_simulation
 from tests.integration.harness import POLICY, REPO, GateEnv, content_hash
+from tests.support import free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,12 +50,6 @@ RATE = 0.5
 """Background events per simulated second in the day-long test."""
 SPEEDUP = 2400.0
 """Simulated seconds per wall second in the day-long test (a day in 36 s)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -73,7 +67,7 @@ class DetectorProcess:
         return self.env.work_dir / f"detector-{self.instance}.log"
 
     def start(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         environ = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.env.settings.kafka_bootstrap_servers,
@@ -144,13 +138,6 @@ def _policy(tmp: Path, limit: int | None) -> Path:
 
 def _yesterday_noon() -> int:
     return int(time.time() * 1000) // DAY * DAY - DAY + 12 * HOUR
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def _alerts(env: GateEnv, kind: str, settle_s: float = 3) -> list[dict[str, Any]]:
@@ -290,7 +277,9 @@ def test_bulk_export_alert_suspends_then_resume_lets_requests_through(
                 ("SUSPEND_RECIPIENT", VENDOR)
             ]
             suspensions = runner.topology.processor.suspensions
-            _wait(lambda: suspensions.suspension(VENDOR) is not None, 30, "the gate to suspend")
+            wait_until(
+                lambda: suspensions.suspension(VENDOR) is not None, 30, "the gate to suspend"
+            )
 
             # the vendor's next requests are held
             after = start + int(duration_s * 1000) + 60_000
@@ -299,7 +288,7 @@ def test_bulk_export_alert_suspends_then_resume_lets_requests_through(
 
             # an operator resumes the vendor: its requests are decided normally again
             resume_recipient(VENDOR, "checked by the e2e test", producer=env.producer)
-            _wait(lambda: suspensions.suspension(VENDOR) is None, 30, "the gate to resume")
+            wait_until(lambda: suspensions.suspension(VENDOR) is None, 30, "the gate to resume")
             allowed = _decisions_of(env, _vendor_reads(env, "resumed", after + 60_000, 3))
             assert {(d["verdict"], d["reason"]) for d in allowed} == {("ALLOW", "CONSENTED")}
 
@@ -344,7 +333,7 @@ def test_a_day_of_normal_traffic_raises_no_alert(e2e: GateEnv, tmp_path: Path) -
             topics.TOPIC_DECISIONS, until=lambda r: len(r) >= requests, timeout_s=120
         )
         assert len(decisions) == requests
-        _wait(lambda: _detector_done(env, group, requests), 120, "the detector to catch up")
+        wait_until(lambda: _detector_done(env, group, requests), 120, "the detector to catch up")
         print(
             f"{requests} decisions over one simulated day; simulated in {simulated:.0f} s, "
             f"detected by {time.monotonic() - began:.0f} s"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from streams.serde.registry import RegistrySchemaSource, register_all
 from streams.serde.testing import SAMPLE_RECORDS
 from streams.serde.wire import AvroCodec
 from streams.settings import Settings, load_settings
+from tests.support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -149,12 +149,6 @@ class DetectorEnv:
             time.sleep(1)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def detector(
     settings: Settings, admin: AdminClient, unique: str, tmp_path: Path
@@ -184,7 +178,7 @@ def detector(
         .read_text()
         .replace("max_photos_per_hour: 5000", f"max_photos_per_hour: {LIMIT}")
     )
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": scoped.kafka_bootstrap_servers,

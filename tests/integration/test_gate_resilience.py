@@ -14,13 +14,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 from prometheus_client import REGISTRY
 
 from streams import topics
 from tests.integration.harness import GateEnv, content_hash
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -85,13 +85,6 @@ class CuttableProxy:
             sink.shutdown(socket.SHUT_WR)
 
 
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def _story(env: GateEnv, now: int) -> str:
     tag = uuid.uuid4().hex[:8]
     owner, photo = f"u-{tag}", f"p-{tag}"
@@ -135,10 +128,10 @@ def test_a_registry_outage_is_retried_never_dead_lettered(gate_env: GateEnv) -> 
     proxy.up()
     before = _transient_errors()
     with env.gate_thread(registry_url=proxy.url) as runner:
-        _wait(lambda: runner.ready, 60, "the gate to be ready")
+        wait_until(lambda: runner.ready, 60, "the gate to be ready")
         proxy.cut()
         event_id = _story(env, int(time.time() * 1000))
-        _wait(lambda: _transient_errors() > before, 30, "the gate to meet the outage")
+        wait_until(lambda: _transient_errors() > before, 30, "the gate to meet the outage")
         time.sleep(2)
         assert env.read(topics.TOPIC_DLQ, until=lambda _: False, timeout_s=2) == []
         assert env.read(topics.TOPIC_DECISIONS, until=lambda _: False, timeout_s=1) == []
@@ -177,7 +170,7 @@ def test_an_unreadable_control_holds_its_recipient_and_the_gate_is_not_ready(
             },
         )
         env.producer.flush()
-        _wait(lambda: runner.ready, 30, "the gate to be ready again")
+        wait_until(lambda: runner.ready, 30, "the gate to be ready again")
         allowed = _story(env, int(time.time() * 1000))
         both = env.read_exactly(topics.TOPIC_DECISIONS, 2)
     later = next(d for d in both if d["subject_event_id"] == allowed)

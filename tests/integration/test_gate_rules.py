@@ -4,128 +4,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from streams import topics
-from streams.core.partitioning import partition_for
 from streams.report.audit_verify import verify_partitions
 from tests.integration.harness import GateEnv, content_hash
+from tests.unit.gate_stories import HOUR, STORIES, Story, grant, twin
 
 pytestmark = pytest.mark.integration
-
-HOUR = 3_600_000
-
-
-@dataclass
-class Story:
-    """One request and the events before it, with the verdict and reason the contract demands."""
-
-    name: str
-    verdict: str
-    reason: str
-    recipient: str = "acme-vision"
-    purpose: str = "ML_TRAINING"
-    categories: tuple[str, ...] = ("IMAGE",)
-    upload: bool = True
-    consents: list[dict[str, Any]] = field(default_factory=list)
-    training: bool = False
-    uploader: str | None = None  # another owner of the photo (same partition), for OWNER_MISMATCH
-
-
-def grant(**extra: Any) -> dict[str, Any]:
-    return {"granted": True, "purpose": "ML_TRAINING", "categories": ["IMAGE"], **extra}
-
-
-STORIES = [
-    Story("consented", "ALLOW", "CONSENTED", consents=[grant()]),
-    Story(
-        "consent for this recipient only",
-        "ALLOW",
-        "CONSENTED",
-        consents=[grant(recipient_org="acme-vision")],
-    ),
-    Story(
-        "consent for another recipient",
-        "DENY",
-        "NO_CONSENT",
-        consents=[grant(recipient_org="lovebird-partners")],
-    ),
-    Story(
-        "not consent based",
-        "ALLOW",
-        "NOT_CONSENT_BASED",
-        recipient="photo-cdn",
-        purpose="SERVICE_OPERATION",
-    ),
-    Story("no consent", "DENY", "NO_CONSENT"),
-    Story(
-        "withdrawn",
-        "DENY",
-        "CONSENT_REVOKED",
-        consents=[grant(at=-3 * HOUR), {**grant(at=-2 * HOUR), "granted": False}],
-    ),
-    Story("expired", "DENY", "CONSENT_EXPIRED", consents=[grant(expires=-HOUR)]),
-    Story(
-        "biometric without biometric consent",
-        "DENY",
-        "CATEGORY_NOT_CONSENTED",
-        categories=("IMAGE", "FACE_BIOMETRIC"),
-        consents=[grant()],
-    ),
-    Story(
-        "biometric with explicit consent",
-        "ALLOW",
-        "CONSENTED",
-        categories=("IMAGE", "FACE_BIOMETRIC"),
-        consents=[grant(categories=["IMAGE", "FACE_BIOMETRIC"])],
-    ),
-    Story(
-        "empty categories cover non-sensitive",
-        "ALLOW",
-        "CONSENTED",
-        categories=("IMAGE", "DEMOGRAPHIC"),
-        consents=[grant(categories=[])],
-    ),
-    Story("unknown photo", "DENY", "UNKNOWN_PHOTO", upload=False, consents=[grant()]),
-    Story("owner mismatch", "DENY", "OWNER_MISMATCH", uploader="other", consents=[grant()]),
-    Story("unknown recipient", "DENY", "RECIPIENT_UNKNOWN", recipient="shady-ai"),
-    Story(
-        "lapsed agreement",
-        "DENY",
-        "NO_AGREEMENT",
-        recipient="old-lab",
-        purpose="RESEARCH",
-        consents=[grant(purpose="RESEARCH")],
-    ),
-    Story(
-        "purpose not in agreement",
-        "DENY",
-        "PURPOSE_NOT_PERMITTED",
-        purpose="ADVERTISING",
-        consents=[grant(purpose="ADVERTISING")],
-    ),
-    Story(
-        "internal-only purpose to outsider",
-        "DENY",
-        "PURPOSE_NOT_PERMITTED",
-        recipient="acme-vision",
-        purpose="ANALYTICS",
-    ),
-    Story("training read consented", "ALLOW", "CONSENTED", training=True, consents=[grant()]),
-    Story("training read without consent", "DENY", "NO_CONSENT", training=True),
-]
-
-
-def same_partition_user(owner: str, partitions: int) -> str:
-    target = partition_for(owner, partitions)
-    for i in range(10_000):
-        candidate = f"{owner}-twin{i}"
-        if partition_for(candidate, partitions) == target:
-            return candidate
-    raise AssertionError("no twin found")
 
 
 def write_story(
@@ -170,7 +58,7 @@ def write_story(
     if request_first:
         event_id = request()
     if story.upload:
-        uploader = same_partition_user(owner, env.partitions) if story.uploader else owner
+        uploader = twin(owner, env.partitions) if story.uploader else owner
         p.photo_uploaded(
             photo_id=photo,
             owner_id=uploader,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.request
 
@@ -10,6 +9,7 @@ import pytest
 
 from streams import topics
 from tests.integration.harness import GateEnv, content_hash
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -65,12 +65,6 @@ def test_a_new_gate_decides_from_restored_state(gate_env: GateEnv, store: str) -
     assert by_event[second]["reason"] == "CONSENTED"
     # the chain continues across the restart: the second decision links to the first
     assert by_event[second]["prev_hash"] == by_event[first]["hash"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, str]:

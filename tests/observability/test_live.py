@@ -50,7 +50,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -81,6 +80,7 @@ from tests.observability.test_rules import (
     prometheus_rules,
     recording_rules,
 )
+from tests.support import free_port
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.integration, pytest.mark.slow]
 
@@ -112,12 +112,6 @@ RATE_INTERVAL = "1m"
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tail(path: Path, lines: int = 30) -> str:

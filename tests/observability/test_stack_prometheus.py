@@ -17,14 +17,9 @@ import pytest
 import yaml
 
 from streams.stack.local import Component, LocalStack
+from tests.support import free_port
 
 pytestmark = [pytest.mark.prometheus]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

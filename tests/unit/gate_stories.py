@@ -1,8 +1,8 @@
-"""The gate's rules as stories (one request and what came before it), for in-process drivers.
+"""The gate's rules as stories (one request and what came before it): one list for every test.
 
-The same stories as ``tests/integration/test_gate_rules.py``, written with
-:class:`~streams.runtime.testing.TopologyDriver` instead of a broker. Every event is appended at
-its own ``occurred_at`` (within the policy's time bounds), keyed by its owner.
+``tests/integration/test_gate_rules.py`` writes them to the real broker; the unit tests run them on
+:class:`~streams.runtime.testing.TopologyDriver` (:class:`Writer`). Every event is appended at its
+own ``occurred_at`` (within the policy's time bounds), keyed by its owner.
 """
 
 from __future__ import annotations
