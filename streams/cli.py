@@ -256,6 +256,7 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("CONSENTINEL_SIGNING_KEY", "Ed25519 private key file the gate signs chain heads with"),
     ("CONSENTINEL_VERIFY_KEY", "Ed25519 public key file for `audit verify`"),
     ("CONSENTINEL_RUNBOOK_BASE_URL", "absolute base URL of the runbook linked from alerts"),
+    ("CONSENTINEL_DECISION_CLOCK", "wall (default), or stream: decided_at = stream time (replays)"),
     ("CONSENTINEL_CONNECT_TIMEOUT_S", "bound of the Kafka/registry reachability probe (10)"),
     ("CONSENTINEL_LOG_FORMAT", "text (default) or json: one JSON object per log line"),
     ("METRICS_PORT", "serve /metrics, /ready and /live on this port"),
