@@ -49,6 +49,10 @@ from streams.runtime.records import Output, Processed, RawInput
 
 log = logging.getLogger(__name__)
 
+_REQUEST_TOPICS = frozenset({topics.TOPIC_SHARE_REQUESTS, topics.TOPIC_TRAINING_READS})
+_WAIT = object()
+"""What :meth:`GateProcessor._photo_owner` returns while the photo index has not answered."""
+
 _OWNER_FIELD = {
     topics.TOPIC_PHOTO_UPLOADS: "owner_id",
     topics.TOPIC_CONSENT_CHANGES: "user_id",
@@ -101,14 +105,10 @@ class GateProcessor:
                 return refused
             if raw.topic == topics.TOPIC_PHOTO_UPLOADS:
                 processed = self._upload(PhotoRecord.from_record(record), state)
-            elif raw.topic == topics.TOPIC_CONSENT_CHANGES:
-                processed = self._consent(ConsentRecord.from_record(record), raw, state)
-            elif raw.topic == topics.TOPIC_SHARE_REQUESTS:
-                processed = self._request(AccessRequest.from_share(record), raw, state)
-            elif raw.topic == topics.TOPIC_TRAINING_READS:
-                processed = self._request(AccessRequest.from_training_read(record), raw, state)
+            elif raw.topic in _REQUEST_TOPICS:
+                processed = self._arrive(self._request_of(raw, record), raw, state)
             else:
-                processed = self._erasure(ErasureRequest.from_record(record), state)
+                processed = self._event(raw, record, state)
         except ConsentinelError as exc:
             return self.dead_letter(raw, exc.error_kind, str(exc))
         state.advance_stream_time(record["occurred_at"])
@@ -187,22 +187,21 @@ class GateProcessor:
         return Processed([photos.answer(message, first, self.partitions)])
 
     def on_verdict(self, message: dict[str, Any], state: PartitionState) -> Processed:
-        """Apply the index's answer for a photo, then decide the requests parked for it."""
-        photo_id, first = message["p"], message.get("first")
+        """Apply the index's answer for a photo, then decide what waited for it."""
+        photo_id, first, asker = message["p"], message.get("first"), message["o"]
         if message["t"] == "claim":
             found = state.photo_status(photo_id)
-            if found is None:
-                return Processed()  # forgotten meanwhile (an erasure)
+            if found is None:  # forgotten meanwhile (an erasure): decide what waited anyway
+                return self._wake(photo_id, asker, state)
             status, outstanding = found
             if first is not None and first != status.owner:
                 status = photos.PhotoStatus(status.owner, first_owner=first)
                 log.warning(
-                    "photo %s uploaded by %s was first uploaded by %s: requests naming it by %s"
-                    " are OWNER_MISMATCH",
+                    "photo %s uploaded by %s was first uploaded by %s: its requests are"
+                    " OWNER_MISMATCH",
                     photo_id,
                     status.owner,
                     first,
-                    status.owner,
                 )
                 outstanding = 0
             elif status.pending:
@@ -212,29 +211,116 @@ class GateProcessor:
             state.set_photo_status(photo_id, status, max(outstanding, 0))
             if status.pending:
                 return Processed()
-            owner: str | None = status.effective_owner
-        else:
-            known = state.photo_owner(photo_id)
-            owner = known if known is not None else first
+            return self._wake(photo_id, asker, state)
+        entries = state.queue(asker)
+        known = state.photo_owner(photo_id)
+        for entry in entries:
+            if entry.get("photo") == photo_id and "answered" not in entry:
+                entry["answered"], entry["owner"] = True, known if known is not None else first
+        state.set_queue(asker, entries)
+        return self._drain(asker, state)
+
+    def _wake(self, photo_id: str, asker: str, state: PartitionState) -> Processed:
+        """Drain the queues of the uploader and of every user waiting for a settled photo."""
+        waiting = state.waiters(photo_id)
+        state.set_waiters(photo_id, [])
+        drained = [self._drain(user, state) for user in dict.fromkeys([asker, *waiting])]
+        return Processed(
+            [output for done in drained for output in done.outputs],
+            facts=[fact for done in drained for fact in (done.facts or [])] or None,
+        )
+
+    # -- each user's inputs in order, while the photo index answers -----------------------------
+    def _arrive(self, request: AccessRequest, raw: RawInput, state: PartitionState) -> Processed:
+        """Decide a request now, or queue it (and what follows for its owner) until it can be."""
+        effective_at = effective_time(request.occurred_at_ms, state.stream_time)
+        if not state.queue(request.owner_id):
+            owner = self._photo_owner({}, request, state)
+            if owner is not _WAIT:
+                return self._request(request, raw, state, effective_at, owner)
+        self._enqueue(request.owner_id, raw, effective_at, state, photo=request.photo_id)
+        return self._drain(request.owner_id, state)
+
+    def _event(self, raw: RawInput, record: dict[str, Any], state: PartitionState) -> Processed:
+        """Apply a consent change or erasure now, or after the user's waiting requests."""
+        user = record.get("user_id")
+        if isinstance(user, str) and state.queue(user):
+            self._enqueue(user, raw, effective_time(record["occurred_at"], None), state)
+            return Processed()
+        return self._apply_event(raw, record, state)
+
+    def _apply_event(
+        self, raw: RawInput, record: dict[str, Any], state: PartitionState
+    ) -> Processed:
+        if raw.topic == topics.TOPIC_CONSENT_CHANGES:
+            return self._consent(ConsentRecord.from_record(record), raw, state)
+        return self._erasure(ErasureRequest.from_record(record), state)
+
+    def _enqueue(
+        self,
+        user: str,
+        raw: RawInput,
+        effective_at: int,
+        state: PartitionState,
+        photo: str | None = None,
+    ) -> None:
+        entry = photos.park_entry(raw, effective_at)
+        if photo is not None:
+            entry["photo"] = photo
+        state.set_queue(user, [*state.queue(user), entry])
+
+    def _drain(self, user: str, state: PartitionState) -> Processed:
+        """Process the user's waiting inputs, in order, for as long as the head can be."""
+        entries = state.queue(user)
         outputs: list[Output] = []
         decisions = []
-        for entry in state.take_parked(photo_id):
+        while entries:
+            entry = entries[0]
             raw, effective_at = photos.unpark_entry(entry)
-            decided = self._decide_parked(raw, effective_at, owner, state)
-            outputs += decided.outputs
-            if decided.facts is not None:
-                decisions.append(decided.facts)
+            record = self.codec_decode(raw)
+            if raw.topic in _REQUEST_TOPICS:
+                request = self._request_of(raw, record)
+                owner = self._photo_owner(entry, request, state)
+                if owner is _WAIT:
+                    if not entry.get("asked"):
+                        entry["asked"] = True
+                        if state.photo_status(request.photo_id) is None:
+                            # nobody here uploaded it: ask the index who did
+                            outputs.append(photos.lookup(request.photo_id, user, self.partitions))
+                        else:  # its claims are in flight: wake this user when they are settled
+                            state.set_waiters(
+                                request.photo_id, [*state.waiters(request.photo_id), user]
+                            )
+                    break
+                done = self._request(request, raw, state, effective_at, owner)
+                decisions.append(done.facts)
+            else:
+                done = self._apply_event(raw, record, state)
+            outputs += done.outputs
+            entries.pop(0)
+        state.set_queue(user, entries)
         return Processed(outputs, facts=decisions or None)
 
-    def _decide_parked(
-        self, raw: RawInput, effective_at: int, owner: str | None, state: PartitionState
-    ) -> Processed:
-        record = self.codec_decode(raw)
+    def _photo_owner(
+        self, entry: dict[str, Any], request: AccessRequest, state: PartitionState
+    ) -> str | object | None:
+        """Return the owner to check ``request`` against, or ``_WAIT`` while it is not known."""
+        ledger = state.ledger(request.owner_id)
+        if ledger is not None and ledger.is_erased(request.photo_id):
+            return None  # decided ERASED whoever owns it
+        if "answered" in entry:
+            owner: str | None = entry["owner"]
+            return owner
+        found = state.photo_status(request.photo_id)
+        if found is None or found[0].pending:
+            return _WAIT
+        return found[0].effective_owner
+
+    @staticmethod
+    def _request_of(raw: RawInput, record: dict[str, Any]) -> AccessRequest:
         if raw.topic == topics.TOPIC_SHARE_REQUESTS:
-            request = AccessRequest.from_share(record)
-        else:
-            request = AccessRequest.from_training_read(record)
-        return self._request(request, raw, state, effective_at=effective_at, photo_owner=owner)
+            return AccessRequest.from_share(record)
+        return AccessRequest.from_training_read(record)
 
     def _consent(self, consent: ConsentRecord, raw: RawInput, state: PartitionState) -> Processed:
         ledger = state.ledger(consent.user_id)
@@ -256,25 +342,11 @@ class GateProcessor:
         request: AccessRequest,
         raw: RawInput,
         state: PartitionState,
-        *,
-        effective_at: int | None = None,
-        photo_owner: str | bool | None = False,
+        effective_at: int,
+        photo_owner: Any,
     ) -> Processed:
-        """Decide a request, or park it until the photo index has answered for its photo.
-
-        ``photo_owner`` is the index's answer for a parked request (``False``: ask the state).
-        """
+        """Decide a request whose photo's owner is known (None: no upload of it is known)."""
         owner = request.owner_id
-        if effective_at is None:
-            effective_at = effective_time(request.occurred_at_ms, state.stream_time)
-        if photo_owner is False:
-            found = state.photo_status(request.photo_id)
-            if found is None or found[0].pending:
-                first = state.park(request.photo_id, photos.park_entry(raw, effective_at))
-                if found is None and first:  # nobody here uploaded it: ask the index who did
-                    return Processed([photos.lookup(request.photo_id, owner, self.partitions)])
-                return Processed()
-            photo_owner = found[0].effective_owner
         ledger = state.ledger(owner)
         if ledger is not None and ledger.is_erased(request.photo_id):
             decision = erased_decision(request, self.policy.version, account=ledger.account_erased)

@@ -10,8 +10,9 @@ Changelog keys (one partition of the changelog per input partition number):
 :class:`~streams.core.recall.RecallLedger` (what left, to whom, and erasure tombstones);
 ``p:<photo_id>`` -> the photo's owner and ownership status (:mod:`streams.gate.photos`);
 ``P:<user_id>`` -> the user's photo ids, one per line; ``I:<id:photo|sha:hash>`` -> the first
-uploader (this partition's share of the photo index); ``w:<photo_id>`` -> requests parked until
-the index answers;
+uploader (this partition's share of the photo index); ``w:<user_id>`` -> the user's inputs waiting
+(in order) behind a request the index must answer; ``x:<photo_id>`` -> the users waiting for that
+photo's claims;
 ``e:<event_id>`` -> ``<digest>:<append time>`` of an input seen recently (duplicate detection);
 ``h`` -> the hex hash of the last decision written on this partition; ``n`` -> how many decisions
 the partition's chain holds; ``t`` -> the partition's stream time (greatest ``occurred_at`` seen).
@@ -41,6 +42,7 @@ HEAD_KEY = b"h"
 LEDGER_PREFIX = b"l:"
 USER_PHOTOS_PREFIX = b"P:"
 SEEN_PREFIX = b"e:"
+WAITERS_PREFIX = b"x:"
 COUNT_KEY = b"n"
 STREAM_TIME_KEY = b"t"
 
@@ -179,25 +181,32 @@ class PartitionState:
         """Record the first claimant of an index key."""
         self._put(INDEX_PREFIX + key.encode(), owner_id.encode())
 
-    # -- requests waiting for the photo index ---------------------------------------------------
-    def parked(self, photo_id: str) -> list[dict[str, Any]]:
-        """Return the requests parked for a photo (oldest first)."""
-        raw = self.store.get(PARKED_PREFIX + photo_id.encode())
+    # -- a user's inputs waiting for the photo index ----------------------------------------
+    def queue(self, user_id: str) -> list[dict[str, Any]]:
+        """Return the user's inputs waiting behind a request the photo index must answer."""
+        raw = self.store.get(PARKED_PREFIX + user_id.encode())
         return [] if raw is None else list(json.loads(raw))
 
-    def park(self, photo_id: str, entry: dict[str, Any]) -> bool:
-        """Park a request for a photo; return whether it is the first parked for that photo."""
-        entries = self.parked(photo_id)
-        entries.append(entry)
-        self._put(PARKED_PREFIX + photo_id.encode(), json.dumps(entries).encode())
-        return len(entries) == 1
-
-    def take_parked(self, photo_id: str) -> list[dict[str, Any]]:
-        """Return and forget the requests parked for a photo."""
-        entries = self.parked(photo_id)
+    def set_queue(self, user_id: str, entries: list[dict[str, Any]]) -> None:
+        """Replace the user's waiting inputs (an empty list forgets them)."""
+        key = PARKED_PREFIX + user_id.encode()
         if entries:
-            self._tombstone(PARKED_PREFIX + photo_id.encode())
-        return entries
+            self._put(key, json.dumps(entries, separators=(",", ":")).encode())
+        elif self.store.get(key) is not None:
+            self._tombstone(key)
+
+    def waiters(self, photo_id: str) -> list[str]:
+        """Return the users whose waiting inputs wait for this (pending) photo's claims."""
+        raw = self.store.get(WAITERS_PREFIX + photo_id.encode())
+        return raw.decode().split("\n") if raw else []
+
+    def set_waiters(self, photo_id: str, users: list[str]) -> None:
+        """Replace the users waiting for a photo (an empty list forgets them)."""
+        key = WAITERS_PREFIX + photo_id.encode()
+        if users:
+            self._put(key, "\n".join(users).encode())
+        elif self.store.get(key) is not None:
+            self._tombstone(key)
 
     def user_photos(self, user_id: str) -> list[str]:
         """Return the ids of the photos the user uploaded (and that are not forgotten)."""
