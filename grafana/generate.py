@@ -417,9 +417,13 @@ CONSENT_ENFORCEMENT = Board(
     uid="consentinel-consent-enforcement",
     title="Consent enforcement",
     description="What the consent gate decides: verdicts, denials, photos leaving, holds, "
-    "latency, dead letters and lag.",
+    "latency, dead letters and lag; recall orders and the trust checks' dead letters.",
     tags=("consentinel", "governance"),
     link=("Bulk export", "/d/consentinel-bulk-export"),
+    annotations=(
+        ("Recall orders overdue", "ConsentinelRecallOrdersOverdue", "red",
+         "Recall orders overdue at {{recipient}}"),
+    ),
     panels=(
         P("stat", "Gate targets up", "Gate processes Prometheus can scrape (job consentinel-gate).",
           (0, 0, 4, 4), [Q('sum(up{job="consentinel-gate"})')], steps=RED_GREEN_AT_1),
@@ -523,6 +527,36 @@ CONSENT_ENFORCEMENT = Board(
            Q("histogram_quantile(0.99, sum by (le) "
              "(rate(consentinel_gate_batch_events_bucket[5m])))", "p99")],
           unit="short"),
+        P("stat", "Recall orders overdue",
+          "Recall orders not fully acknowledged by their due_at, over all recipients (each raised "
+          "one RECALL_OVERDUE alert). Runbook: ConsentinelRecallOrdersOverdue.",
+          (0, 44, 4, 8),
+          [Q('sum(consentinel_detector_recall_orders{state="overdue"}) or vector(0)')],
+          steps=GREEN_RED_AT_1),
+        P("timeseries", "Open recall orders by recipient",
+          "Recall orders (erasures, withdrawals, unconsented training) issued to each recipient "
+          "and not yet fully acknowledged, before their due_at.",
+          (4, 44, 10, 8),
+          [Q('sum by (recipient) (consentinel_detector_recall_orders{state="open"})',
+             "{{recipient}}")],
+          unit="short", min=0),
+        P("timeseries", "Overdue recall orders by recipient",
+          "Recall orders past their due_at without a full acknowledgement (photos not deleted or "
+          "models not purged), per recipient: chase the recipient or escalate to its DPA contact.",
+          (14, 44, 10, 8),
+          [Q('sum by (recipient) (consentinel_detector_recall_orders{state="overdue"})',
+             "{{recipient}}")],
+          unit="short", min=0, steps=GREEN_RED_AT_1),
+        P("timeseries", "Trust dead letters (per 5 min)",
+          "Inputs the gate refused on trust grounds (CONTRACT section 3) by kind and input topic: "
+          "INVALID_TIME (occurred_at outside the policy's time bounds around the broker's append "
+          "time), MISROUTED (key or partition not the owner's), DUPLICATE_EVENT_ID (an event id "
+          "reused with other content), INPUT_TOO_LARGE.",
+          (0, 52, 24, 8),
+          [Q("sum by (kind, topic) (increase(consentinel_gate_dead_letters_total"
+             '{kind=~"INVALID_TIME|MISROUTED|DUPLICATE_EVENT_ID|INPUT_TOO_LARGE"}[5m]))',
+             "{{kind}} on {{topic}}")],
+          unit="short", min=0),
     ),
 )
 

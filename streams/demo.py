@@ -10,11 +10,26 @@ crossing its ``bulk_export`` limit; the detector raises ``BULK_EXPORT`` and writ
 ``SUSPEND_RECIPIENT``, the gate holds the job's next reads, and the demo resumes the recipient
 (so a rerun starts clean) and stops the detector.
 
+Then the recall loop (CONTRACT §3 "Erasure and recall"): some of the users behind the export ask
+for their accounts to be erased (``ErasureRequested`` ``ACCOUNT``); the gate issues one
+``RecallOrder`` per user to acme-vision naming the model ``faceprint-2014`` and the photos it
+read, with the decisions as evidence; the vendor acknowledges some orders (one only in part), and
+the detector raises ``RECALL_OVERDUE`` for every order not fully acknowledged by its ``due_at``.
+Each step is checked; the demo fails loudly (exit 1) when one does not happen.
+
+The story is told in simulated time: uploads and consents hours before now, the bulk export spread
+over the next ten minutes of event time. So the demo runs the gate and the detector with a copy of
+the policy (next to the state directory) that trusts producers' clocks that far (``time:
+{max_skew_s, max_lateness_s}``, CONTRACT §3: a replay raises the bounds in its own policy file)
+and gives acme-vision a ``recall_within_days`` of 0.0002 (17 s) so that an overdue recall can be
+seen; and the gate stamps decisions with stream time (``CONSENTINEL_DECISION_CLOCK=stream``), so
+the detector judges the export in the story's own time. The demo prints both changes.
+
 Every run uses fresh ids, so it can be repeated against the same topics. The detector runs under
 a name of its own per run (``--app-name consentinel-detector-demo-<run>``, ``--from-now``): it
-starts with empty state at the end of the decisions topic, so an earlier run's export, still
-inside the sliding hour, cannot hide this run's crossing; its internal topics and consumer group
-are deleted when the demo ends.
+starts with empty state at the end of its input topics, so an earlier run's export, still
+inside the sliding hour, cannot hide this run's crossing, and earlier runs' recall orders are not
+raised again; its internal topics and consumer group are deleted when the demo ends.
 """
 
 from __future__ import annotations
@@ -35,6 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -62,6 +78,34 @@ BURST_CONSENTING = 0.6
 """The share of the burst's users who consented (so about 6,000 of its 10,000 reads are allowed)."""
 BURST_MINUTES = 10
 DETECTOR_PORT = 9465
+MODEL = "faceprint-2014"
+"""The model the bulk-export job trains: the recall orders name it."""
+DEMO_TIME_BOUNDS = {"max_skew_s": 1800, "max_lateness_s": 6 * 3600}
+"""The demo's events are up to 5 h old (uploads) and up to ~15 min ahead (the export's reads)."""
+DEMO_RECALL_DAYS = 0.0002
+"""acme-vision's recall deadline in the demo: 0.0002 days, about 17 s."""
+ERASED_USERS = 12
+"""How many of the export's users ask for their accounts to be erased."""
+ACKNOWLEDGED = 6
+"""How many of those orders acme-vision acknowledges in full (one more only in part)."""
+
+
+def demo_policy(policy_path: Path, out: Path) -> Path:
+    """Write the demo's policy copy to ``out``: replay time bounds, acme-vision's deadline."""
+    data = yaml.safe_load(policy_path.read_text())
+    data["time"] = dict(DEMO_TIME_BOUNDS)
+    vendor = (data.get("recipients") or {}).get(VENDOR)
+    if not isinstance(vendor, dict):
+        raise RuntimeError(f"the policy {policy_path} has no recipient {VENDOR}: the demo needs it")
+    vendor["recall_within_days"] = DEMO_RECALL_DAYS
+    data["version"] = f"{data.get('version', 'policy')}+demo"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        f"# Written by `consentinel demo` from {policy_path}: replay time bounds and a short\n"
+        f"# recall deadline for {VENDOR}. Not for production.\n"
+        + yaml.safe_dump(data, sort_keys=False)
+    )
+    return out
 
 
 def _story(p: ConsentinelProducer, tag: str, now: int) -> dict[str, str]:
@@ -199,10 +243,27 @@ def run_demo(settings: Settings, *, policy_path: Path) -> int:
     tag = uuid.uuid4().hex[:6]
     now = int(time.time() * 1000)
     print(f"== Consentinel demo (run {tag}) against {settings.kafka_bootstrap_servers}")
+    policy_path = demo_policy(policy_path, settings.state_dir.parent / "demo-policy.yaml")
+    bounds = DEMO_TIME_BOUNDS
+    print(
+        f"== the story runs in simulated time (uploads hours ago, a bulk export over the next"
+        f" {BURST_MINUTES} minutes of event time), so the demo uses a copy of the policy,"
+        f" {policy_path}:\n"
+        f"   time: {{max_skew_s: {bounds['max_skew_s']}, max_lateness_s:"
+        f" {bounds['max_lateness_s']}}} (replay bounds: the gate would dead-letter such"
+        " backdated and future-dated events as INVALID_TIME under the production bounds),\n"
+        f"   recall_within_days: {DEMO_RECALL_DAYS} for {VENDOR}"
+        f" (~{DEMO_RECALL_DAYS * 86_400:.0f} s, so that an overdue recall shows; its DPA says"
+        " weeks);\n"
+        "   and the gate stamps decisions with stream time (CONSENTINEL_DECISION_CLOCK=stream),"
+        " so the detector judges the export in the story's own time."
+    )
     detector = _Detector(settings, policy_path, tag)
-    runner = build_runner(settings, policy_path)
+    runner = build_runner(settings.model_copy(update={"decision_clock": "stream"}), policy_path)
     thread = threading.Thread(target=runner.run, name="gate", daemon=True)
     alerts = _Tail(settings, topics.TOPIC_ALERTS)  # from now on: this run's alerts
+    recalls = _Tail(settings, topics.TOPIC_RECALLS)  # and this run's recall orders
+    recalled = False
     try:
         detector.start()
         thread.start()
@@ -228,16 +289,20 @@ def run_demo(settings: Settings, *, policy_path: Path) -> int:
         decisions = _collect(settings, set(labels), show, timeout_s=120)
         _summary(decisions, labels)
         stopped = ready and _bulk_export_story(settings, policy_path, runner, alerts, tag)
+        recalled = stopped and _recall_story(settings, recalls, alerts, tag)
     except (RuntimeError, ConsentinelError) as exc:
         print(f"!! {exc}")
         return 1
     finally:
         alerts.close()
+        recalls.close()
         detector.stop()
         runner.stop()
         if thread.is_alive():
             thread.join(30)
-    return 0 if len(decisions) == len(labels) and stopped else 1
+    if len(decisions) != len(labels):
+        print(f"!! only {len(decisions)} of {len(labels)} requests were decided")
+    return 0 if len(decisions) == len(labels) and stopped and recalled else 1
 
 
 def _summary(decisions: list[dict[str, Any]], labels: dict[str, str]) -> None:
@@ -373,7 +438,11 @@ class _Detector:
         self.process = None
         app_id = self.settings.topic_prefix + self.app_name
         admin = AdminClient(self.settings.kafka_config())
-        names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(app_id + "-")]
+        names = [
+            t
+            for t in admin.list_topics(timeout=30).topics
+            if t.startswith((app_id + ".", app_id + "-"))
+        ]
         for future in admin.delete_topics(names, operation_timeout=30).values() if names else ():
             with contextlib.suppress(Exception):  # already gone
                 future.result()
@@ -425,7 +494,7 @@ def _write_burst(p: ConsentinelProducer, tag: str, start: int) -> tuple[str, lis
     for n, (owner, photo) in enumerate(reads):
         event_id = p.training_read(
             job_id=job,
-            model_id=f"faceprint-{tag}",
+            model_id=MODEL,
             org=VENDOR,
             photo_id=photo,
             owner_id=owner,
@@ -446,7 +515,7 @@ def _follow_ups(
     for n, owner in enumerate(owners):
         event_id = p.training_read(
             job_id=job,
-            model_id=f"faceprint-{tag}",
+            model_id=MODEL,
             org=VENDOR,
             photo_id=owner.replace("-", "-0-", 1),
             owner_id=owner,
@@ -504,8 +573,14 @@ def _bulk_export_story(
                 print("!! no BULK_EXPORT alert within 120 s")
                 return False
             crossed = (alert["raised_at"] - start) / 1000
+            late = (
+                ", after the job's last read: the gate judges at its partitions' stream time,"
+                " which an earlier run of the demo left ahead"
+                if crossed > BURST_MINUTES * 60
+                else ""
+            )
             print(
-                f"\n * the detector's alert ({crossed:.0f} s into the job, event time)\n"
+                f"\n * the detector's alert ({crossed:.0f} s into the job, event time{late})\n"
                 f"   {alert['severity']} {alert['kind']} {alert['subject']}: {alert['summary']}\n"
             )
             suspended = controls.until(lambda r: bool(r), timeout_s=30)
@@ -569,3 +644,183 @@ def _decisions_for(tail: _Tail, ids: dict[str, str]) -> list[dict[str, Any]]:
 
     found = {r["subject_event_id"]: r for r in tail.until(done, timeout_s=60)}
     return [found[i] for i in ids if i in found]
+
+
+# ---------------------------------------------------------------------- erasure and recall
+
+
+def _recall_story(settings: Settings, recalls: _Tail, alerts: _Tail, tag: str) -> bool:
+    """Erase some of the export's users; return True if the recall loop ran as the contract says.
+
+    One order per erased user to acme-vision naming ``faceprint-2014`` and the user's photos;
+    fully acknowledged orders close without an alert; the partly acknowledged one and the
+    unacknowledged ones each raise exactly one ``RECALL_OVERDUE``; the gate denies the erased
+    photos (``ERASED``).
+    """
+    users = {f"burst{i:04d}-{tag}": i for i in range(ERASED_USERS)}
+    photos = {
+        user: sorted(f"burst{i:04d}-{k}-{tag}" for k in range(BURST_PHOTOS))
+        for user, i in users.items()
+    }
+    decisions = _Tail(settings, topics.TOPIC_DECISIONS)
+    try:
+        with ConsentinelProducer(settings, source="consentinel-demo") as producer:
+            print(
+                f"\n== erasure: {len(users)} of the export's users ask for their accounts to be"
+                " erased (ErasureRequested ACCOUNT, reason USER_REQUEST, through the SDK's"
+                " request_erasure)"
+            )
+            for user in users:
+                producer.request_erasure(user_id=user, scope="ACCOUNT", reason="USER_REQUEST")
+            producer.flush()
+
+            def ours(order: dict[str, Any]) -> bool:
+                return order["cause"] == "ERASURE_REQUESTED" and order["user_id"] in users
+
+            def complete(records: list[dict[str, Any]]) -> bool:
+                return {o["user_id"] for o in records if ours(o)} >= set(users)
+
+            seen = recalls.until(complete, timeout_s=60)
+            orders = sorted((o for o in seen if ours(o)), key=lambda o: users[o["user_id"]])
+            if len(orders) != len(users):
+                print(f"!! {len(orders)} recall orders for {len(users)} erased users, not one each")
+                return False
+            wrong = [
+                o["order_id"]
+                for o in orders
+                if o["recipient_org"] != VENDOR
+                or o["model_ids"] != [MODEL]
+                or o["photo_ids"] != photos[o["user_id"]]
+                or len(o["decision_ids"]) < BURST_PHOTOS
+            ]
+            if wrong:
+                print(f"!! recall orders that do not name {MODEL} and the user's photos: {wrong}")
+                return False
+            first = orders[0]
+            others = Counter(o["cause"] for o in seen if not ours(o))
+            print(
+                f" * the gate issued {len(orders)} recall orders to {VENDOR}, one per erased user,"
+                f" each naming the model {MODEL} and the user's {BURST_PHOTOS} photos it read,"
+                " with the decisions under which they were read as evidence; e.g.\n"
+                f"   order {first['order_id']}: user {first['user_id']},"
+                f" photos {', '.join(first['photo_ids'])}, models {', '.join(first['model_ids'])},"
+                f" {len(first['decision_ids'])} decisions, issued {iso_moment(first['issued_at'])},"
+                f" due {iso_moment(first['due_at'])}"
+            )
+            if others:
+                listed = ", ".join(f"{n} {cause}" for cause, n in sorted(others.items()))
+                print(
+                    f"   (this run's gate also issued {listed} orders for the training reads it"
+                    f" did not allow; under the demo's {DEMO_RECALL_DAYS}-day deadline they go"
+                    " overdue too, and the detector alerts on each of them)"
+                )
+
+            asked = _ask_for_erased(producer, tag, users)
+            for d in _decisions_for(decisions, asked):
+                print(
+                    " * the job reads an erased user's photo again\n"
+                    f"   {d['verdict']:5} {d['reason']}: {d['explanation']}"
+                )
+                if (d["verdict"], d["reason"]) != ("DENY", "ERASED"):
+                    print("!! the gate did not deny the erased photo")
+                    return False
+
+            full, partial, silent = (
+                orders[:ACKNOWLEDGED],
+                orders[ACKNOWLEDGED],
+                orders[ACKNOWLEDGED + 1 :],
+            )
+            for order in full:
+                producer.acknowledge_recall(
+                    order_id=order["order_id"],
+                    recipient_org=VENDOR,
+                    deleted_photo_ids=order["photo_ids"],
+                    purged_model_ids=order["model_ids"],
+                    evidence=f"https://dpa.acme-vision.example/deletions/{order['order_id']}",
+                )
+            producer.acknowledge_recall(  # the photos are deleted; the model is not retrained yet
+                order_id=partial["order_id"],
+                recipient_org=VENDOR,
+                deleted_photo_ids=partial["photo_ids"],
+                evidence=f"https://dpa.acme-vision.example/deletions/{partial['order_id']}",
+            )
+            producer.flush()
+        print(
+            f" * {VENDOR} acknowledges {len(full)} orders in full (photos deleted, {MODEL}"
+            f" purged) and 1 in part (photos deleted, model not purged); {len(silent)} get no"
+            " answer (RecallAcknowledged through the SDK's acknowledge_recall)"
+        )
+        return _overdue_checked(alerts, full, [partial, *silent], partial)
+    finally:
+        decisions.close()
+
+
+def _ask_for_erased(
+    producer: ConsentinelProducer, tag: str, users: dict[str, int]
+) -> dict[str, str]:
+    """Write one more read of the first erased user's photo; return event id -> owner."""
+    owner = next(iter(users))
+    event_id = producer.training_read(
+        job_id=f"bulk-2014-{tag}",
+        model_id=MODEL,
+        org=VENDOR,
+        photo_id=f"burst{users[owner]:04d}-0-{tag}",
+        owner_id=owner,
+        purpose="ML_TRAINING",
+        categories=["IMAGE"],
+    )
+    producer.flush()
+    return {event_id: owner}
+
+
+def _overdue_checked(
+    alerts: _Tail,
+    acknowledged: list[dict[str, Any]],
+    unacknowledged: list[dict[str, Any]],
+    partial: dict[str, Any],
+) -> bool:
+    """Wait for the ``RECALL_OVERDUE`` alerts; True if exactly the unacknowledged orders got one."""
+    expected = {o["order_id"] for o in unacknowledged}
+    due = max(o["due_at"] for o in unacknowledged)
+    wait_s = max(due / 1000 - time.time(), 0)
+    print(
+        f"\n== waiting for the deadline ({wait_s:.0f} s) and the detector's RECALL_OVERDUE alerts"
+    )
+
+    def overdue(records: list[dict[str, Any]]) -> Counter[str]:
+        return Counter(
+            a["sample_event_ids"][0]
+            for a in records
+            if a["kind"] == "RECALL_OVERDUE" and a["sample_event_ids"]
+        )
+
+    raised = alerts.until(lambda r: expected <= set(overdue(r)), timeout_s=wait_s + 60)
+    raised += alerts.until(lambda _: False, timeout_s=3)  # and nothing more for our orders
+    counts = overdue(raised)
+    missing = expected - set(counts)
+    if missing:
+        print(f"!! no RECALL_OVERDUE for {len(missing)} unacknowledged orders: {sorted(missing)}")
+        return False
+    closed = {o["order_id"] for o in acknowledged} & set(counts)
+    if closed:
+        print(f"!! RECALL_OVERDUE raised for acknowledged orders: {sorted(closed)}")
+        return False
+    repeated = sorted(o for o in expected if counts[o] > 1)
+    if repeated:
+        print(f"!! more than one RECALL_OVERDUE alert for orders {repeated}")
+        return False
+    by_order = {a["sample_event_ids"][0]: a for a in raised if a["kind"] == "RECALL_OVERDUE"}
+    example = by_order[partial["order_id"]]
+    print(
+        f" * the detector raised one RECALL_OVERDUE per order not fully acknowledged by its"
+        f" due_at ({len(expected)}: the partly acknowledged one and the {len(expected) - 1} without"
+        f" an answer), none for the {len(acknowledged)} acknowledged ones; e.g.\n"
+        f"   {example['severity']} {example['kind']} {example['subject']}: {example['summary']}"
+    )
+    print(
+        "\n== the recall loop ran: erasures -> recall orders naming"
+        f" {MODEL} -> acknowledgements -> RECALL_OVERDUE for the rest. The decisions that let the"
+        " photos out stay in governance.decisions (`consentinel audit verify` still passes);"
+        " `consentinel report recalls` lists the orders."
+    )
+    return True

@@ -93,7 +93,8 @@ def run_detector(
     """Run the detector until SIGTERM or SIGINT; return the process exit code.
 
     With ``from_now``, a detector whose group has no committed offsets starts at the end of its
-    input topics (it judges only what is decided from now on).
+    input topics (it judges only what is decided, and which recall orders are issued and
+    acknowledged, from now on: older orders are not raised as overdue again).
     """
     if policy_path is None:
         raise ConfigError("no policy given", hint="pass --policy FILE or set CONSENTINEL_POLICY")
@@ -101,7 +102,12 @@ def run_detector(
     if from_now and start_at_end(
         settings,
         settings.topic_prefix + app_name,
-        [topics.TOPIC_DECISIONS, topics.TOPIC_TRAINING_READS],
+        [
+            topics.TOPIC_DECISIONS,
+            topics.TOPIC_TRAINING_READS,
+            topics.TOPIC_RECALLS,
+            topics.TOPIC_RECALL_ACKS,
+        ],
     ):
         log.info("new detector %s: starts at the end of its input topics", app_name)
     metrics.READY.set(0)
