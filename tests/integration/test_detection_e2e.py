@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streams import topics
 from streams.admin.controls import resume_recipient
 from streams.gate.topology import GateTopology
+from streams.runtime.read_to_end import READER_CONFIG, read_to_end
 from streams.runtime.runner import StreamRunner
 from streams.simulate.run import run_simulation
 from tests.integration.harness import POLICY, REPO, GateEnv, content_hash
@@ -201,31 +202,43 @@ def _vendor_reads(env: GateEnv, tag: str, at_ms: int, count: int) -> list[str]:
 
 
 def _detector_done(env: GateEnv, group: str, decisions: int) -> bool:
-    """Whether the detector forwarded ``decisions`` decisions and committed everything it read.
+    """Whether the detector forwarded ``decisions`` decisions and committed past each of them.
 
-    Its inputs are transactional (the gate's decisions, its own repartition topics): a
-    partition's last offset may be a commit marker, so one short of the end counts there.
+    For the decisions topic and the detector's two repartition topics: every committed record
+    (read read_committed to the end) lies before the detector's committed offset. Comparing with
+    the high watermark instead would wait forever behind a trailing abort marker.
     """
     by_recipient, by_actor, _ = topics.detector_topics(topics.DETECTOR_APP)
+    names = [env.topic(topics.TOPIC_DECISIONS), env.topic(by_recipient), env.topic(by_actor)]
+    reader = Consumer(
+        {**env.settings.kafka_config(), **READER_CONFIG, "group.id": f"{group}-probe"}
+    )
+    last: dict[tuple[str, int], int] = {}
+    forwarded = 0
+
+    def seen(messages: list[Any]) -> None:
+        nonlocal forwarded
+        for message in messages:
+            key = (message.topic(), message.partition())
+            last[key] = max(last.get(key, -1), message.offset())
+            forwarded += message.topic() == names[1]
+
+    try:
+        starts = []
+        for name in names:
+            meta = reader.list_topics(name, timeout=10).topics[name]
+            starts += [TopicPartition(name, p, OFFSET_BEGINNING) for p in meta.partitions]
+        read_to_end(reader, starts, seen, timeout_s=60, what="the detector's inputs")
+    finally:
+        reader.close()
+    if forwarded < decisions:
+        return False
     consumer = Consumer({**env.settings.kafka_config(), "group.id": group})
     try:
-        forwarded = 0
-        for name in (
-            env.topic(topics.TOPIC_DECISIONS),
-            env.topic(by_recipient),
-            env.topic(by_actor),
-        ):
-            meta = consumer.list_topics(name, timeout=10).topics[name]
-            parts = [TopicPartition(name, p) for p in meta.partitions]
-            for tp in consumer.committed(parts, timeout=10):
-                _, high = consumer.get_watermark_offsets(tp, timeout=10)
-                if name == env.topic(by_recipient):
-                    forwarded += high
-                if high > 0 and tp.offset < high - 1:
-                    return False
-        return forwarded >= decisions
+        committed = consumer.committed([TopicPartition(t, p) for t, p in last], timeout=10)
     finally:
         consumer.close()
+    return all(tp.offset > last[(tp.topic, tp.partition)] for tp in committed)
 
 
 def test_bulk_export_alert_suspends_then_resume_lets_requests_through(
