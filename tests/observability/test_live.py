@@ -97,6 +97,9 @@ EMPTY_ANNOTATIONS = {
     # ALERTS{alertname="ConsentinelRecipientNearExportLimit"}: needs 80-100 % of the limit held for
     # 1 minute; a bulk export jumps past 100 % and stays there, which is the alert asserted here.
     "Bulk export: annotation 'Near export limit'",
+    # ALERTS{alertname="ConsentinelRecallOrdersOverdue"}: the scenario's recall orders (the
+    # revoked consent's) are due in 14 days; overdue orders are alerted in test_recall_loop.py.
+    "Consent enforcement: annotation 'Recall orders overdue'",
 }
 """Annotation queries that are legitimately empty in this scenario (panels have no exemption)."""
 NAN_BY_DESIGN = {
