@@ -238,15 +238,23 @@ class GateProcessor:
             owner = self._photo_owner({}, request, state)
             if owner is not _WAIT:
                 return self._request(request, raw, state, effective_at, owner)
-        self._enqueue(request.owner_id, raw, effective_at, state, photo=request.photo_id)
+        self._enqueue(
+            request.owner_id,
+            raw,
+            effective_at,
+            state,
+            photo=request.photo_id,
+            occurred_at=request.occurred_at_ms,
+        )
         return self._drain(request.owner_id, state)
 
     def _event(self, raw: RawInput, record: dict[str, Any], state: PartitionState) -> Processed:
         """Apply a consent change or erasure now, or after the user's waiting requests."""
         user = record.get("user_id")
         if isinstance(user, str) and state.queue(user):
-            self._enqueue(user, raw, effective_time(record["occurred_at"], None), state)
-            return Processed()
+            at = record["occurred_at"]
+            self._enqueue(user, raw, at, state, occurred_at=at)
+            return self._drain(user, state)  # it may now come first: it happened earlier
         return self._apply_event(raw, record, state)
 
     def _apply_event(
@@ -263,11 +271,29 @@ class GateProcessor:
         effective_at: int,
         state: PartitionState,
         photo: str | None = None,
+        *,
+        occurred_at: int,
     ) -> None:
+        """Queue one input among the user's waiting ones, in order of ``occurred_at``.
+
+        As the event-time merge would have ordered them: a consent change that happened before a
+        waiting request but arrived after it (another topic, fetched later) still comes first.
+        """
         entry = photos.park_entry(raw, effective_at)
+        entry["at"] = occurred_at
         if photo is not None:
             entry["photo"] = photo
-        state.set_queue(user, [*state.queue(user), entry])
+        entries = state.queue(user)
+        index = next(
+            (
+                i
+                for i, queued in enumerate(entries)
+                if queued.get("at", queued["eff"]) > occurred_at
+            ),
+            len(entries),
+        )
+        entries.insert(index, entry)
+        state.set_queue(user, entries)
 
     def _drain(self, user: str, state: PartitionState) -> Processed:
         """Process the user's waiting inputs, in order, for as long as the head can be."""

@@ -122,6 +122,8 @@ class TopologyDriver(Generic[T]):
         self.topology: T = topology
         self.codec = codec
         self.spec = topology.spec
+        self._merged = [t for t in self.spec.sources if t not in self.spec.internal]
+        """The sources the event-time merge orders (internal topics bypass it, as in the runner)."""
         self.broker = broker or InMemoryBroker(partitions, topic_partitions)
         self.partitions = self.broker.partitions
         self.clock = clock or ManualClock()
@@ -272,10 +274,21 @@ class TopologyDriver(Generic[T]):
 
     def _fetch_merged(self) -> list[RawInput]:
         budget = self.options.batch_max_events
-        batch: list[RawInput] = []
         now = self.clock()
+        internal = [
+            record
+            for partition in self.tasks
+            for topic in self.spec.internal
+            for record in self._unread(topic, partition)
+        ]
+        internal.sort(key=lambda record: record.seq)  # as the runner: in arrival order, first
+        batch: list[RawInput] = []
+        for record in internal:
+            raw = _raw(record)
+            self.tasks[raw.partition].positions[raw.topic] = raw.offset + 1
+            batch.append(raw)
         for partition, task in self.tasks.items():
-            for topic in self.spec.sources:
+            for topic in self._merged:
                 for record in self._unread(topic, partition):
                     raw = _raw(record)
                     task.accept(raw, self.topology.event_time(raw))
@@ -432,7 +445,7 @@ class TopologyDriver(Generic[T]):
         if records:
             state.restore_many(records)
         merge: PartitionSynchronizer[RawInput] = PartitionSynchronizer(
-            self.spec.sources, max_idle_ms=self.options.max_idle_ms
+            self._merged, max_idle_ms=self.options.max_idle_ms
         )
         self.tasks[partition] = PartitionTask(partition, state, merge)
         for topic in self.spec.sources:

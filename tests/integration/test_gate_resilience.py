@@ -174,4 +174,4 @@ def test_an_unreadable_control_holds_its_recipient_and_the_gate_is_not_ready(
         allowed = _story(env, int(time.time() * 1000))
         both = env.read_exactly(topics.TOPIC_DECISIONS, 2)
     later = next(d for d in both if d["subject_event_id"] == allowed)
-    assert later["verdict"] == "ALLOW"
+    assert (later["verdict"], later["reason"]) == ("ALLOW", "CONSENTED"), later["explanation"]

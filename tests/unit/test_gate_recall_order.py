@@ -91,3 +91,24 @@ def test_an_account_erasure_after_a_parked_request_leaves_no_request_undecided()
     assert [(o["user_id"], o["photo_ids"], o["cause"]) for o in orders] == [
         ("anna", ["anna-p0"], "ERASURE_REQUESTED")
     ]
+
+
+def test_a_consent_that_arrives_after_a_waiting_request_but_happened_before_it_comes_first() -> (
+    None
+):
+    driver = gate_driver()
+    writer = Writer(driver)
+    now = driver.clock()
+    driver.hold(topics.TOPIC_GATE_PHOTO_VERDICTS)  # the photo index's answer is late
+    writer.upload("carl", "carl-p0", now - 5 * HOUR)
+    share = _share(writer, "carl", "carl-p0", now - 3 * HOUR)
+    driver.run()  # the share waits for the photo index
+    _grant(writer, "carl", now - 4 * HOUR)  # fetched after the share, but happened before it
+    driver.run()
+    driver.release(topics.TOPIC_GATE_PHOTO_VERDICTS)
+    driver.run()
+
+    (decision,) = decisions_by_subject(driver)[share]
+    assert (decision["verdict"], decision["reason"]) == ("ALLOW", "CONSENTED"), decision[
+        "explanation"
+    ]
