@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     decision_clock: Literal["wall", "stream"] = Field("wall", alias="CONSENTINEL_DECISION_CLOCK")
     """What the gate stamps ``decided_at`` with: its wall clock (production), or the partition's
     stream time (a replay or a simulation, so that detectors judge it in its own time)."""
+    commit_interval_ms: int = Field(0, ge=0, alias="CONSENTINEL_COMMIT_INTERVAL_MS")
+    """Commit cadence by time as well as size (``RuntimeOptions.commit_interval_ms``): 0 commits
+    every loop turn that has work (lowest latency); a larger value fills bigger transactions."""
     topic_prefix: str = Field("", alias="CONSENTINEL_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]*$")
     stack_home: Path = Field(
         Path.home() / ".cache" / "consentinel" / "stack", alias="CONSENTINEL_STACK_HOME"

@@ -36,7 +36,17 @@ def murmur2(data: bytes) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+_POSITIVE_HASHES: dict[bytes, int] = {}
+_CACHE_LIMIT = 200_000
+"""Keys whose hash is remembered (the gate hashes every input's key, mostly of known users)."""
+
+
 def partition_for(key: bytes | str, partitions: int) -> int:
     """Return the partition Kafka's default partitioner picks for ``key`` among ``partitions``."""
     raw = key.encode() if isinstance(key, str) else key
-    return (murmur2(raw) & 0x7FFFFFFF) % partitions
+    positive = _POSITIVE_HASHES.get(raw)
+    if positive is None:
+        if len(_POSITIVE_HASHES) >= _CACHE_LIMIT:
+            _POSITIVE_HASHES.clear()
+        positive = _POSITIVE_HASHES[raw] = murmur2(raw) & 0x7FFFFFFF
+    return positive % partitions

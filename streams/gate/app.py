@@ -40,6 +40,7 @@ def build_runner(
     )
     options = options or RuntimeOptions()
     options.state_store = settings.state_store
+    options.commit_interval_ms = settings.commit_interval_ms
     options.state_dir = settings.state_dir / settings.instance_id
     signing_key = None
     if settings.signing_key_path is not None:

@@ -17,6 +17,7 @@ is retried from the last commit after a back-off; it is never dead-lettered or s
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -72,6 +73,21 @@ class RuntimeOptions:
     liveness_timeout_s: float = 120.0
     max_input_bytes: int = 256 * 1024
     max_output_bytes: int = 900 * 1024
+    commit_interval_ms: int = 0
+    """Commit cadence by time as well as by size: while fewer than ``batch_max_events`` inputs
+    are waiting, keep processing what arrives into the open transaction and commit once it is
+    this old (0: commit every iteration that has work, the lowest latency)."""
+    gc_threshold0: int = 10_000
+    """CPython's generation-0 collection threshold (its default is 700): the loop allocates
+    short-lived objects per record, and each young collection also scans what survived."""
+    gc_freeze_interval_s: float = 30.0
+    """Move every object alive to CPython's permanent generation after a restore and then at
+    most this often (between transactions; 0: never), so that full collections stop walking
+    the long-lived state. Cyclic garbage alive at that moment is never collected: keep it rare."""
+    local_loopback: bool = True
+    """Process a record written to an internal source topic (repartition) at once, in the same
+    transaction, when its partition is assigned to this process, instead of writing it to the
+    broker and reading it back. Same effects, committed atomically with their cause."""
     producer_overrides: dict[str, Any] = field(default_factory=dict)
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -106,6 +122,11 @@ class StreamRunner(Generic[T]):
         names |= {table.topic for table in spec.global_tables}
         self._physical = {name: topic_prefix + name for name in names}
         self._logical = {physical: name for name, physical in self._physical.items()}
+        self._internal = frozenset(spec.internal)
+        sources = frozenset(spec.sources)
+        self._unordered_topics = self._internal if spec.synchronized else sources
+        loopback = self.options.local_loopback
+        self._loopback = self._internal & sources if loopback else frozenset()
         self.group = topic_prefix + spec.name
         self.tasks: dict[int, PartitionTask] = {}
         self._unordered: list[RawInput] = []
@@ -117,6 +138,15 @@ class StreamRunner(Generic[T]):
         self._next_punctuation = 0.0
         self._transient_failures = 0
         self._offsets: dict[tuple[str, int], int] = {}
+        self._checkpoint: Checkpoint | None = None
+        self._open_since = 0.0
+        self._open_events = 0
+        self._open_offsets: dict[tuple[str, int], int] = {}
+        self._open_facts: list[Any] = []
+        self._open_dead: list[tuple[str, str]] = []
+        self._open_batches: list[int] = []
+        self._letters_queued: dict[int, int] = {}
+        self._next_freeze = 0.0
         self.problem: str | None = None
         self._kafka_config = kafka_config
         self.consumer = Consumer(
@@ -190,6 +220,9 @@ class StreamRunner(Generic[T]):
             if partitions is None:
                 return
             self.topology.bind(partitions)
+            if self.options.gc_threshold0 > 0:
+                _, gen1, gen2 = gc.get_threshold()
+                gc.set_threshold(self.options.gc_threshold0, gen1, gen2)
             self.producer.init_transactions()
             for reader in self.globals:
                 reader.catch_up()
@@ -202,7 +235,9 @@ class StreamRunner(Generic[T]):
             self._started = True
             while self._running and not (until and until()):
                 self._iteration()
+            self._commit_open()  # what an open transaction holds (commit_interval_ms)
         finally:
+            self._abort_open()
             self._started = False
             self.metrics.ready.set(0)
             self.consumer.close()
@@ -243,20 +278,32 @@ class StreamRunner(Generic[T]):
         messages = self._consume()
         for reader in self.globals:
             reader.poll()
+        accept = self._accept
         for message in messages:
-            self._accept(message)
+            accept(message)
         batch = self._drain()
         # global tables' dead letters stay with their reader until a commit has written them
-        letters = [(reader, list(reader.dead_letters)) for reader in self.globals]
+        letters = []
+        for reader in self.globals:
+            queued = self._letters_queued.get(id(reader), 0)
+            if len(reader.dead_letters) > queued:
+                letters.append((reader, reader.dead_letters[queued:]))
         extra: list[Output] = [letter for _, taken in letters for letter in taken]
         if time.monotonic() >= self._next_punctuation:
             self._next_punctuation = time.monotonic() + self.options.punctuate_interval_s
             now = self.clock_ms()
             for partition, task in self.tasks.items():
                 extra += self.topology.punctuate(partition, task.state, now)
-        if (batch or extra) and self._transact(batch, extra):
+        if (batch or extra) and self._process_batch(batch, extra):
             for reader, taken in letters:
-                del reader.dead_letters[: len(taken)]
+                key = id(reader)
+                self._letters_queued[key] = self._letters_queued.get(key, 0) + len(taken)
+        if self._checkpoint is not None and (
+            not self._running
+            or self._open_events >= self.options.batch_max_events
+            or (time.monotonic() - self._open_since) * 1000 >= self.options.commit_interval_ms
+        ):
+            self._commit_open()
         self.flow.update(self.tasks, self.physical)
         self.metrics.ready.set(1 if self.ready else 0)
         if time.monotonic() >= self._next_lag_report:
@@ -265,11 +312,17 @@ class StreamRunner(Generic[T]):
     # -- intake ---------------------------------------------------------------------------------
     def _consume(self) -> list[Message]:
         """Return up to a batch of what is already fetched, waiting only when nothing is."""
-        budget = self.options.batch_max_events
+        budget = self.options.batch_max_events - self._open_events
+        if budget <= 0:
+            return []
         messages = self.consumer.consume(budget, timeout=0)
         if messages:
             return messages
-        first = self.consumer.poll(self.options.poll_timeout_s)
+        timeout = self.options.poll_timeout_s
+        if self._checkpoint is not None:  # do not wait past the open transaction's commit time
+            left = self.options.commit_interval_ms / 1000 - (time.monotonic() - self._open_since)
+            timeout = min(timeout, max(left, 0.0))
+        first = self.consumer.poll(timeout)
         if first is None:
             return []
         return [first, *self.consumer.consume(budget - 1, timeout=0)]
@@ -277,12 +330,12 @@ class StreamRunner(Generic[T]):
     def _accept(self, message: Message) -> None:
         error = message.error()
         partition = message.partition()
-        topic = self._logical.get(message.topic() or "", message.topic() or "")
         task = self.tasks.get(partition) if partition is not None else None
         if error is not None:
+            topic = self._logical.get(message.topic() or "", message.topic() or "")
             if error.code() == KafkaError._PARTITION_EOF:
                 if task is not None:
-                    task.caught_up(topic)
+                    task.caught_up(topic, message.offset())
                 return
             if error.fatal():
                 raise RuntimeFatalError(f"consumer failed: {error}")
@@ -290,15 +343,17 @@ class StreamRunner(Generic[T]):
             return
         if task is None or partition is None:
             return  # a record of a partition revoked in the meantime: its new owner takes it
+        physical = message.topic() or ""
+        topic = self._logical.get(physical, physical)
         raw = RawInput(
-            topic=topic,
-            partition=partition,
-            offset=message.offset() or 0,
-            timestamp_ms=message.timestamp()[1],
-            key=message.key(),
-            value=message.value(),
+            topic,
+            partition,
+            message.offset() or 0,
+            message.timestamp()[1],
+            message.key(),
+            message.value(),
         )
-        if not self.spec.synchronized or topic in self.spec.internal:
+        if topic in self._unordered_topics:
             task.positions[topic] = raw.offset + 1
             self._unordered.append(raw)
             return
@@ -316,53 +371,144 @@ class StreamRunner(Generic[T]):
         if not self.spec.synchronized:
             return unordered
         now = int(time.time() * 1000)
-        budget = self.options.batch_max_events
+        budget = self.options.batch_max_events - self._open_events
         batch: list[RawInput] = unordered  # internal topics: in arrival order, before the merge
         for task in self.tasks.values():
+            if len(batch) >= budget:
+                break
             for raw in task.release(now, functools.partial(self._high, partition=task.partition)):
                 batch.append(raw)
                 if len(batch) >= budget:
-                    return batch
-        return batch
+                    break
         return batch
 
     # -- the transaction ------------------------------------------------------------------------
     def _transact(self, batch: list[RawInput], extra: list[Output]) -> bool:
         """Process ``batch`` and write it with ``extra`` in one transaction; True if committed."""
-        checkpoint = Checkpoint(self.producer)
-        outcome = self.metrics.transactions.labels
-        self._offsets = {}
+        return self._process_batch(batch, extra) and self._commit_open()
+
+    def _process_batch(self, batch: list[RawInput], extra: list[Output]) -> bool:
+        """Process ``batch`` and queue it with ``extra`` in the open transaction (opened if none).
+
+        Return False when a transient failure aborted the transaction (the work since the last
+        commit is rewound and redone).
+        """
+        if self._checkpoint is None:
+            self._checkpoint = Checkpoint(self.producer)
+            self._open_since = time.monotonic()
+            self._offsets = {}
+        checkpoint = self._checkpoint
+        offsets = self._open_offsets
+        facts = self._open_facts
+        dead = self._open_dead
+        physical = self._physical
         try:
-            offsets: dict[tuple[str, int], int] = {}
-            facts: list[Any] = []
-            dead: list[tuple[str, str]] = []
             for raw in batch:
-                processed = self._process(raw)
-                for output in processed.outputs:
-                    if not self._write(checkpoint, output, raw):
-                        dead.append(("OUTPUT_TOO_LARGE", raw.topic))
-                if processed.facts is not None:
-                    facts.append(processed.facts)
-                if processed.dead_letter_kind is not None:
-                    dead.append((processed.dead_letter_kind, raw.topic))
-                offsets[(self.physical(raw.topic), raw.partition)] = raw.offset + 1
+                self._handle(checkpoint, raw, facts, dead)
+                offsets[(physical.get(raw.topic) or self.physical(raw.topic), raw.partition)] = (
+                    raw.offset + 1
+                )
             for output in extra:
                 self._write(checkpoint, output, None)
-            changelog_topic = self.physical(self.spec.changelog)
-            for partition, task in self.tasks.items():
-                checkpoint.changelog(changelog_topic, partition, task.state.take_changes())
-            checkpoint.offsets(offsets, self.consumer.consumer_group_metadata())
         except TransientError as exc:
-            checkpoint.abort(lambda o: outcome(o).inc())
+            self._abort_open()
             self._back_off(exc)
             self._rewind()
             return False
         except BaseException:
-            checkpoint.abort(lambda o: outcome(o).inc())
+            self._abort_open()
             raise
-        if not checkpoint.commit(lambda o: outcome(o).inc()):
+        self._open_events += len(batch)
+        if batch:
+            self._open_batches.append(len(batch))
+        return True
+
+    def _handle(
+        self, checkpoint: Checkpoint, raw: RawInput, facts: list[Any], dead: list[Any]
+    ) -> None:
+        """Process one input, and at once what it writes to a locally assigned internal source."""
+        pending = [raw]
+        loopback = self._loopback
+        tasks = self.tasks
+        process = self.topology.process
+        limit = self.options.max_input_bytes
+        i = 0
+        while i < len(pending):
+            item = pending[i]
+            i += 1
+            value = item.value
+            if value is not None and len(value) > limit:
+                processed = self._process(item)  # the oversize dead letter
+            else:
+                processed = process(item, tasks[item.partition].state)
+            for output in processed.outputs:
+                if (
+                    output.topic in loopback
+                    and output.partition in tasks
+                    and output.value.__class__ is bytes
+                ):
+                    assert output.partition is not None and isinstance(output.value, bytes)
+                    pending.append(
+                        RawInput(
+                            output.topic,
+                            output.partition,
+                            -1,
+                            item.timestamp_ms,
+                            output.key,
+                            output.value,
+                        )
+                    )
+                elif not self._write(checkpoint, output, item):
+                    dead.append(("OUTPUT_TOO_LARGE", item.topic))
+            if processed.facts is not None:
+                facts.append(processed.facts)
+            if processed.dead_letter_kind is not None:
+                dead.append((processed.dead_letter_kind, item.topic))
+
+    def _reset_open(self) -> None:
+        self._checkpoint = None
+        self._open_events = 0
+        self._open_offsets = {}
+        self._open_facts = []
+        self._open_dead = []
+        self._open_batches = []
+
+    def _abort_open(self) -> None:
+        if self._checkpoint is not None:
+            self._checkpoint.abort(lambda o: self.metrics.transactions.labels(o).inc())
+        self._reset_open()
+        self._letters_queued = {}
+
+    def _commit_open(self) -> bool:
+        """Write the changelogs and offsets of the open transaction and commit it."""
+        checkpoint = self._checkpoint
+        if checkpoint is None:
+            return True
+        outcome = self.metrics.transactions.labels
+        try:
+            changelog_topic = self.physical(self.spec.changelog)
+            for partition, task in self.tasks.items():
+                checkpoint.changelog(changelog_topic, partition, task.state.take_changes())
+            checkpoint.offsets(self._open_offsets, self.consumer.consumer_group_metadata())
+        except TransientError as exc:
+            self._abort_open()
+            self._back_off(exc)
             self._rewind()
             return False
+        except BaseException:
+            self._abort_open()
+            raise
+        if not checkpoint.commit(lambda o: outcome(o).inc()):
+            self._reset_open()
+            self._letters_queued = {}
+            self._rewind()
+            return False
+        facts, dead, batches = self._open_facts, self._open_dead, self._open_batches
+        self._reset_open()
+        for reader in self.globals:
+            queued = self._letters_queued.pop(id(reader), 0)
+            if queued:
+                del reader.dead_letters[:queued]
         self._transient_failures = 0
         self.topology.committed(facts)
         delivered = getattr(self.topology, "delivered", None)
@@ -370,22 +516,31 @@ class StreamRunner(Generic[T]):
             delivered(self._offsets)
         for kind, topic in dead:
             self.metrics.dead_letters.labels(kind, topic).inc()
-        if batch:
-            self.metrics.batch_size.observe(len(batch))
+        for size in batches:
+            self.metrics.batch_size.observe(size)
+        self._maybe_freeze()
         return True
 
+    def _maybe_freeze(self, force: bool = False) -> None:
+        interval = self.options.gc_freeze_interval_s
+        if interval > 0 and (force or time.monotonic() >= self._next_freeze):
+            gc.freeze()
+            self._next_freeze = time.monotonic() + interval
+
     def _process(self, raw: RawInput) -> Processed:
-        letter = oversize_input(raw, self.options.max_input_bytes, at_ms=self.clock_ms())
-        if letter is not None:
-            return Processed([letter], dead_letter_kind="INPUT_TOO_LARGE")
+        value = raw.value
+        if value is not None and len(value) > self.options.max_input_bytes:
+            letter = oversize_input(raw, self.options.max_input_bytes, at_ms=self.clock_ms())
+            if letter is not None:
+                return Processed([letter], dead_letter_kind="INPUT_TOO_LARGE")
         return self.topology.process(raw, self.tasks[raw.partition].state)
 
     def _write(self, checkpoint: Checkpoint, output: Output, source: RawInput | None) -> bool:
         """Queue one output; return False when it was too large and a dead letter took its place."""
-        topic = self.physical(output.topic)
+        topic = self._physical.get(output.topic) or self.physical(output.topic)
         value = output.value
         payload = value if isinstance(value, bytes) else self.codec.encode(topic, value)
-        if source is not None:
+        if source is not None and len(payload) > self.options.max_output_bytes:
             limit = self.options.max_output_bytes
             at = self.clock_ms()
             letter = oversize_output(source, output.topic, len(payload), limit, at_ms=at)
@@ -434,6 +589,7 @@ class StreamRunner(Generic[T]):
     def _on_assign(self, consumer: Consumer, assigned: list[Any]) -> None:
         # Reading committed offsets with read_committed waits for any transaction the previous
         # owner left committing, so the changelog read below sees all of its effects.
+        self._commit_open()  # never restore or rebalance under an open transaction
         self._restoring = True
         try:
             consumer.committed(assigned, timeout=60)
@@ -441,9 +597,16 @@ class StreamRunner(Generic[T]):
                 self._restore_retrying(partition)
         finally:
             self._restoring = False
+        self._maybe_freeze(force=True)  # the restored state is long-lived
         self.metrics.assigned_partitions.set(len(self.tasks))
 
     def _on_revoke(self, consumer: Consumer, revoked: list[Any]) -> None:
+        if self._checkpoint is not None:
+            try:
+                self._commit_open()  # the revoked partitions' work, before their new owner reads
+            except Exception as exc:  # fenced or lost: the new owner redoes it from the commit
+                log.warning("open transaction not committed on revocation: %s", exc)
+                self._abort_open()
         for partition in {tp.partition for tp in revoked}:
             task = self.tasks.pop(partition, None)
             if task is not None:

@@ -45,12 +45,34 @@ class PartitionTask:
         self.unsettled[raw.topic] = raw.offset + 1
         self.fetched.add(raw.topic)
 
-    def caught_up(self, topic: str) -> None:
-        """Record that the consumer reached the current end of ``topic``'s partition."""
+    def caught_up(self, topic: str, end: int | None = None) -> None:
+        """Record that the consumer reached the current end of ``topic``'s partition.
+
+        ``end`` is the offset the consumer reported that end at (its position there), if known.
+        """
+        if end is not None and end > self.positions.get(topic, -1):
+            self.positions[topic] = end
         if topic in self.merge.streams:
             self.merge.mark_caught_up(topic)
         self.unsettled.pop(topic, None)
         self.fetched.add(topic)
+
+    def unsettle(self, high: Callable[[str], int]) -> None:
+        """Mark caught-up sources whose partition has grown past the position as behind.
+
+        A source is caught up when the consumer reported its end; records appended after that
+        (the high watermark of a later fetch is past the position) are not delivered yet, and
+        the merge must not release later events of the other sources before them. Without
+        this, a source that was empty at assignment stayed "caught up" until its first record
+        was delivered, and a backlog written after start-up was released out of event-time
+        order (requests decided before the uploads they follow).
+        """
+        for topic in self.merge.streams:
+            if self.merge.pending(topic) or not self.merge.is_caught_up(topic):
+                continue
+            position = self.positions.get(topic)
+            if position is not None and high(topic) > position:
+                self.merge.mark_behind(topic)
 
     def clock(self, now_ms: int, lagging: bool) -> int:
         """Return the merge's clock: wall time that does not run while a source is lagging.
@@ -102,5 +124,6 @@ class PartitionTask:
         """
         if self.unsettled:
             self.settle(high)
+        self.unsettle(high)
         for _, raw in self.merge.drain(self.clock(now_ms, self.lagging(high))):
             yield raw

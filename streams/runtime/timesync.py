@@ -60,6 +60,16 @@ class PartitionSynchronizer(Generic[T]):
         """Record that the consumer reached the current end of ``stream``'s partition."""
         self._streams[stream].caught_up = True
 
+    def is_caught_up(self, stream: str) -> bool:
+        """Whether ``stream`` is known to be at the end of its partition."""
+        return self._streams[stream].caught_up
+
+    def mark_behind(self, stream: str) -> None:
+        """Record that ``stream``'s partition has records the consumer has not delivered yet."""
+        state = self._streams[stream]
+        state.caught_up = False
+        state.empty_since_ms = None
+
     def pending(self, stream: str | None = None) -> int:
         """Return how many items are queued (for one stream, or in total)."""
         if stream is not None:

@@ -202,11 +202,13 @@ def _vendor_reads(env: GateEnv, tag: str, at_ms: int, count: int) -> list[str]:
 
 
 def _detector_done(env: GateEnv, group: str, decisions: int) -> bool:
-    """Whether the detector forwarded ``decisions`` decisions and committed past each of them.
+    """Whether the detector read ``decisions`` decisions and committed past each of them.
 
-    For the decisions topic and the detector's two repartition topics: every committed record
-    (read read_committed to the end) lies before the detector's committed offset. Comparing with
-    the high watermark instead would wait forever behind a trailing abort marker.
+    For the decisions topic and the detector's two repartition topics (which hold only what went
+    to partitions another process owns: local ones are handed over in the same transaction), every
+    committed record, read read_committed to the end, lies before the detector's committed
+    offset. Comparing with the high watermark instead would wait forever behind a trailing abort
+    marker.
     """
     by_recipient, by_actor, _ = topics.detector_topics(topics.DETECTOR_APP)
     names = [env.topic(topics.TOPIC_DECISIONS), env.topic(by_recipient), env.topic(by_actor)]
@@ -214,14 +216,14 @@ def _detector_done(env: GateEnv, group: str, decisions: int) -> bool:
         {**env.settings.kafka_config(), **READER_CONFIG, "group.id": f"{group}-probe"}
     )
     last: dict[tuple[str, int], int] = {}
-    forwarded = 0
+    read_decisions = 0
 
     def seen(messages: list[Any]) -> None:
-        nonlocal forwarded
+        nonlocal read_decisions
         for message in messages:
             key = (message.topic(), message.partition())
             last[key] = max(last.get(key, -1), message.offset())
-            forwarded += message.topic() == names[1]
+            read_decisions += message.topic() == names[0]
 
     try:
         starts = []
@@ -231,7 +233,7 @@ def _detector_done(env: GateEnv, group: str, decisions: int) -> bool:
         read_to_end(reader, starts, seen, timeout_s=60, what="the detector's inputs")
     finally:
         reader.close()
-    if forwarded < decisions:
+    if read_decisions < decisions:
         return False
     consumer = Consumer({**env.settings.kafka_config(), "group.id": group})
     try:
