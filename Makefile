@@ -71,11 +71,13 @@ stack-down: venv ## Stop what stack-up started
 stack-status: venv ## Show what is running
 	@$(BIN)/consentinel stack status
 
+# BENCH_ARGS passes options to bench.run, e.g. BENCH_ARGS="--baseline HEAD" measures the gate at HEAD
+# on the same input in the same run (before/after), or "--only gate,quix_peer".
 bench: venv ## Full benchmarks (long); results in bench/results and BENCHMARKS.md
-	@$(BIN)/python -m bench.run --full
+	@$(BIN)/python -m bench.run --full $(BENCH_ARGS)
 
-bench-quick: venv ## Benchmarks in under 5 minutes
-	@$(BIN)/python -m bench.run --quick
+bench-quick: venv ## Benchmarks in under 10 minutes; results in bench/results and BENCHMARKS.md
+	@$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
 
 clean: ## Remove the virtualenv and caches (not the stack's downloads)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

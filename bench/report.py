@@ -9,25 +9,24 @@ from typing import Any
 
 # Functions whose inclusive time the profile summary reports (file suffix, function name).
 HOT_PATH = [
-    ("streams/gate/runner.py", "_transact", "one transaction: everything below"),
-    ("streams/serde/wire.py", "decode", "decode input (Avro)"),
-    ("streams/gate/processor.py", "process", "process (rules, state, record)"),
+    ("streams/runtime/runner.py", "_process_batch", "process a batch: everything below"),
+    ("streams/runtime/runner.py", "_accept", "intake (_accept, incl. event-time decode)"),
+    ("streams/gate/topology.py", "event_time", "decode input for the merge (Avro)"),
+    ("streams/runtime/runner.py", "_drain", "event-time merge (drain)"),
+    ("streams/gate/processor.py", "_refusal", "trust checks (routing, time, duplicates)"),
+    ("streams/gate/processor.py", "_request", "decide a request (rules, record, state)"),
     ("streams/core/model.py", "from_share", "AccessRequest.from_share"),
     ("streams/core/evaluate.py", "decide_safely", "evaluate"),
-    ("streams/core/model.py", "decision_record", "decision record + hash (core)"),
-    ("streams/core/audit.py", "chain_hash", "chain hash (canonical JSON + SHA-256, core)"),
-    ("streams/gate/processor.py", "fast_decision_record", "decision record + hash (gate)"),
-    ("uuid.py", "uuid5", "uuid5 (decision id)"),
-    ("streams/gate/processor.py", "derived_id", "derived_id (decision id)"),
+    ("streams/core/model.py", "decision_record", "decision record + hash"),
+    ("streams/gate/processor.py", "_upload", "upload: photo status + index claims"),
+    ("streams/gate/processor.py", "on_claim", "photo index: claim"),
+    ("streams/gate/processor.py", "on_verdict", "photo index: verdict (+ parked requests)"),
+    ("streams/runtime/runner.py", "_write", "encode + produce outputs"),
     ("streams/serde/wire.py", "encode", "encode decision (Avro)"),
-    ("streams/gate/runner.py", "_produce", "produce outputs"),
-    ("streams/gate/runner.py", "_count", "metrics per decision"),
+    ("streams/runtime/runner.py", "_commit_open", "changelog + offsets + commit"),
     ("streams/gate/state.py", "take_changes", "state changelog (take_changes)"),
-    ("streams/core/consent.py", "to_bytes", "UserState.to_bytes (JSON)"),
-    ("streams/gate/runner.py", "_commit", "commit_transaction"),
-    ("streams/gate/runner.py", "_drain", "event-time merge (drain)"),
-    ("streams/gate/runner.py", "_accept", "intake (_accept)"),
-    ("streams/gate/runner.py", "_iteration", "loop iteration (incl. consume)"),
+    ("streams/gate/topology.py", "committed", "metrics after commit"),
+    ("streams/runtime/runner.py", "_iteration", "loop iteration (incl. consume)"),
 ]
 
 
@@ -76,21 +75,53 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     gate = _get(results, "runs", "gate", "events_per_s")
     ceiling = _get(results, "runs", "ceiling", "events_per_s")
     faust = _get(results, "runs", "faust_peer", "events_per_s")
+    quix = _get(results, "runs", "quix_peer", "events_per_s")
     scale = _get(results, "runs", "scale_out", "events_per_s")
     return {
         "gate_over_ceiling": round(gate / ceiling, 3) if gate and ceiling else None,
         "gate_over_faust": round(gate / faust, 2) if gate and faust else None,
+        "gate_over_quix": round(gate / quix, 2) if gate and quix else None,
         "scale_out_over_gate": round(scale / gate, 2) if gate and scale else None,
     }
+
+
+MIX_TOLERANCE = 0.005
+"""Largest difference in any verdict/reason's share of decisions that still counts as the same
+mix (half a point: a capped peer decides only the first part of the backlog)."""
+
+
+def shares(counts: dict[str, int] | None) -> dict[str, float]:
+    total = sum((counts or {}).values())
+    return {k: v / total for k, v in (counts or {}).items()} if total else {}
+
+
+def check_mixes(results: dict[str, Any]) -> None:
+    """Mark each run whose verdict mix differs from the gate's (``mix_vs_gate``, ``mix_ok``)."""
+    gate = shares(_get(results, "runs", "gate", "verdicts"))
+    if not gate:
+        return
+    for name, run in results.get("runs", {}).items():
+        mine = shares(run.get("verdicts"))
+        if name == "gate" or not mine:
+            continue
+        diff = max(abs(gate.get(k, 0.0) - mine.get(k, 0.0)) for k in {*gate, *mine})
+        run["mix_vs_gate_max_diff"] = round(diff, 4)
+        run["mix_ok"] = diff <= MIX_TOLERANCE
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
     lines = [f"== {results['mode']} run of {results['date']} ({results.get('total_s')}s)"]
     for name, run in results["runs"].items():
+        if name == "detectors":
+            lines.append(
+                f"  detectors   {run.get('decisions_per_s') or 0:>10.0f} decisions/s"
+                f"  cpu {run.get('cpu_us_per_decision')} us/decision alerts {run.get('alerts')}"
+            )
+            continue
         lines.append(
             f"  {name:11s} {run['events_per_s']:>10.0f} events/s {run['requests_per_s']:>9.0f}"
             f" requests/s  cpu {run['cpu_s_per_million_events']:>6.0f} s/M events"
-            f"  peak RSS {run['peak_rss_mb']} MB"
+            f"  peak RSS {run['peak_rss_mb']} MB  mix ok: {run.get('mix_ok', '-')}"
         )
     for name, runs in results["latency"].items():
         for label, lat in runs.items():
@@ -101,7 +132,8 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             )
     for entry in results["restore"]:
         lines.append(
-            f"  restore {entry['users']} users {entry['store']}: {entry['total_s']}s,"
+            f"  restore {entry['users']} users {entry.get('state', 'consent')} {entry['store']}:"
+            f" {entry['total_s']}s,"
             f" peak RSS {entry['peak_rss_mb']} MB"
         )
     lines.append(f"  ratios: {results.get('ratios')}")

@@ -1,5 +1,9 @@
 """State restore: how long a gate takes to rebuild N users' consent state from its changelog.
 
+With ``ledgers=True`` (the ``recall`` run) every user also has a recall ledger (``l:<user id>``:
+what left for whom, one to eight transfers, 64 templates built with the real
+:class:`~streams.core.recall.RecallLedger`), so the restore replays two records per user.
+
 The parent writes the changelog directly: ``u:<user id>`` -> :meth:`UserState.to_bytes` of a
 realistic state (one to three consent records, up to four allowed accesses; 64 templates built
 with the real :class:`UserState`, the user id substituted), spread evenly over the 8 partitions of
@@ -70,9 +74,41 @@ def templates(count: int = 64, seed: int = 11) -> list[bytes]:
     return out
 
 
-def write_changelog(settings: Settings, prefix: str, users: int) -> dict[str, Any]:
-    """Write ``users`` user states to the prefixed changelog; return what was written."""
+def ledger_templates(count: int = 64, seed: int = 13) -> list[bytes]:
+    """Recall ledgers of :data:`TEMPLATE_USER` with one to eight transfers each."""
+    from streams.core.recall import RecallLedger, Transfer
+
+    rng = random.Random(seed)
+    now = int(time.time() * 1000)
+    out = []
+    for _ in range(count):
+        ledger = RecallLedger(TEMPLATE_USER)
+        for _ in range(rng.randint(1, 8)):
+            org, purpose = rng.choice(
+                [("acme-vision", "ML_TRAINING"), ("lovebird-partners", "PARTNER_SHARING")]
+            )
+            ledger.record(
+                Transfer(
+                    decision_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    photo_id=f"ph-{rng.getrandbits(30):09d}",
+                    recipient_org=org,
+                    purpose=purpose,
+                    allowed=True,
+                    consent_event_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    at_ms=now - rng.randint(1, 10**9),
+                )
+            )
+        out.append(ledger.to_bytes())
+    return out
+
+
+def write_changelog(
+    settings: Settings, prefix: str, users: int, *, ledgers: bool = False
+) -> dict[str, Any]:
+    """Write ``users`` user states (and recall ledgers) to the prefixed changelog; return what
+    was written."""
     values = templates()
+    ledger_values = ledger_templates() if ledgers else []
     placeholder = TEMPLATE_USER.encode()
     producer = Producer(
         {
@@ -94,16 +130,23 @@ def write_changelog(settings: Settings, prefix: str, users: int) -> dict[str, An
         uid = b"user-%08d" % i
         value = values[i & 63].replace(placeholder, uid)
         total_bytes += len(value)
-        while True:
-            try:
-                produce(topic, value, b"u:" + uid, partition=i % PARTITIONS)
-                break
-            except BufferError:
-                producer.poll(0.1)
+        records = [(b"u:" + uid, value)]
+        if ledgers:
+            ledger = ledger_values[(i * 7) & 63].replace(placeholder, uid)
+            total_bytes += len(ledger)
+            records.append((b"l:" + uid, ledger))
+        for key, record in records:
+            while True:
+                try:
+                    produce(topic, record, key, partition=i % PARTITIONS)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
     if producer.flush(600):
         raise RuntimeError("changelog records not delivered")
     return {
         "users": users,
+        "state": "consent+recall" if ledgers else "consent",
         "value_bytes_avg": round(total_bytes / max(users, 1), 1),
         "write_s": round(time.monotonic() - started, 1),
     }

@@ -1,19 +1,28 @@
-"""``python -m bench.run --quick|--full``: every benchmark of issue 6, on the same broker and input.
+"""``python -m bench.run --quick|--full``: the benchmarks of issues 6 and 12, one broker and input.
 
 Order of a run (each system gets its own copy of the same pre-encoded input under its own topic
 prefix, so consumer groups, outputs and paced traffic never mix):
 
-1. make sure the local stack answers (start it if not), generate the input once;
-2. ceiling  -- transactional passthrough (``bench.ceiling``) over the backlog;
-3. gate     -- one ``python -m streams.cli gate`` over the backlog; then, still running, paced
-               live traffic at half and at all of its measured maximum for latency;
-4. faust    -- ``bench.faust_peer`` over the backlog, then the same paced latency runs;
-5. scale-out -- two gate processes over the backlog (own prefix, one consumer group);
-6. profile  -- one gate under pyinstrument over the backlog (own prefix), summarised;
-7. restore  -- state restore time and peak RSS for N users, memory and RocksDB stores.
+1. make sure the local stack answers (start it if not), write ``bench/policy.yaml`` (the example
+   policy with replay time bounds), generate the input once;
+2. gate      -- one ``python -m streams.cli gate`` over the backlog; then, still running, live
+                traffic at 2,000 requests/s, at its backlog maximum (-> its live maximum) and at
+                half its live maximum; then the commit-interval curve (a fresh gate per
+                ``commit_interval_ms`` on a fresh prefix holding the backlog's state);
+3. baseline  -- with ``--baseline REF``: the gate as of REF (``git archive``), same input;
+4. ceiling   -- transactional passthrough (``bench.ceiling``) over the backlog;
+5. faust     -- ``bench.faust_peer`` over the backlog (capped);
+6. quix      -- ``bench.quix_peer`` (its own virtualenv) over the backlog (capped);
+7. scale-out -- two gate processes over the backlog (own prefix, one consumer group);
+8. detectors -- ``consentinel detect`` over N of the gate's decisions, copied to a fresh prefix;
+9. profile   -- one gate under pyinstrument over the backlog (own prefix), summarised;
+10. restore  -- state restore time and peak RSS for N users (consent state, then consent state
+                and recall ledgers), memory and RocksDB stores.
 
-Every prefixed topic, consumer group and subject is deleted at the end (``--keep`` keeps them).
-Results: ``bench/results/<date>[-<tag>].json`` and ``BENCHMARKS.md`` (see :mod:`bench.report`).
+Every decision topic is tallied by verdict/reason and every DLQ by error kind (the verdict mix
+beside each rate). Every prefixed topic, consumer group and subject is deleted at the end
+(``--keep`` keeps them). Results: ``bench/results/<date>[-<tag>].json``, figures in
+``bench/results/figures/`` and ``BENCHMARKS.md`` (see :mod:`bench.report`, :mod:`bench.figures`).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import importlib.metadata
 import json
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -43,9 +53,12 @@ from bench.common import (
     REPO,
     OutputMonitor,
     ProcSampler,
+    committed_progress,
+    copy_topic,
     create_env,
     create_topics,
     drop_prefix,
+    ensure_bench_policy,
     machine,
     new_prefix,
     percentiles,
@@ -57,6 +70,7 @@ from bench.common import (
     wait_group_stable,
 )
 from bench.gen import PacedSource, Workload, generate, produce_workload, run_paced
+from bench.quix_peer import quix_version
 from bench.restore import parse_result, write_changelog
 from streams import topics
 from streams.serde.wire import AvroCodec
@@ -67,18 +81,26 @@ OTHER_WORK_LIMIT = 0.25  # cores used by other work above which a throughput run
 CEILING_OUT = "bench.ceiling.out"
 FAUST_DECISIONS = "faust.governance.decisions"
 FAUST_APPROVED = "faust.photo.share.approved"
+QUIX_DECISIONS = "quix.governance.decisions"
+QUIX_APPROVED = "quix.photo.share.approved"
+LIVE_RPS = 2000.0  # the issue's fixed live rate for p99
+HARNESS = 12
+"""Version of this harness (issue 12: the runtime gate, replay policy, peers, verdict mixes)."""
 
 MODES: dict[str, dict[str, Any]] = {
     "quick": {
         "requests": 100_000,
         "users": 10_000,
-        "paced_s": 15,
+        "paced_s": 8,
         "latency_systems": ["gate"],
         "restore_users": [100_000],
         "profile_s": 25,
-        "faust_cap_s": 30,
-        "repeats": 2,
-        "max_repeats": 3,
+        "faust_cap_s": 20,
+        "quix_cap_s": 30,
+        "commit_intervals_ms": [0, 250],
+        "detector_decisions": 100_000,
+        "repeats": 1,
+        "max_repeats": 1,
         "timeout_s": 300,
     },
     "full": {
@@ -89,6 +111,9 @@ MODES: dict[str, dict[str, Any]] = {
         "restore_users": [1_000_000, 10_000_000],
         "profile_s": 60,
         "faust_cap_s": 300,
+        "quix_cap_s": 300,
+        "commit_intervals_ms": [0, 50, 100, 250, 500, 1000],
+        "detector_decisions": 1_000_000,
         "repeats": 2,
         "max_repeats": 4,
         "timeout_s": 3600,
@@ -113,6 +138,7 @@ class Bench:
             "date": datetime.date.today().isoformat(),
             "started_at": datetime.datetime.now().isoformat(timespec="seconds"),
             "mode": mode,
+            "harness": HARNESS,
             "machine": machine(),
             "versions": versions(self.base),
             "config": {k: v for k, v in self.conf.items() if k != "timeout_s"},
@@ -124,6 +150,8 @@ class Bench:
         self.work: Workload | None = None
         self.running: list[subprocess.Popen[bytes]] = []
         self.codec: AvroCodec | None = None
+        self.decisions_prefix: str | None = None
+        self.baseline_ref = ""
 
     # -- environments ---------------------------------------------------------------------------
     def env(self, tag: str) -> tuple[str, AvroCodec]:
@@ -175,6 +203,7 @@ class Bench:
         cap_s: float | None = None,
         ready_group: str | None = None,
         codec: AvroCodec | None = None,
+        cwd: Path = REPO,
     ) -> tuple[dict[str, Any], list[subprocess.Popen[bytes]]]:
         """Run ``commands`` over the backlog until ``expected`` outputs are visible.
 
@@ -191,7 +220,7 @@ class Bench:
             self.produce_backlog(prefix, codec)
         launched = time.time()
         procs = [
-            start(argv, env, self.work_dir / f"{name}-{i}.log")
+            start(argv, env, self.work_dir / f"{name}-{i}.log", cwd=cwd)
             for i, (argv, env) in enumerate(commands)
         ]
         if ready_group is not None:
@@ -271,6 +300,7 @@ class Bench:
         per_output: str,
         own_max_rps: float | None = None,
         rates: list[tuple[str, float]] | None = None,
+        follow_half: bool = True,
     ) -> None:
         """Paced live traffic at half the gate's maximum, then at ``own_max_rps`` (full load)."""
         assert self.work is not None
@@ -320,7 +350,7 @@ class Bench:
                 span = (arrivals.last or sent_at) - began
                 live_max = arrivals.count / span if span > 0 else 0.0
                 runs[label]["live_max_requests_per_s"] = round(live_max, 1)
-                if live_max > 0 and "half_live_max" not in runs:
+                if follow_half and live_max > 0 and "half_live_max" not in runs:
                     queue.append(("half_live_max", live_max * 0.5))
         self.results["latency"][name] = runs
 
@@ -337,6 +367,9 @@ class Bench:
             prefix,
             CONSENTINEL_INSTANCE_ID=instance,
             CONSENTINEL_STATE_DIR=str(self.work_dir / "state" / prefix),
+            # decided_at = the stream's event time, so the detectors' windows see the backlog's
+            # week and not a pile-up of one minute (see run_detectors)
+            CONSENTINEL_DECISION_CLOCK="stream",
         )
         return argv, env
 
@@ -361,8 +394,11 @@ class Bench:
             prefix, codec = self.env(tag)
             result, procs = launch(prefix, codec)
             samples.append(result)
-            if i == 0 and name == "gate":
+            if i == 0 and name in ("gate", "scale_out", "gate_baseline"):
                 result["verdicts"] = tally(self.base, codec, prefix + topics.TOPIC_DECISIONS)
+                result["dead_letters"] = tally(
+                    self.base, codec, prefix + topics.TOPIC_DLQ, fields=("error_kind",)
+                )
             i += 1
             disturbed = all(r.get("cores_other_work", 0) > OTHER_WORK_LIMIT for r in samples)
             if i >= self.conf["max_repeats"] or (i >= self.conf["repeats"] and not disturbed):
@@ -370,10 +406,48 @@ class Bench:
             stop(procs)
         best = dict(max(samples, key=lambda r: r["events_per_s"]))
         best["verdicts"] = samples[0].get("verdicts")
+        best["dead_letters"] = samples[0].get("dead_letters")
         best["samples_events_per_s"] = [r["events_per_s"] for r in samples]
         best["samples_cores_other_work"] = [r.get("cores_other_work") for r in samples]
         self.results["runs"][name] = best
         return best, prefix, codec, procs
+
+    def run_baseline(self) -> None:
+        """The gate as of ``--baseline REF`` (``git archive``, run from a copy), same input: the
+        "before" of a change, measured in the same run as the "after"."""
+        if not self.baseline_ref:
+            return
+        code = self.work_dir / "baseline"
+        code.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", self.baseline_ref, "streams", "schemas"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(["tar", "-x", "-C", str(code)], input=archive.stdout, check=True)
+
+        def launch(prefix: str, codec: AvroCodec) -> Any:
+            assert self.work is not None
+            argv, env = self.gate_command(prefix, "bench-base")
+            env["PYTHONPATH"] = str(code)
+            return self.backlog(
+                "gate_baseline",
+                prefix,
+                [(argv, env)],
+                [prefix + topics.TOPIC_DECISIONS],
+                self.work.requests,
+                codec=codec,
+                cwd=code,
+            )
+
+        result, _, _, _ = self.repeated("gate_baseline", "b", launch)
+        resolved = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", self.baseline_ref],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        result["ref"] = f"{self.baseline_ref} = {resolved}" if resolved else self.baseline_ref
 
     def run_ceiling(self) -> None:
         def launch(prefix: str, codec: AvroCodec) -> Any:
@@ -417,9 +491,16 @@ class Bench:
         try:
             if "gate" in self.conf["latency_systems"]:
                 decisions = [prefix + topics.TOPIC_DECISIONS]
-                self.latency("gate", prefix, codec, decisions, decision_time(codec), "request")
+                gate_max = self.results["runs"]["gate"]["requests_per_s"]
+                rates = [("live_2000", LIVE_RPS), ("full_load", gate_max)]
+                self.latency(
+                    "gate", prefix, codec, decisions, decision_time(codec), "request", rates=rates
+                )
         finally:
             stop(procs)
+        self.decisions_prefix = prefix
+        if self.conf.get("commit_intervals_ms") and "gate" in self.conf["latency_systems"]:
+            self.commit_curve()
 
     def faust_env(self, tag: str) -> tuple[str, AvroCodec, AvroCodec, Any]:
         prefix, codec = self.env(tag)
@@ -482,6 +563,154 @@ class Bench:
         finally:
             stop(procs)
 
+    def run_quix(self) -> None:
+        from bench.quix_peer import ensure_venv
+
+        python = ensure_venv()
+        prefix, codec = self.env("q")
+        assert self.work is not None
+        create_topics(self.admin, [prefix + QUIX_DECISIONS, prefix + QUIX_APPROVED])
+        # Quix aligns concatenated topics by the Kafka timestamp, never by a field of the value:
+        # its input topics are CreateTime, stamped with occurred_at by the backlog's producer
+        # (the gate's stay LogAppendTime and it merges by the decoded occurred_at).
+        set_create_time(self.admin, [prefix + t for t in gen_inputs()])
+        quix_codec = AvroCodec(codec._source, codec.catalog.with_topics(
+            {prefix + QUIX_DECISIONS: "Decision"}
+        ))  # fmt: skip
+        env = python_env(
+            self.base, prefix, CONSENTINEL_STATE_DIR=str(self.work_dir / "state" / prefix)
+        )
+        env.pop("VIRTUAL_ENV", None)
+        result, _ = self.backlog(
+            "quix_peer",
+            prefix,
+            [([str(python), "-m", "bench.quix_peer"], env)],
+            [prefix + QUIX_DECISIONS],
+            self.work.requests,
+            keep_running=False,
+            cap_s=self.conf["quix_cap_s"],
+            codec=codec,
+        )
+        result["verdicts"] = tally(self.base, quix_codec, prefix + QUIX_DECISIONS)
+        result["dead_letters"] = {}  # the peer has no dead-letter topic (it logs and counts)
+        self.results["runs"]["quix_peer"] = result
+
+    def run_detectors(self) -> None:
+        """Both detector stages over N decisions: from start until all are consumed, committed.
+
+        The decisions are the gate's from this run (decided with ``CONSENTINEL_DECISION_CLOCK=
+        stream``, so ``decided_at`` follows the backlog's event time), copied to a fresh prefix.
+        """
+        source = self.decisions_prefix
+        if source is None:
+            raise RuntimeError("the detectors step needs the gate's decisions (run the gate first)")
+        prefix, codec = self.env("d")
+        copied = copy_topic(
+            self.base,
+            source + topics.TOPIC_DECISIONS,
+            prefix + topics.TOPIC_DECISIONS,
+            limit=self.conf["detector_decisions"],
+        )
+        say(f"detectors: {copied} decisions copied to {prefix}")
+        argv = [sys.executable, "-m", "streams.cli", "detect", "--policy", str(POLICY)]
+        env = python_env(
+            self.base,
+            prefix,
+            CONSENTINEL_INSTANCE_ID="bench-detect",
+            CONSENTINEL_STATE_DIR=str(self.work_dir / "state" / prefix),
+        )
+        group = prefix + topics.DETECTOR_APP
+        launched = time.time()
+        proc = start(argv, env, self.work_dir / "detectors.log")
+        sampler = ProcSampler([proc.pid])
+        sampler.start()
+        try:
+            progress = committed_progress(
+                self.base,
+                self.admin,
+                group,
+                {prefix + topics.TOPIC_DECISIONS: copied},
+                self.conf["timeout_s"],
+                alive=lambda: proc.poll() is None,
+            )
+        finally:
+            sampler.stop()
+            stop([proc])
+        first, done = progress["first_commit_at"], progress["done_at"]
+        wall = done - first
+        counted = copied - progress["first_committed"]
+        cpu = sampler.cpu_at(done) - sampler.cpu_at(first)
+        alerts = tally(self.base, codec, prefix + topics.TOPIC_ALERTS, fields=("kind",))
+        dead = tally(self.base, codec, prefix + topics.TOPIC_DLQ, fields=("error_kind",))
+        result = {
+            "processes": 1,
+            "decisions": copied,
+            "startup_s": round(first - launched, 2),
+            "wall_s": round(wall, 2),
+            "decisions_per_s": round(counted / wall, 1) if wall > 0 else None,
+            "events_per_s": round(counted / wall, 1) if wall > 0 else None,
+            "cpu_s": round(cpu, 2),
+            "cpu_us_per_decision": round(cpu / max(counted, 1) * 1e6, 1),
+            "peak_rss_mb": [round(kb / 1024, 1) for kb in sampler.hwm_kb.values()],
+            "alerts": alerts,
+            "dead_letters": dead,
+            **sampler.window(first, done),
+        }
+        say(f"detectors: {result}")
+        self.results["runs"]["detectors"] = result
+
+    def commit_curve(self) -> None:
+        """p99 and the live maximum against the runtime's ``commit_interval_ms``: per interval a
+        fresh prefix with the backlog's uploads and consents (no requests), a gate that has
+        consumed them, then live traffic."""
+        assert self.work is not None
+        curve = []
+        for interval in self.conf["commit_intervals_ms"]:
+            prefix, codec = self.env(f"i{interval}")
+            produce_workload(self.base, codec, prefix, self.work, requests=False)
+            argv, env = self.gate_command(prefix, "bench-1")
+            env["CONSENTINEL_COMMIT_INTERVAL_MS"] = str(interval)
+            port = free_port()
+            env["METRICS_PORT"] = str(port)
+            proc = start(argv, env, self.work_dir / f"gate-commit-{interval}.log")
+            self.running = [proc]
+            try:
+                waited = wait_ready(port, self.conf["timeout_s"], alive=proc)
+                group = prefix + "consentinel-gate"
+                waited += wait_consumed(self.base, self.admin, group, prefix, 300)
+                say(f"gate (commit_interval_ms={interval}): state loaded after {waited:.1f}s")
+                time.sleep(1.0)
+                decisions = [prefix + topics.TOPIC_DECISIONS]
+                self.latency(
+                    f"gate_commit_{interval}ms",
+                    prefix,
+                    codec,
+                    decisions,
+                    decision_time(codec),
+                    "request",
+                    rates=[("live_2000", LIVE_RPS), ("full_load", self.gate_live_rps())],
+                    follow_half=False,
+                )
+                runs = self.results["latency"].pop(f"gate_commit_{interval}ms")
+                curve.append(
+                    {
+                        "commit_interval_ms": interval,
+                        "p50_ms_at_2000": runs["live_2000"].get("p50_ms"),
+                        "p99_ms_at_2000": runs["live_2000"].get("p99_ms"),
+                        "live_max_requests_per_s": runs["full_load"].get("live_max_requests_per_s"),
+                        "p99_ms_at_full_load": runs["full_load"].get("p99_ms"),
+                        "cores_other_work": runs["live_2000"].get("cores_other_work"),
+                    }
+                )
+            finally:
+                stop([proc])
+        self.results["commit_curve"] = curve
+
+    def gate_live_rps(self) -> float:
+        live = self.results["latency"].get("gate", {}).get("full_load", {})
+        rate = live.get("live_max_requests_per_s") or self.results["runs"]["gate"]["requests_per_s"]
+        return float(rate) * 1.2  # offer more than it sustained, to find its maximum again
+
     def run_scale_out(self) -> None:
         def launch(prefix: str, codec: AvroCodec) -> Any:
             assert self.work is not None
@@ -543,14 +772,18 @@ class Bench:
         say(f"profile: {decided} decisions profiled, report in {text_out}")
 
     def run_restore(self) -> None:
-        for users in self.conf["restore_users"]:
+        cases = [(u, False) for u in self.conf["restore_users"]]
+        cases += [(u, True) for u in self.conf["restore_users"]]
+        for users, ledgers in cases:
             prefix = new_prefix("r")
             self.prefixes.append(prefix)
             create_env(self.base, self.admin, prefix)
-            written = write_changelog(self.base, prefix, users)
-            say(f"restore: {users} users' state written in {written['write_s']}s")
+            written = write_changelog(self.base, prefix, users, ledgers=ledgers)
+            say(
+                f"restore: {users} users' {written['state']} state written in {written['write_s']}s"
+            )
             for store in ("memory", "rocksdb"):
-                log = self.work_dir / f"restore-{users}-{store}.log"
+                log = self.work_dir / f"restore-{users}-{written['state']}-{store}.log"
                 env = python_env(
                     self.base,
                     prefix,
@@ -577,9 +810,12 @@ class Bench:
         # The gate goes first: the paced latency runs of the others offer its measured rates.
         steps = [
             ("gate", self.run_gate),
+            ("baseline", self.run_baseline),
             ("ceiling", self.run_ceiling),
             ("faust_peer", self.run_faust),
+            ("quix_peer", self.run_quix),
             ("scale_out", self.run_scale_out),
+            ("detectors", self.run_detectors),
             ("profile", self.run_profile),
             ("restore", self.run_restore),
         ]
@@ -596,8 +832,63 @@ class Bench:
         finally:
             self.cleanup()
         self.results["elapsed_s"] = round(time.monotonic() - started, 1)
+        report.check_mixes(self.results)
         self.results["ratios"] = report.ratios(self.results)
         return self.results
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(port: int, timeout_s: float, alive: subprocess.Popen[bytes]) -> float:
+    """Wait until a process's ``/ready`` answers 200 (state restored, tables read)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if alive.poll() is not None:
+            raise RuntimeError(f"the process serving :{port} exited before it was ready")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"not ready on :{port} within {timeout_s}s")
+
+
+def gen_inputs() -> tuple[str, ...]:
+    from bench.gen import INPUT_TOPICS
+
+    return INPUT_TOPICS
+
+
+def set_create_time(admin: AdminClient, names: list[str]) -> None:
+    """Switch topics to ``message.timestamp.type=CreateTime`` (the producer's timestamps)."""
+    from confluent_kafka.admin import (
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    resources = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(
+                    "message.timestamp.type",
+                    "CreateTime",
+                    incremental_operation=AlterConfigOpType.SET,
+                )
+            ],
+        )
+        for name in names
+    ]
+    for future in admin.incremental_alter_configs(resources).values():
+        future.result()
 
 
 def decision_time(codec: AvroCodec) -> Any:
@@ -611,13 +902,19 @@ def kafka_time(message: Message) -> int:
     return int(message.timestamp()[1])
 
 
-def tally(settings: Settings, codec: AvroCodec, topic: str) -> dict[str, int]:
-    """Count the decisions of ``topic`` by verdict/reason (after the run, not timed)."""
+def tally(
+    settings: Settings,
+    codec: AvroCodec,
+    topic: str,
+    fields: tuple[str, ...] = ("verdict", "reason"),
+) -> dict[str, int]:
+    """Count the records of ``topic`` by ``fields`` (verdict/reason for decisions, error_kind for
+    dead letters), after the run, not timed."""
     counts: dict[str, int] = {}
 
     def see(message: Message) -> int:
         record = codec.decode(topic, message.value())
-        key = f"{record['verdict']}/{record['reason']}"
+        key = "/".join(str(record[f]) for f in fields)
         counts[key] = counts.get(key, 0) + 1
         return 0
 
@@ -660,6 +957,8 @@ def versions(settings: Settings) -> dict[str, str]:
         "fastavro": dist("fastavro"),
         "rocksdict": dist("rocksdict"),
         "pyinstrument": dist("pyinstrument"),
+        "quixstreams (own venv)": quix_version(),
+        "matplotlib": dist("matplotlib"),
     }
 
 
@@ -695,7 +994,7 @@ def ensure_stack() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--quick", action="store_true", help="100k requests, under 5 minutes")
+    group.add_argument("--quick", action="store_true", help="100k requests, under 10 minutes")
     group.add_argument("--full", action="store_true", help="1M requests, 10M users' restore")
     parser.add_argument("--only", default="", help="comma-separated subset of the steps")
     parser.add_argument("--tag", default="", help="suffix of the results file name")
@@ -706,6 +1005,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restore-users", help="override, e.g. 1000000,10000000")
     parser.add_argument("--paced-s", type=float, help="override the latency runs' duration")
     parser.add_argument("--note", default="", help="why a partial (--only) re-run was made")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="git ref of a gate to measure on the same input in the same run (before/after)",
+    )
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
     if args.requests:
@@ -717,11 +1021,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.restore_users:
         MODES[mode]["restore_users"] = [int(n) for n in args.restore_users.split(",")]
     started = time.monotonic()
+
+    def _terminated(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the cleanup
+
+    signal.signal(signal.SIGTERM, _terminated)
     ensure_stack()
+    ensure_bench_policy()
     RESULTS.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix=f"consentinel-bench-{mode}-"))
     say(f"{mode} run; logs in {work_dir}")
     bench = Bench(mode, work_dir, args.keep, args.tag)
+    bench.baseline_ref = args.baseline
     only = [s for s in args.only.split(",") if s]
     results = bench.run(only or None)
     results["total_s"] = round(time.monotonic() - started, 1)
@@ -744,10 +1055,22 @@ def main(argv: list[str] | None = None) -> int:
                 "versions": results["versions"],
             }
         )
+        for key in ("commit_curve",):
+            if key in results:
+                merged[key] = results[key]
+        report.check_mixes(merged)
         merged["ratios"] = report.ratios(merged)
         results = merged
     out.write_text(json.dumps(results, indent=2) + "\n")
     say(f"results in {out} ({results['total_s']}s)")
+    try:
+        from bench.figures import draw
+
+        results["figures"] = draw(results, RESULTS)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        say(f"figures: {results['figures']}")
+    except ImportError as exc:  # matplotlib is in the `bench` extra
+        say(f"figures not drawn: {exc}")
     if not args.no_report:
         report.write(REPO / "BENCHMARKS.md", RESULTS)
         say("BENCHMARKS.md rewritten")
