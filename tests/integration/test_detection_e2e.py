@@ -184,6 +184,7 @@ def _vendor_reads(env: GateEnv, tag: str, at_ms: int, count: int) -> list[str]:
         notice_version="2026-11",
         occurred_at=at_ms,
     )
+    p.flush()  # the gate is live: uploads and consent first (the README's live race, fail closed)
     ids = [
         p.training_read(
             job_id=f"follow-up-{tag}",
