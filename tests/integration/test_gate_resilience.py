@@ -104,6 +104,7 @@ def _story(env: GateEnv, now: int) -> str:
         categories=["IMAGE"],
         occurred_at=now - 20_000,
     )
+    env.producer.flush()  # the gate may be live: upload and consent before the read
     event_id = env.producer.training_read(
         job_id="job-1",
         model_id="model-1",
