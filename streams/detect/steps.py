@@ -12,10 +12,11 @@ be tested without a broker:
 3. :meth:`DetectorSteps.on_actor` applies it to the requester's denial-burst state and the
    job's unconsented-training state (table values keyed by actor).
 
-Every table value is ``{"src": {source partition: last offset}, "state": ...}``: a forwarded copy
-whose source offset is not beyond the last one applied is a replay (after a crash) and is
-skipped, so a replay never counts a decision twice, and the alert it once raised is re-derived
-with the same id.
+Every subject's state is a :class:`~streams.detect.state.Tracked`: the pure detector's state
+object and the last source offset applied to it per partition. A forwarded copy whose source
+offset is not beyond the last one applied is a replay and is skipped, so a replay never counts a
+decision twice. (The runtime is exactly once, so a replay can only come from a reprocessed
+input topic; the filter is a second line of defence and costs one dict lookup.)
 """
 
 from __future__ import annotations
@@ -34,14 +35,12 @@ from streams.detect.core.bulk_export import BulkExportConfig, BulkExportOutcome
 from streams.detect.core.denied_burst import BurstDimension, DeniedBurstConfig
 from streams.detect.core.pipeline import DetectorSet
 from streams.detect.core.records import Alert, Control, DecisionEvent
-from streams.detect.core.unconsented_training import TrainingJobState, UnconsentedTrainingConfig
+from streams.detect.core.unconsented_training import UnconsentedTrainingConfig
+from streams.detect.state import Tracked
 from streams.errors import ConsentinelError
 from streams.runtime.dead_letters import dead_letter
 from streams.runtime.records import RawInput
 from streams.serde.wire import AvroCodec
-
-Value = dict[str, Any] | None
-"""A table value as stored (JSON-able), or None when the key has none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +83,7 @@ class DetectorSteps:
         )
         self.publish_updates = publish_updates
         self.registered = frozenset(policy.recipients)
+        self._recipient_gauges: dict[str, tuple[Any, ...]] = {}
         for org, limit in self.detectors.bulk.limits.items():
             metrics.RECIPIENT_LIMIT.labels(org).set(limit.max_photos_per_hour)
         metrics.initialise(self.detectors.bulk.limits)
@@ -150,50 +150,74 @@ class DetectorSteps:
 
     # ------------------------------------------------------------------ step 2: recipients
 
-    def on_recipient(self, forwarded: Mapping[str, Any], bulk: Value, burst: Value) -> Applied:
-        """Apply a forwarded decision to its recipient's states (``bulk``, ``burst``)."""
+    def on_recipient(
+        self, forwarded: Mapping[str, Any], bulk: Tracked | None, burst: Tracked | None
+    ) -> Applied:
+        """Apply a forwarded decision to its recipient's states (``bulk``, ``burst``).
+
+        The states are live objects (:class:`~streams.detect.state.Tracked`), changed in place;
+        the returned values are what the table holds afterwards (None: delete).
+        """
         event = DecisionEvent.from_dict(forwarded["e"])
         src = forwarded.get("src")
-        if _seen(bulk, src):
+        if bulk is not None and bulk.seen(src):
             return Applied({"bulk": bulk, "burst": burst}, duplicate=True)
         det = self.detectors
         org = event.recipient_org
-        state = det.bulk.load(bulk["state"]) if bulk else det.bulk.new_state(org)
-        outcome = det.bulk.observe(state, event)
+        if bulk is None:
+            bulk = Tracked(det.bulk.new_state(org))
+        outcome = det.bulk.observe(bulk.state, event)
+        bulk.note(src)
         self._gauges(outcome)
         decided = forwarded.get("d")
         outputs = self._outputs(outcome.alert, outcome.control, decided)
-        key = (BurstDimension.RECIPIENT, org)
-        new_burst = burst
         if det.bursts.subjects(event):
-            bstate = det.bursts.load(burst["state"]) if burst else det.bursts.new_state(*key)
-            found = det.bursts.observe(bstate, event)
+            if burst is None:
+                burst = Tracked(det.bursts.new_state(BurstDimension.RECIPIENT, org))
+            found = det.bursts.observe(burst.state, event)
+            burst.note(src)
             outputs += self._outputs(found.alert, None, decided)
-            _episode_gauge("DENIED_BURST", "recipient", org, bstate.episode.active)
-            new_burst = None if bstate.is_idle() else _wrap(burst, src, bstate.to_dict())
-        _episode_gauge("BULK_EXPORT", "recipient", org, state.episode.active)
-        return Applied({"bulk": _wrap(bulk, src, state.to_dict()), "burst": new_burst}, outputs)
+            _episode_gauge("DENIED_BURST", "recipient", org, burst.state.episode.active)
+            if burst.state.is_idle():
+                burst = None
+        _episode_gauge("BULK_EXPORT", "recipient", org, bulk.state.episode.active)
+        return Applied({"bulk": bulk, "burst": burst}, outputs)
 
     def _gauges(self, outcome: BulkExportOutcome) -> None:
-        label = metrics.recipient_label(outcome.recipient, self.registered)
-        if label == metrics.UNREGISTERED_RECIPIENT:
+        gauges = self._recipient_gauges.get(outcome.recipient)
+        if gauges is None:
+            label = metrics.recipient_label(outcome.recipient, self.registered)
+            if label == metrics.UNREGISTERED_RECIPIENT:
+                gauges = ()
+            else:
+                gauges = (
+                    metrics.RECIPIENT_PHOTOS_LAST_HOUR.labels(label),
+                    metrics.RECIPIENT_BASELINE.labels(label),
+                    metrics.RECIPIENT_THRESHOLD.labels(label),
+                )
+            self._recipient_gauges[outcome.recipient] = gauges
+        if not gauges:
             return
-        metrics.RECIPIENT_PHOTOS_LAST_HOUR.labels(label).set(outcome.observed)
+        photos, baseline, threshold = gauges
+        photos.set(outcome.observed)
         base = outcome.baseline
-        metrics.RECIPIENT_BASELINE.labels(label).set(float("nan") if base is None else base.median)
-        threshold = outcome.threshold
-        metrics.RECIPIENT_THRESHOLD.labels(label).set(
-            float("nan") if threshold is None else threshold
-        )
+        baseline.set(float("nan") if base is None else base.median)
+        limit = outcome.threshold
+        threshold.set(float("nan") if limit is None else limit)
 
     # ------------------------------------------------------------------ step 3: actors
 
     def on_actor(
-        self, forwarded: Mapping[str, Any], burst: Value, job: Value, job_model: str | None
+        self,
+        forwarded: Mapping[str, Any],
+        burst: Tracked | None,
+        job: Tracked | None,
+        job_model: str | None,
     ) -> Applied:
         """Apply a forwarded decision (or a job -> model fact) to its actor's states.
 
-        Returns values for ``burst``, ``job`` and ``job_model`` (the model learned for the job).
+        Returns values for ``burst``, ``job`` and ``job_model`` (the model learned for the job);
+        ``burst`` and ``job`` are live objects, changed in place.
         """
         if "job_model" in forwarded:
             _, model, _ = forwarded["job_model"]
@@ -202,26 +226,25 @@ class DetectorSteps:
         src = forwarded.get("src")
         decided = forwarded.get("d")
         values: dict[str, Any] = {"burst": burst, "job": job, "job_model": job_model}
-        if _seen(burst, src) or _seen(job, src):
+        if (burst is not None and burst.seen(src)) or (job is not None and job.seen(src)):
             return Applied(values, duplicate=True)
         det = self.detectors
         outputs: list[Output] = []
         if det.bursts.subjects(event):
-            key = (BurstDimension.REQUESTER, event.actor)
-            bstate = det.bursts.load(burst["state"]) if burst else det.bursts.new_state(*key)
-            found = det.bursts.observe(bstate, event)
+            if burst is None:
+                burst = Tracked(det.bursts.new_state(BurstDimension.REQUESTER, event.actor))
+            found = det.bursts.observe(burst.state, event)
+            burst.note(src)
             outputs += self._outputs(found.alert, None, decided)
-            _episode_gauge("DENIED_BURST", "requester", event.actor, bstate.episode.active)
-            values["burst"] = None if bstate.is_idle() else _wrap(burst, src, bstate.to_dict())
+            _episode_gauge("DENIED_BURST", "requester", event.actor, burst.state.episode.active)
+            values["burst"] = None if burst.state.is_idle() else burst
         if det.training.watches(event):
-            jstate = (
-                TrainingJobState.from_dict(job["state"])
-                if job
-                else det.training.new_state(event.actor)
-            )
-            alert = det.training.observe(jstate, event, model_id=job_model)
+            if job is None:
+                job = Tracked(det.training.new_state(event.actor))
+            alert = det.training.observe(job.state, event, model_id=job_model)
+            job.note(src)
             outputs += self._outputs(alert, None, decided)
-            values["job"] = _wrap(job, src, jstate.to_dict())
+            values["job"] = job
         return Applied(values, outputs)
 
     # ------------------------------------------------------------------ outputs
@@ -280,20 +303,3 @@ def _wall_ms(record: Mapping[str, Any]) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     return None
-
-
-def _seen(value: Value, src: Any) -> bool:
-    """Whether the forwarded copy from source ``src`` was applied to ``value`` already."""
-    if not value or not src:
-        return False
-    partition, offset = src
-    last = value.get("src", {}).get(str(partition))
-    return last is not None and offset <= last
-
-
-def _wrap(old: Value, src: Any, state: dict[str, Any]) -> dict[str, Any]:
-    """Return the new table value: ``state`` plus the source offsets applied so far."""
-    offsets = dict(old.get("src", {})) if old else {}
-    if src:
-        offsets[str(src[0])] = src[1]
-    return {"src": offsets, "state": state}

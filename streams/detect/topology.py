@@ -13,9 +13,8 @@ fully acknowledged by its ``due_at`` (:mod:`streams.detect.recalls`). Every read
 ``read_committed``: a decision from an aborted gate transaction
 is never counted, and after any crash each decision is counted exactly once.
 
-Stage 2's state keys: ``b:<recipient>`` bulk-export state, ``r:<recipient>`` the recipient's
-denial-burst state, ``q:<actor>`` the requester's denial-burst state, ``j:<actor>`` the job's
-unconsented-training state, ``m:<actor>`` the job's model. Values are JSON.
+Stage 2's state (:class:`~streams.detect.state.DetectorState`): per subject, the pure detectors'
+live state objects, changelogged as JSON once per transaction.
 """
 
 from __future__ import annotations
@@ -29,68 +28,21 @@ from streams import topics
 from streams.core.partitioning import partition_for
 from streams.detect import steps
 from streams.detect.recalls import RecallStage, RecallState
+from streams.detect.state import (
+    BULK,
+    JOB,
+    MODEL,
+    RECIPIENT_BURST,
+    REQUESTER_BURST,
+    DetectorState,
+    StateCodec,
+)
 from streams.errors import ConsentinelError, TransientError
 from streams.runtime.records import Output, Processed, RawInput
 from streams.runtime.stores import KeyValueStore
 from streams.runtime.topology import TopologySpec
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
-
-
-class JsonState:
-    """A partition's detector state: JSON values by key, with a write cache until the commit.
-
-    Its recall orders (:class:`~streams.detect.recalls.RecallState`) share the store.
-    """
-
-    def __init__(self, store: KeyValueStore) -> None:
-        self.store = store
-        self._changes: dict[bytes, bytes | None] = {}
-        self.recalls = RecallState(store)
-
-    def get(self, key: str) -> Any:
-        """Return the value of ``key`` (None if absent)."""
-        raw_key = key.encode()
-        raw = self._changes[raw_key] if raw_key in self._changes else self.store.get(raw_key)
-        return None if raw is None else json.loads(raw)
-
-    def put(self, key: str, value: Any) -> None:
-        """Set ``key`` to ``value``; None deletes it (a tombstone in the changelog)."""
-        raw_key = key.encode()
-        if value is None:
-            if raw_key in self._changes or self.store.get(raw_key) is not None:
-                self._changes[raw_key] = None
-            return
-        self._changes[raw_key] = _JSON.encode(value).encode()
-
-    def restore_many(self, records: list[tuple[bytes, bytes | None]]) -> None:
-        """Apply changelog records in order."""
-        puts: dict[bytes, bytes] = {}
-        for key, value in records:
-            if value is None:
-                puts.pop(key, None)
-                self.store.delete(key)
-            else:
-                puts[key] = value
-        self.store.put_many(puts)
-        self.recalls.invalidate()
-
-    def take_changes(self) -> list[tuple[bytes, bytes | None]]:
-        """Return the changes since the last call and apply them to the store."""
-        self._changes.update(self.recalls.changes)
-        self.recalls.changes.clear()
-        changes = list(self._changes.items())
-        for key, value in changes:
-            if value is None:
-                self.store.delete(key)
-            else:
-                self.store.put(key, value)
-        self._changes.clear()
-        return changes
-
-    def close(self) -> None:
-        """Release the store."""
-        self.store.close()
 
 
 class DetectorTopology:
@@ -106,6 +58,8 @@ class DetectorTopology:
         self.steps = detector
         self.partitions = 0
         self.recall_stage = RecallStage(detector.registered, clock_ms)
+        self._codec = StateCodec(detector.detectors)
+        self._last_forwarded: tuple[bytes, dict[str, Any]] | None = None
         self._recalls: dict[int, RecallState] = {}
         by_recipient, by_actor, changelog = topics.detector_topics(app_name)
         self.by_recipient, self.by_actor = by_recipient, by_actor
@@ -136,9 +90,9 @@ class DetectorTopology:
         """Learn the partition count of the sources (and so of the repartition topics)."""
         self.partitions = partitions
 
-    def open_state(self, partition: int, store: KeyValueStore) -> JsonState:
+    def open_state(self, partition: int, store: KeyValueStore) -> DetectorState:
         """Return the partition's empty state over ``store``."""
-        state = JsonState(store)
+        state = DetectorState(store, self._codec)
         self._recalls[partition] = state.recalls
         return state
 
@@ -150,7 +104,7 @@ class DetectorTopology:
         """Not used: the detectors take records in arrival order (their windows allow it)."""
         return raw.timestamp_ms
 
-    def process(self, raw: RawInput, state: JsonState) -> Processed:
+    def process(self, raw: RawInput, state: DetectorState) -> Processed:
         """Route (stage 1) or apply (stage 2) one record."""
         try:
             if raw.topic == topics.TOPIC_DECISIONS:
@@ -159,10 +113,10 @@ class DetectorTopology:
                 )
                 if dead is not None:
                     return Processed([_output(dead)], dead_letter_kind=dead.record["error_kind"])
-                return Processed([self._forward(*forward) for forward in forwards])
+                return Processed(self._forward(forwards))
             if raw.topic == topics.TOPIC_TRAINING_READS:
                 forwards, _ = self.steps.route_read(raw.key, raw.value, raw.partition, raw.offset)
-                return Processed([self._forward(*forward) for forward in forwards])
+                return Processed(self._forward(forwards))
             if raw.topic in (topics.TOPIC_RECALLS, topics.TOPIC_RECALL_ACKS):
                 record = self.steps.codec.decode(self.steps.topic(raw.topic), raw.value)
                 if raw.topic == topics.TOPIC_RECALLS:
@@ -170,7 +124,7 @@ class DetectorTopology:
                 else:
                     self.recall_stage.on_ack(record, state.recalls)
                 return Processed()
-            forwarded = json.loads(raw.value or b"{}")
+            forwarded = self._decode_forwarded(raw.value or b"{}")
             key = (raw.key or b"").decode("utf-8")
             if raw.topic == self.by_recipient:
                 return self._on_recipient(key, forwarded, state)
@@ -190,40 +144,65 @@ class DetectorTopology:
                 dead_letter_kind=kind,
             )
 
-    def _forward(self, side: str, key: str, value: dict[str, Any]) -> Output:
-        key_bytes = key.encode("utf-8")
-        return Output(
-            self._sides[side],
-            partition_for(key_bytes, self.partitions),
-            key_bytes,
-            _JSON.encode(value).encode(),
-        )
+    def _forward(self, forwards: list[tuple[str, str, dict[str, Any]]]) -> list[Output]:
+        """Re-key each copy onto its side's repartition topic; a copy sent twice is encoded once."""
+        outputs = []
+        encoded: dict[int, bytes] = {}
+        for side, key, value in forwards:
+            payload = encoded.get(id(value))
+            if payload is None:
+                payload = encoded[id(value)] = _JSON.encode(value).encode()
+            key_bytes = key.encode("utf-8")
+            outputs.append(
+                Output(
+                    self._sides[side],
+                    partition_for(key_bytes, self.partitions),
+                    key_bytes,
+                    payload,
+                )
+            )
+        return outputs
 
-    def _on_recipient(self, key: str, forwarded: dict[str, Any], state: JsonState) -> Processed:
-        applied = self.steps.on_recipient(forwarded, state.get("b:" + key), state.get("r:" + key))
+    def _decode_forwarded(self, payload: bytes) -> dict[str, Any]:
+        """Decode a forwarded copy; the same bytes twice in a row (both sides) are decoded once.
+
+        The decoded copy is only read, never changed, so sharing it is safe.
+        """
+        last = self._last_forwarded
+        if last is not None and last[0] == payload:
+            return last[1]
+        forwarded = json.loads(payload)
+        if not isinstance(forwarded, dict):
+            raise ValueError(f"a forwarded copy is a JSON object, not {type(forwarded).__name__}")
+        self._last_forwarded = (payload, forwarded)
+        return forwarded
+
+    def _on_recipient(self, key: str, forwarded: dict[str, Any], state: DetectorState) -> Processed:
+        bulk_key, burst_key = BULK + key, RECIPIENT_BURST + key
+        applied = self.steps.on_recipient(forwarded, state.get(bulk_key), state.get(burst_key))
         if applied.duplicate:
             return Processed()
-        state.put("b:" + key, applied.values["bulk"])
-        state.put("r:" + key, applied.values["burst"])
+        state.put(bulk_key, applied.values["bulk"])
+        state.put(burst_key, applied.values["burst"])
         return Processed([_output(o) for o in applied.outputs])
 
-    def _on_actor(self, key: str, forwarded: dict[str, Any], state: JsonState) -> Processed:
-        model = state.get("m:" + key)
-        applied = self.steps.on_actor(
-            forwarded, state.get("q:" + key), state.get("j:" + key), model
-        )
+    def _on_actor(self, key: str, forwarded: dict[str, Any], state: DetectorState) -> Processed:
+        burst_key, job_key, model_key = REQUESTER_BURST + key, JOB + key, MODEL + key
+        model = state.get(model_key)
+        applied = self.steps.on_actor(forwarded, state.get(burst_key), state.get(job_key), model)
         if applied.duplicate:
             return Processed()
-        state.put("q:" + key, applied.values["burst"])
-        state.put("j:" + key, applied.values["job"])
-        if applied.values["job_model"] != model:
-            state.put("m:" + key, applied.values["job_model"])
+        values = applied.values
+        state.put(burst_key, values["burst"])
+        state.put(job_key, values["job"])
+        if values["job_model"] != model:
+            state.put(model_key, values["job_model"])
         return Processed([_output(o) for o in applied.outputs])
 
     def committed(self, facts: Sequence[Any]) -> None:
         """Nothing to count after the commit: the steps count as they go."""
 
-    def punctuate(self, partition: int, state: JsonState, now_ms: int) -> list[Output]:
+    def punctuate(self, partition: int, state: DetectorState, now_ms: int) -> list[Output]:
         """Return the ``RECALL_OVERDUE`` alerts that wall-clock time alone made due."""
         outputs = self.recall_stage.overdue(state.recalls, now_ms)
         if partition == min(self._recalls, default=partition):

@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from streams import topics
 from streams.core.policy import parse_policy
 from streams.detect import metrics
+from streams.detect.state import BULK, StateCodec
 from streams.detect.steps import DetectorSteps
 from streams.serde.testing import SAMPLE_RECORDS, InMemorySchemaSource
 from streams.serde.wire import AvroCodec
@@ -47,6 +48,7 @@ def test_bounded_series_exist_before_their_first_event() -> None:
 
 def test_a_new_alert_observes_the_time_since_the_gate_decided() -> None:
     runtime = DetectorSteps(POLICY, AvroCodec(InMemorySchemaSource()))
+    codec = StateCodec(runtime.detectors)
     before = sample("consentinel_detector_alert_latency_seconds_count") or 0.0
     slow_before = (sample("consentinel_detector_alert_latency_seconds_count") or 0.0) - (
         sample("consentinel_detector_alert_latency_seconds_bucket", {"le": "2.0"}) or 0.0
@@ -73,8 +75,8 @@ def test_a_new_alert_observes_the_time_since_the_gate_decided() -> None:
         side, _, forwarded = forwards[0]
         assert side == "recipient" and forwarded["d"] == decided
         forwarded = json.loads(json.dumps(forwarded))  # what the internal topic carries
-        applied = runtime.on_recipient(forwarded, bulk, None)
-        bulk = json.loads(json.dumps(applied.values["bulk"]))
+        applied = runtime.on_recipient(forwarded, codec.load(BULK, bulk), None)
+        bulk = json.loads(json.dumps(codec.dump(applied.values["bulk"])))  # what the store holds
         alerts += [o for o in applied.outputs if o.topic == topics.TOPIC_ALERTS]
     assert [a.record["kind"] for a in alerts] == ["BULK_EXPORT"]
     after = sample("consentinel_detector_alert_latency_seconds_count") or 0.0

@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from streams import topics
 from streams.core.policy import load_policy, parse_policy
+from streams.detect.state import BULK, JOB, RECIPIENT_BURST, REQUESTER_BURST, StateCodec
 from streams.detect.steps import DetectorSteps, Output
 from streams.serde.testing import SAMPLE_RECORDS, InMemorySchemaSource
 from streams.serde.wire import AvroCodec
@@ -53,10 +54,11 @@ def roundtrip(value: Any) -> Any:
 
 
 class Tables:
-    """Dict tables driven the way the faust agents drive them."""
+    """Tables of stored (JSON) values, driven the way the detector topology drives its state."""
 
     def __init__(self, runtime: DetectorSteps) -> None:
         self.rt = runtime
+        self.codec = StateCodec(runtime.detectors)
         self.bulk: dict[str, Any] = {}
         self.rburst: dict[str, Any] = {}
         self.aburst: dict[str, Any] = {}
@@ -70,19 +72,24 @@ class Tables:
             self.deliver(side, subject, roundtrip(forwarded))
         return dead
 
+    def load(self, prefix: str, stored: Any) -> Any:
+        return self.codec.load(prefix, None if stored is None else roundtrip(stored))
+
     def deliver(self, side: str, subject: str, forwarded: dict[str, Any]) -> None:
         if side == "recipient":
             applied = self.rt.on_recipient(
-                forwarded, self.bulk.get(subject), self.rburst.get(subject)
+                forwarded,
+                self.load(BULK, self.bulk.get(subject)),
+                self.load(RECIPIENT_BURST, self.rburst.get(subject)),
             )
             if not applied.duplicate:
-                self.bulk[subject] = roundtrip(applied.values["bulk"])
+                self._put(self.bulk, subject, applied.values["bulk"])
                 self._put(self.rburst, subject, applied.values["burst"])
         else:
             applied = self.rt.on_actor(
                 forwarded,
-                self.aburst.get(subject),
-                self.jobs.get(subject),
+                self.load(REQUESTER_BURST, self.aburst.get(subject)),
+                self.load(JOB, self.jobs.get(subject)),
                 self.models.get(subject),
             )
             if not applied.duplicate:
@@ -91,12 +98,11 @@ class Tables:
                 self._put(self.models, subject, applied.values["job_model"])
         self.outputs.extend(applied.outputs)
 
-    @staticmethod
-    def _put(table: dict[str, Any], key: str, value: Any) -> None:
+    def _put(self, table: dict[str, Any], key: str, value: Any) -> None:
         if value is None:
             table.pop(key, None)
         else:
-            table[key] = roundtrip(value)
+            table[key] = roundtrip(self.codec.dump(value))
 
 
 def test_bulk_export_raises_one_alert_and_a_suspension(runtime: DetectorSteps) -> None:
