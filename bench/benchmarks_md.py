@@ -200,13 +200,20 @@ def _restore(data: dict[str, Any]) -> list[str]:
         " | records/s | peak RSS MB | value bytes per user |",
         "|---:|---|---|---:|---:|---:|---:|---:|",
     ]
+    skipped = []
     for e in entries:
+        if e.get("skipped"):
+            skipped.append(
+                f"- {_num(e['users'])} users, {e.get('state', 'consent')}, {e['store']}:"
+                f" {e['skipped']}."
+            )
+            continue
         lines.append(
             f"| {_num(e['users'])} | {e.get('state', 'consent')} | {e['store']} |"
             f" {_num(e.get('records'))} | {_num(e['total_s'], 1)} | {_num(e.get('records_per_s'))}"
             f" | {_num(e['peak_rss_mb'])} | {_num(e.get('value_bytes_avg'))} |"
         )
-    return lines
+    return [*lines, *([""] if skipped else []), *skipped]
 
 
 def _profile(data: dict[str, Any]) -> list[str]:

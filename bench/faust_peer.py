@@ -23,6 +23,7 @@ Run: ``python -m bench.faust_peer worker -l warn`` with ``CONSENTINEL_TOPIC_PREF
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 import uuid
 from typing import Any
@@ -67,6 +68,8 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     producer_linger=0.005,  # the gate's linger.ms=5 (Faust's default 0: a request per record)
     web_enabled=False,
+    # Faust's default data directory is "<app id>-data" in the working directory (the repository).
+    datadir=tempfile.mkdtemp(prefix=f"{PREFIX}faust-peer-data-"),
 )
 inputs = app.topic(
     *(

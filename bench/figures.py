@@ -113,6 +113,8 @@ def restore(results: dict[str, Any], out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
     for e in entries:
+        if e.get("skipped"):
+            continue
         key = (e.get("state", "consent"), e["store"])
         series.setdefault(key, []).append((e["users"], e["total_s"], e["peak_rss_mb"]))
     for (state, store), points in sorted(series.items()):

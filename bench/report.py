@@ -131,6 +131,9 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
                 + (f" {lat['not_run']}" if lat.get("not_run") else "")
             )
     for entry in results["restore"]:
+        if entry.get("skipped"):
+            lines.append(f"  restore {entry['users']} users {entry['store']}: {entry['skipped']}")
+            continue
         lines.append(
             f"  restore {entry['users']} users {entry.get('state', 'consent')} {entry['store']}:"
             f" {entry['total_s']}s,"

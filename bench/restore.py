@@ -147,6 +147,7 @@ def write_changelog(
     return {
         "users": users,
         "state": "consent+recall" if ledgers else "consent",
+        "records": users * (2 if ledgers else 1),
         "value_bytes_avg": round(total_bytes / max(users, 1), 1),
         "write_s": round(time.monotonic() - started, 1),
     }
