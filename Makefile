@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Installs only the missing system packages (apt-get); checks with `command -v`, so it is fast.
 INSTALL := deploy/local/install.sh
 
-.PHONY: help system system-demo system-test venv demo test test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick clean
+.PHONY: help system system-demo system-test venv demo test soak test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +47,18 @@ test: system-test venv ## Lint, type checks and the whole test suite (starts the
 	@$(BIN)/ruff format --check streams tests bench
 	@$(BIN)/mypy
 	@$(BIN)/pytest || { rc=$$?; if [ $$rc -eq 5 ]; then echo "!! pytest collected no tests (exit 5): that is a failure" >&2; fi; exit $$rc; }
+
+SOAK_RUNS ?= 20
+SOAK_REQUESTS ?= 20000
+soak: system-test venv ## The gate's crash test SOAK_RUNS times in a row (two SIGKILLs under SOAK_REQUESTS requests each)
+	@$(BIN)/consentinel stack up
+	@for i in $$(seq 1 $(SOAK_RUNS)); do \
+		echo ">> crash run $$i of $(SOAK_RUNS): $(SOAK_REQUESTS) requests"; \
+		CONSENTINEL_CRASH_REQUESTS=$(SOAK_REQUESTS) CONSENTINEL_CRASH_RATE=$${SOAK_RATE:-1000} \
+			$(BIN)/pytest -q -p no:cacheprovider \
+			"tests/integration/test_gate_exactly_once.py::test_sigkill_mid_stream_loses_and_duplicates_nothing" \
+			|| { echo "!! crash run $$i of $(SOAK_RUNS) failed" >&2; exit 1; }; \
+	done; echo ">> $(SOAK_RUNS) crash runs in a row passed"
 
 test-unit: system-test venv ## Run only the tests that need no broker (some need Chromium or promtool)
 	@$(BIN)/pytest -m "not integration and not prometheus"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -17,7 +18,10 @@ from tests.integration.harness import GateEnv, content_hash
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 USERS = 200
-REQUESTS = 3000
+REQUESTS = int(os.environ.get("CONSENTINEL_CRASH_REQUESTS", "3000"))
+"""Requests in the crash test (``make soak`` runs it 20 times with 20,000)."""
+RATE = int(os.environ.get("CONSENTINEL_CRASH_RATE", "400"))
+"""Requests per second the crash test sends."""
 
 
 def seed_users(env: GateEnv, now: int) -> None:
@@ -119,7 +123,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(gate_env: GateEnv) -> N
             gates.append(gate_env.gate_process("crash"))
 
     try:
-        ids = produce_load(gate_env, now, 0, REQUESTS, per_second=400, between=chaos)
+        ids = produce_load(gate_env, now, 0, REQUESTS, per_second=RATE, between=chaos)
         assert_exactly_once(gate_env, ids)
     finally:
         for gate in gates:
