@@ -3,12 +3,13 @@
 :class:`TopologyDriver` has the semantics of :class:`~streams.runtime.runner.StreamRunner` over an
 :class:`~streams.runtime.memory_log.InMemoryBroker`, one owner of every partition:
 
-* **Intake and order**: each partition number is a :class:`~streams.runtime.task.PartitionTask`
-  released through the same :meth:`~streams.runtime.task.PartitionTask.release` rule as the
-  runner. A source is fetched to its end on every turn and is then *caught up*, unless the test
-  holds it (:meth:`~TopologyDriver.hold`: records stay on the broker and the merge waits for
-  them, it knows they exist) or hides its end (:meth:`~TopologyDriver.hide_end`: records are
-  fetched but the end is unknown, so the merge waits up to ``max_idle_ms`` of the clock). An
+* **Intake and order** (:class:`~streams.runtime.memory_consumer.InMemoryConsumer`): each
+  partition number is a :class:`~streams.runtime.task.PartitionTask` released through the same
+  :meth:`~streams.runtime.task.PartitionTask.release` rule as the runner. A source is fetched
+  to its end on every turn and is then *caught up*, unless the test holds it
+  (:meth:`~TopologyDriver.hold`: records stay on the broker and the merge waits for them, it
+  knows they exist) or hides its end (:meth:`~TopologyDriver.hide_end`: records are fetched but
+  the end is unknown, so the merge waits up to ``max_idle_ms`` of the clock). An
   unsynchronized topology takes records in the order they were appended.
 * **Transactions**: a batch's outputs (encoded with the codec, as the runner encodes them) and
   changelog records reach the broker only at its commit, with the consumed offsets. An exception
@@ -31,20 +32,21 @@ topology, the stores, the merge or the dead-letter rules.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from streams.errors import TransientError
-from streams.runtime.dead_letters import dead_letter, oversize_input, oversize_output
+from streams.runtime.dead_letters import oversize_input, oversize_output
+from streams.runtime.memory_consumer import Fetch, InMemoryConsumer
 from streams.runtime.memory_log import InMemoryBroker, LogRecord
+from streams.runtime.options import RuntimeOptions
 from streams.runtime.records import Output, Processed, RawInput
-from streams.runtime.runner import RuntimeOptions
 from streams.runtime.stores import open_store
 from streams.runtime.task import PartitionTask
 from streams.runtime.timesync import PartitionSynchronizer
 from streams.runtime.topology import Topology
+from streams.runtime.transaction import Effects
 from streams.serde.testing import SAMPLE_RECORDS
 from streams.serde.wire import AvroCodec
 
@@ -54,6 +56,16 @@ DEFAULT_START_MS = 1_764_000_000_000
 MAX_TRANSIENT_RETRIES = 5
 """Consecutive transient failures the driver retries before it lets the last one propagate
 (the runner retries forever, with a back-off; a test must not hang)."""
+
+__all__ = [
+    "DEFAULT_START_MS",
+    "MAX_TRANSIENT_RETRIES",
+    "Fetch",
+    "InjectedFailure",
+    "ManualClock",
+    "TopologyDriver",
+    "sample_record",
+]
 
 T = TypeVar("T", bound=Topology)
 
@@ -78,17 +90,6 @@ class ManualClock:
             raise ValueError("the clock does not go backwards")
         self.now_ms += ms
         return self.now_ms
-
-
-class Fetch(enum.Enum):
-    """How the driver's consumer fetches one source partition."""
-
-    LIVE = "live"
-    """Everything on the broker is fetched each turn, then the source is at its end."""
-    HELD = "held"
-    """Nothing is fetched; the broker's end is known, so the merge waits (records to come)."""
-    END_UNKNOWN = "end-unknown"
-    """Records are fetched but the end is never reported: the merge's idle limit applies."""
 
 
 def sample_record(codec: AvroCodec, topic: str, **fields: Any) -> dict[str, Any]:
@@ -122,8 +123,6 @@ class TopologyDriver(Generic[T]):
         self.topology: T = topology
         self.codec = codec
         self.spec = topology.spec
-        self._merged = [t for t in self.spec.sources if t not in self.spec.internal]
-        """The sources the event-time merge orders (internal topics bypass it, as in the runner)."""
         self.broker = broker or InMemoryBroker(partitions, topic_partitions)
         self.partitions = self.broker.partitions
         self.clock = clock or ManualClock()
@@ -131,22 +130,24 @@ class TopologyDriver(Generic[T]):
         self.state_dir = state_dir or self.options.state_dir or Path(".consentinel/state")
         self.group = self.spec.name
         self.tasks: dict[int, PartitionTask] = {}
-        self.fetch_modes: dict[tuple[str, int], Fetch] = {}
+        self.consumer = InMemoryConsumer(
+            self.broker,
+            topology,
+            group=self.group,
+            batch_max_events=self.options.batch_max_events,
+            clock=self.clock,
+        )
+        self.fetch_modes = self.consumer.fetch_modes
         self.commits = 0
         """Transactions committed by this driver."""
         self.aborts = 0
         """Transactions aborted by this driver (and rewound)."""
         self.dead_letters: dict[tuple[str, str], int] = {}
         """(error kind, source topic) → dead letters committed (the runner's counter)."""
-        self._fetched: dict[tuple[str, int], int] = {}
-        self._unordered: list[RawInput] = []
-        self._tables = {table.topic: table for table in self.spec.global_tables}
-        self._table_read: dict[tuple[str, int], int] = {}
-        self._table_letters: list[Output] = []
         self._failure: tuple[int, BaseException] | None = None
         self._next_punctuation_ms = self.clock()
         topology.bind(self.partitions)
-        self._poll_tables()  # read to the end before any input, as the runner's catch_up
+        self.consumer.poll_tables()  # read to the end before any input, as the runner's catch_up
         for partition in range(self.partitions):
             self._restore(partition)
 
@@ -177,7 +178,7 @@ class TopologyDriver(Generic[T]):
         self, topic: str, key: bytes | str | None, value: dict[str, Any] | bytes | None
     ) -> LogRecord:
         """Write one record to a global table's topic; it is applied at the next turn."""
-        if topic not in self._tables:
+        if topic not in self.consumer.tables:
             raise ValueError(f"{topic} is not a global table of {self.spec.name}")
         return self.feed(topic, key, value)
 
@@ -196,8 +197,8 @@ class TopologyDriver(Generic[T]):
     def _set_fetch(self, topic: str, partition: int | None, mode: Fetch) -> None:
         if topic not in self.spec.sources:
             raise ValueError(f"{topic} is not a source of {self.spec.name}")
-        for number in range(self.partitions) if partition is None else (partition,):
-            self.fetch_modes[(topic, number)] = mode
+        numbers = range(self.partitions) if partition is None else (partition,)
+        self.consumer.set_fetch(topic, numbers, mode)
 
     def fail(self, after: int = 0, error: BaseException | None = None) -> None:
         """Make the input that comes ``after`` more inputs raise ``error`` inside its batch.
@@ -240,9 +241,9 @@ class TopologyDriver(Generic[T]):
         return self.run()
 
     def _turn(self) -> bool:
-        self._poll_tables()
-        batch = self._fetch_unordered() if not self.spec.synchronized else self._fetch_merged()
-        letters = list(self._table_letters)  # kept until a commit has written them
+        self.consumer.poll_tables()
+        batch = self.consumer.fetch(self.tasks)
+        letters = list(self.consumer.table_letters)  # kept until a commit has written them
         extra = list(letters)
         now = self.clock()
         if now >= self._next_punctuation_ms:
@@ -252,110 +253,21 @@ class TopologyDriver(Generic[T]):
         if not batch and not extra:
             return False
         self._transact(batch, extra)
-        del self._table_letters[: len(letters)]
+        del self.consumer.table_letters[: len(letters)]
         return True
-
-    # -- intake ---------------------------------------------------------------------------------
-    def _high(self, partition: int) -> Any:
-        def high(topic: str) -> int:
-            mode = self.fetch_modes.get((topic, partition), Fetch.LIVE)
-            return -1 if mode is Fetch.END_UNKNOWN else self.broker.end(topic, partition)
-
-        return high
-
-    def _unread(self, topic: str, partition: int) -> list[LogRecord]:
-        """Return what the consumer fetches now from one source partition (and take it)."""
-        if self.fetch_modes.get((topic, partition), Fetch.LIVE) is Fetch.HELD:
-            return []
-        records = self.broker.read(topic, partition, self._fetched.get((topic, partition), 0))
-        if records:
-            self._fetched[(topic, partition)] = records[-1].offset + 1
-        return records
-
-    def _fetch_merged(self) -> list[RawInput]:
-        budget = self.options.batch_max_events
-        now = self.clock()
-        internal = [
-            record
-            for partition in self.tasks
-            for topic in self.spec.internal
-            for record in self._unread(topic, partition)
-        ]
-        internal.sort(key=lambda record: record.seq)  # as the runner: in arrival order, first
-        batch: list[RawInput] = []
-        for record in internal:
-            raw = _raw(record)
-            self.tasks[raw.partition].positions[raw.topic] = raw.offset + 1
-            batch.append(raw)
-        for partition, task in self.tasks.items():
-            for topic in self._merged:
-                for record in self._unread(topic, partition):
-                    raw = _raw(record)
-                    task.accept(raw, self.topology.event_time(raw))
-                if self.fetch_modes.get((topic, partition), Fetch.LIVE) is Fetch.LIVE:
-                    task.caught_up(topic)  # the consumer's end-of-partition event
-        for task in self.tasks.values():
-            for raw in task.release(now, self._high(task.partition)):
-                batch.append(raw)
-                if len(batch) >= budget:
-                    return batch
-        return batch
-
-    def _fetch_unordered(self) -> list[RawInput]:
-        budget = self.options.batch_max_events
-        if len(self._unordered) < budget:
-            fetched = [
-                record
-                for partition in self.tasks
-                for topic in self.spec.sources
-                for record in self._unread(topic, partition)
-            ]
-            fetched.sort(key=lambda record: record.seq)
-            self._unordered += [_raw(record) for record in fetched]
-        batch, self._unordered = self._unordered[:budget], self._unordered[budget:]
-        for raw in batch:
-            self.tasks[raw.partition].positions[raw.topic] = raw.offset + 1
-        return batch
-
-    def _poll_tables(self) -> None:
-        for topic, table in self._tables.items():
-            for partition in range(self.broker.partitions_of(topic)):
-                start = self._table_read.get((topic, partition), 0)
-                records = self.broker.read(topic, partition, start)
-                if records:
-                    self._table_read[(topic, partition)] = records[-1].offset + 1
-                for record in records:
-                    raw = _raw(record)
-                    try:
-                        table.handler.apply(raw)
-                    except TransientError:
-                        self._table_read[(topic, partition)] = raw.offset
-                        raise
-                    except Exception as exc:
-                        kind = getattr(exc, "error_kind", None)
-                        if kind is None:
-                            raise
-                        table.handler.broken(raw, str(exc))
-                        letter = dead_letter(raw, kind, str(exc), at_ms=self.clock(), partition=0)
-                        self._table_letters.append(letter)
 
     # -- the transaction ------------------------------------------------------------------------
     def _transact(self, batch: Sequence[RawInput], extra: Sequence[Output]) -> None:
         pending: list[_Pending] = []
-        offsets: dict[tuple[str, int], int] = {}
-        facts: list[Any] = []
-        dead: list[tuple[str, str]] = []
+        effects = Effects()
         try:
             for raw in batch:
                 processed = self._process(raw)
                 for output in processed.outputs:
                     if not self._write(pending, output, raw):
-                        dead.append(("OUTPUT_TOO_LARGE", raw.topic))
-                if processed.facts is not None:
-                    facts.append(processed.facts)
-                if processed.dead_letter_kind is not None:
-                    dead.append((processed.dead_letter_kind, raw.topic))
-                offsets[(raw.topic, raw.partition)] = raw.offset + 1
+                        effects.output_too_large(raw.topic)
+                effects.note(processed, raw.topic)
+                effects.offsets[(raw.topic, raw.partition)] = raw.offset + 1
             for output in extra:
                 self._write(pending, output, None)
             changes = [(p, task.state.take_changes()) for p, task in self.tasks.items()]
@@ -371,13 +283,10 @@ class TopologyDriver(Generic[T]):
         for partition, records in changes:
             for key, value in records:
                 self.broker.append(self.spec.changelog, partition, key, value, self.clock())
-        self.broker.commit(self.group, offsets)
+        self.broker.commit(self.group, effects.offsets)
         self.commits += 1
-        self.topology.committed(facts)
-        on_delivered = getattr(self.topology, "delivered", None)
-        if on_delivered is not None:
-            on_delivered(delivered)
-        for letter in dead:
+        effects.report(self.topology, delivered)
+        for letter in effects.dead:
             self.dead_letters[letter] = self.dead_letters.get(letter, 0) + 1
 
     def _process(self, raw: RawInput) -> Processed:
@@ -436,7 +345,7 @@ class TopologyDriver(Generic[T]):
             if forget is not None:
                 forget(partition)
             self._restore(partition)
-        self._unordered = []
+        self.consumer.clear()
 
     def _restore(self, partition: int) -> int:
         store = open_store(self.options.state_store, self.state_dir / self.spec.name, partition)
@@ -445,11 +354,10 @@ class TopologyDriver(Generic[T]):
         if records:
             state.restore_many(records)
         merge: PartitionSynchronizer[RawInput] = PartitionSynchronizer(
-            self._merged, max_idle_ms=self.options.max_idle_ms
+            self.consumer.merged, max_idle_ms=self.options.max_idle_ms
         )
         self.tasks[partition] = PartitionTask(partition, state, merge)
-        for topic in self.spec.sources:
-            self._fetched[(topic, partition)] = self.broker.committed(self.group, topic, partition)
+        self.consumer.seek_committed(partition)
         return len(records)
 
     def close(self) -> None:
@@ -481,9 +389,3 @@ _Pending = tuple[
 ]
 """An output queued in the open transaction: topic, partition, key, value, headers, and where
 its offset is reported when the output is tracked (``Output.track``)."""
-
-
-def _raw(record: LogRecord) -> RawInput:
-    return RawInput(
-        record.topic, record.partition, record.offset, record.timestamp_ms, record.key, record.value
-    )

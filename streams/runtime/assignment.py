@@ -1,0 +1,148 @@
+"""The partitions a runner owns: its membership of the consumer group, and their restored state.
+
+A runner is one static member of its topology's consumer group: a restarted instance (same id)
+takes its partitions back at once, and range assignment gives one member the same partition
+number of every source. It reads only committed records. A partition is processed only once
+its state has been restored from the changelog (fail closed): :attr:`Assignment.tasks` holds a
+:class:`~streams.runtime.task.PartitionTask` exactly for each partition whose restore completed,
+and a partition is dropped whole — its state closed, the topology told to forget it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer
+
+from streams.runtime import changelog
+from streams.runtime.metrics import RuntimeMetrics
+from streams.runtime.options import RuntimeOptions
+from streams.runtime.stores import open_store
+from streams.runtime.task import PartitionTask
+from streams.runtime.timesync import PartitionSynchronizer
+from streams.runtime.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+def group_consumer(
+    kafka_config: dict[str, Any], group: str, instance_id: str, options: RuntimeOptions
+) -> Consumer:
+    """Return the consumer of a runner's sources: member ``instance_id`` of ``group``.
+
+    It commits offsets only within transactions, and starts a partition with no commit at
+    its beginning.
+    """
+    return Consumer(
+        {
+            **kafka_config,
+            "group.id": group,
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "partition.assignment.strategy": "range",
+            "max.poll.interval.ms": 600_000,
+            # Static membership: a restarted instance (same id) takes its partitions back at
+            # once instead of waiting for the dead member's session to expire.
+            "group.instance.id": f"{group}-{instance_id}",
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 2_000,
+            **options.consumer_overrides,
+        }
+    )
+
+
+class Assignment:
+    """The partitions a runner may process now, each with its state whole."""
+
+    def __init__(
+        self,
+        kafka_config: dict[str, Any],
+        topology: Topology,
+        *,
+        group: str,
+        changelog_topic: str,
+        options: RuntimeOptions,
+        metrics: RuntimeMetrics,
+        turned: Callable[[], None],
+    ) -> None:
+        self.tasks: dict[int, PartitionTask] = {}
+        """Partition number → its task (the same dict for the assignment's life)."""
+        self.topology = topology
+        self.options = options
+        self.metrics = metrics
+        self._kafka_config = kafka_config
+        self._group = group
+        self._changelog_topic = changelog_topic
+        self._turned = turned
+        spec = topology.spec
+        self._merged = [t for t in spec.sources if t not in spec.internal]
+
+    def restore(self, partition: int) -> int:
+        """Restore ``partition``'s state from the changelog and take it; return the records read.
+
+        Raises :class:`~streams.errors.TransientError` while the broker is unreachable (the
+        partition is then not taken).
+        """
+        started = time.monotonic()
+        self._turned()
+        state_dir = self.options.state_dir or Path(".consentinel/state")
+        name = self.topology.spec.name
+        store = open_store(self.options.state_store, state_dir / name, partition)
+        state = self.topology.open_state(partition, store)
+        count = changelog.restore_partition(
+            self._kafka_config,
+            self._group + "-restore",
+            self._changelog_topic,
+            partition,
+            state,
+            timeout_s=self.options.restore_timeout_s,
+        )
+        self.tasks[partition] = PartitionTask(
+            partition,
+            state,
+            PartitionSynchronizer(self._merged, max_idle_ms=self.options.max_idle_ms),
+        )
+        elapsed = time.monotonic() - started
+        self._turned()
+        self.metrics.restore_duration.observe(elapsed)
+        self.metrics.restored_records.inc(count)
+        log.info("partition %d restored: %d changelog records in %.2fs", partition, count, elapsed)
+        return count
+
+    def drop(self, partition: int) -> None:
+        """Give ``partition`` up (if taken): close its state, and have the topology forget it."""
+        task = self.tasks.pop(partition, None)
+        if task is not None:
+            task.state.close()
+        forget = getattr(self.topology, "forget", None)
+        if forget is not None:
+            forget(partition)
+
+    def rewind(self, consumer: Consumer) -> None:
+        """Take every partition back to its last commit, forgetting all work since.
+
+        Each state is restored from the changelog again, and ``consumer`` reads on from the
+        committed offsets (a partition with none from its beginning).
+        """
+        partitions = sorted(self.tasks)
+        for partition in partitions:
+            self.drop(partition)
+        committed = consumer.committed(consumer.assignment(), timeout=60)
+        for partition in partitions:
+            self.restore(partition)
+        for tp in committed:
+            tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            consumer.seek(tp)
+
+    def close(self) -> None:
+        """Close every partition's state and hold none."""
+        for task in self.tasks.values():
+            task.state.close()
+        self.tasks.clear()
+        self.metrics.assigned_partitions.set(0)

@@ -1,0 +1,124 @@
+"""The runner's intake: what the consumer fetched, buffered per partition and released in batches.
+
+As in quix-streams' internal consumer buffering, a fetched record of a synchronized topology's
+source waits in its partition's merge (:class:`~streams.runtime.task.PartitionTask`) until the
+release rule lets it out in event-time order; a record of an internal topic, or of any source
+of an unsynchronized topology, is taken in arrival order, ahead of the merge. A record of a
+partition not assigned here (revoked meanwhile) is dropped: its new owner reads it. A batch
+holds at most the inputs the open transaction still takes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from streams.runtime.checkpoint import RuntimeFatalError
+from streams.runtime.records import RawInput
+from streams.runtime.task import PartitionTask
+from streams.runtime.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+class Intake:
+    """The fetched records of a runner's assigned partitions that no transaction holds yet."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        topology: Topology,
+        tasks: Mapping[int, PartitionTask],
+        *,
+        physical: Callable[[str], str],
+        logical: Mapping[str, str],
+        unordered_topics: frozenset[str],
+    ) -> None:
+        self.consumer = consumer
+        self.topology = topology
+        self.tasks = tasks
+        self.synchronized = topology.spec.synchronized
+        self._physical = physical
+        self._logical = logical
+        self._unordered_topics = unordered_topics
+        self._unordered: list[RawInput] = []
+
+    def accept(self, messages: list[Message]) -> None:
+        """Take fetched records (and end-of-partition events) into their partitions' buffers.
+
+        Raises :class:`~streams.runtime.checkpoint.RuntimeFatalError` on a fatal consumer error.
+        """
+        tasks = self.tasks
+        logical = self._logical
+        unordered_topics = self._unordered_topics
+        event_time = self.topology.event_time
+        for message in messages:
+            error = message.error()
+            partition = message.partition()
+            task = tasks.get(partition) if partition is not None else None
+            if error is not None:
+                topic = logical.get(message.topic() or "", message.topic() or "")
+                if error.code() == KafkaError._PARTITION_EOF:
+                    if task is not None:
+                        task.caught_up(topic, message.offset())
+                    continue
+                if error.fatal():
+                    raise RuntimeFatalError(f"consumer failed: {error}")
+                log.warning("consumer error (librdkafka retries): %s", error)
+                continue
+            if task is None or partition is None:
+                continue  # a record of a partition revoked in the meantime: its new owner takes it
+            physical = message.topic() or ""
+            topic = logical.get(physical, physical)
+            raw = RawInput(
+                topic,
+                partition,
+                message.offset() or 0,
+                message.timestamp()[1],
+                message.key(),
+                message.value(),
+            )
+            if topic in unordered_topics:
+                task.positions[topic] = raw.offset + 1
+                self._unordered.append(raw)
+                continue
+            task.accept(raw, event_time(raw))
+
+    def drain(self, budget: int) -> list[RawInput]:
+        """Return the records that may be processed now, in order.
+
+        Those taken in arrival order come first, all of them; merged records follow, while
+        fewer than ``budget`` are taken.
+        """
+        unordered, self._unordered = self._unordered, []
+        if not self.synchronized:
+            return unordered
+        now = int(time.time() * 1000)
+        batch: list[RawInput] = unordered  # internal topics: in arrival order, before the merge
+        for task in self.tasks.values():
+            if len(batch) >= budget:
+                break
+            for raw in task.release(now, functools.partial(self._high, partition=task.partition)):
+                batch.append(raw)
+                if len(batch) >= budget:
+                    break
+        return batch
+
+    def clear(self) -> None:
+        """Drop every record taken in arrival order (the consumer reads them again)."""
+        self._unordered = []
+
+    def keep_assigned(self) -> None:
+        """Drop the records taken in arrival order of partitions no longer assigned."""
+        self._unordered = [raw for raw in self._unordered if raw.partition in self.tasks]
+
+    def _high(self, topic: str, *, partition: int) -> int:
+        """Return the partition's high watermark as of the last fetch (-1 before any fetch)."""
+        _, high = self.consumer.get_watermark_offsets(
+            TopicPartition(self._physical(topic), partition), cached=True
+        )
+        return int(high)

@@ -1,0 +1,224 @@
+"""A processor's open transaction: what it holds until it commits, and when it is due.
+
+As in quix-streams' checkpointing, inputs are processed into one open transaction until it is
+due (``batch_max_events`` inputs taken, or ``commit_interval_ms`` since it opened), and it then
+commits in the one order outputs → changelogs → offsets
+(:class:`~streams.runtime.checkpoint.Checkpoint`). What its inputs did besides their outputs
+(:class:`Effects`), the offsets of its tracked outputs and the global tables' dead letters it
+carries reach the topology, the metrics and the readers only once it has committed; an abort
+forgets all of them, and the caller rewinds to the last commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import Producer
+
+from streams.runtime.checkpoint import Checkpoint
+from streams.runtime.metrics import RuntimeMetrics
+from streams.runtime.options import RuntimeOptions
+from streams.runtime.records import Output, Processed
+from streams.runtime.task import PartitionTask
+from streams.runtime.topology import Topology
+
+if TYPE_CHECKING:
+    from streams.runtime.global_table import GlobalTableReader
+
+Letters = list[tuple["GlobalTableReader", list[Output]]]
+"""Global tables' dead letters, each with the reader that keeps them until they are committed."""
+
+
+def transactional_producer(
+    kafka_config: dict[str, Any], transactional_id: str, options: RuntimeOptions
+) -> Producer:
+    """Return the idempotent producer of a processor's transactions.
+
+    A newer producer with the same ``transactional_id`` fences this one (the process restarts).
+    """
+    return Producer(
+        {
+            **kafka_config,
+            "transactional.id": transactional_id,
+            "enable.idempotence": True,
+            "transaction.timeout.ms": options.transaction_timeout_ms,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            **options.producer_overrides,
+        }
+    )
+
+
+@dataclass(slots=True)
+class Effects:
+    """What the inputs of one transaction did besides their outputs; it counts once committed."""
+
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) → the offset after the last input taken."""
+    facts: list[Any] = field(default_factory=list)
+    """Each input's facts, in input order (:meth:`~streams.runtime.topology.Topology.committed`)."""
+    dead: list[tuple[str, str]] = field(default_factory=list)
+    """(error kind, source topic) of each dead letter written."""
+
+    def note(self, processed: Processed, topic: str) -> None:
+        """Keep what one input of ``topic`` did besides its outputs: its facts, its dead letter."""
+        if processed.facts is not None:
+            self.facts.append(processed.facts)
+        if processed.dead_letter_kind is not None:
+            self.dead.append((processed.dead_letter_kind, topic))
+
+    def output_too_large(self, topic: str) -> None:
+        """Count the dead letter that replaced an output of an input of ``topic``."""
+        self.dead.append(("OUTPUT_TOO_LARGE", topic))
+
+    def report(self, topology: Topology, delivered: dict[tuple[str, int], int]) -> None:
+        """Tell ``topology`` what its committed transaction did.
+
+        It gets the facts, then (when it has the ``delivered`` hook) the highest offset each
+        (topic, partition asked for or -1) of its tracked outputs got.
+        """
+        topology.committed(self.facts)
+        on_delivered = getattr(topology, "delivered", None)
+        if on_delivered is not None:
+            on_delivered(delivered)
+
+
+class OpenTransaction:
+    """A processor's transaction while it is open, and everything it holds until its commit."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        topology: Topology,
+        metrics: RuntimeMetrics,
+        options: RuntimeOptions,
+    ) -> None:
+        self.producer = producer
+        self.topology = topology
+        self.metrics = metrics
+        self.batch_max_events = options.batch_max_events
+        self.commit_interval_ms = options.commit_interval_ms
+        self.checkpoint: Checkpoint | None = None
+        """The transaction while it is open, else None."""
+        self.since = 0.0
+        self.events = 0
+        self.effects = Effects()
+        self.batches: list[int] = []
+        self.delivered: dict[tuple[str, int], int] = {}
+        """(logical topic, partition asked for or -1) → the highest offset of a tracked output."""
+        self._letters: dict[int, int] = {}
+
+    def begin(self) -> Checkpoint:
+        """Return the open transaction, beginning one if none is open."""
+        checkpoint = self.checkpoint
+        if checkpoint is None:
+            checkpoint = self.checkpoint = Checkpoint(self.producer)
+            self.since = time.monotonic()
+            self.delivered = {}
+        return checkpoint
+
+    @property
+    def budget(self) -> int:
+        """How many more inputs the open transaction takes (0 or less: it is full)."""
+        return self.batch_max_events - self.events
+
+    def due(self) -> bool:
+        """Whether the open transaction is full, or old enough to commit."""
+        return (
+            self.events >= self.batch_max_events
+            or (time.monotonic() - self.since) * 1000 >= self.commit_interval_ms
+        )
+
+    def wait_s(self, timeout_s: float) -> float:
+        """Return ``timeout_s``, cut so that a wait ends by the open transaction's due time."""
+        if self.checkpoint is None:
+            return timeout_s
+        left = self.commit_interval_ms / 1000 - (time.monotonic() - self.since)
+        return min(timeout_s, max(left, 0.0))
+
+    def taken(self, inputs: int) -> None:
+        """Count one batch of ``inputs`` processed into the open transaction."""
+        self.events += inputs
+        if inputs:
+            self.batches.append(inputs)
+
+    def on_offset(self, output: Output) -> Callable[[int], None]:
+        """Return what reports the offset of a tracked ``output`` once the broker has it."""
+        where = (output.topic, output.partition if output.partition is not None else -1)
+
+        def on_offset(offset: int) -> None:
+            self.delivered[where] = max(offset, self.delivered.get(where, -1))
+
+        return on_offset
+
+    def unwritten_letters(self, readers: Sequence[GlobalTableReader]) -> Letters:
+        """Return the global tables' dead letters that no transaction holds yet."""
+        letters: Letters = []
+        for reader in readers:
+            queued = self._letters.get(id(reader), 0)
+            if len(reader.dead_letters) > queued:
+                letters.append((reader, reader.dead_letters[queued:]))
+        return letters
+
+    def hold_letters(self, letters: Letters) -> None:
+        """Count ``letters`` as written in the open transaction: a commit takes them off."""
+        for reader, taken in letters:
+            key = id(reader)
+            self._letters[key] = self._letters.get(key, 0) + len(taken)
+
+    def write_state(
+        self, changelog_topic: str, tasks: Mapping[int, PartitionTask], group: Callable[[], Any]
+    ) -> None:
+        """Add every partition's state changes, then the consumed offsets, to the transaction.
+
+        ``group`` returns the consumer's group metadata (which fences a zombie's offsets).
+        """
+        checkpoint = self.checkpoint
+        assert checkpoint is not None
+        for partition, task in tasks.items():
+            checkpoint.changelog(changelog_topic, partition, task.state.take_changes())
+        checkpoint.offsets(self.effects.offsets, group())
+
+    def commit(self, readers: Sequence[GlobalTableReader]) -> bool:
+        """Commit, then hand over what the transaction held; False if it was aborted instead.
+
+        After the commit the readers drop the dead letters it wrote, the topology gets the
+        facts (:meth:`~streams.runtime.topology.Topology.committed`) and tracked offsets
+        (``delivered``, when it has one), and the metrics count its dead letters and batches.
+        """
+        checkpoint = self.checkpoint
+        assert checkpoint is not None
+        if not checkpoint.commit(self._outcome):
+            self.abort()
+            return False
+        effects, batches, delivered = self.effects, self.batches, self.delivered
+        self._reset()
+        for reader in readers:
+            queued = self._letters.pop(id(reader), 0)
+            if queued:
+                del reader.dead_letters[:queued]
+        effects.report(self.topology, delivered)
+        for kind, topic in effects.dead:
+            self.metrics.dead_letters.labels(kind, topic).inc()
+        for size in batches:
+            self.metrics.batch_size.observe(size)
+        return True
+
+    def abort(self) -> None:
+        """Abort the open transaction, if any, and forget all it holds."""
+        if self.checkpoint is not None:
+            self.checkpoint.abort(self._outcome)
+        self._reset()
+        self._letters = {}
+
+    def _outcome(self, outcome: str) -> None:
+        self.metrics.transactions.labels(outcome).inc()
+
+    def _reset(self) -> None:
+        self.checkpoint = None
+        self.events = 0
+        self.effects = Effects()
+        self.batches = []
