@@ -2,10 +2,16 @@
 
 * :mod:`~streams.runtime.topology`: what a processor declares (sources, outputs, state, global
   tables) and the pure methods the runtime calls;
-* :mod:`~streams.runtime.runner`: the Kafka loop on confluent-kafka's transactional API;
-* :mod:`~streams.runtime.testing`: the same topology driven in-process, with no broker;
+* :mod:`~streams.runtime.runner`: the Kafka loop on confluent-kafka's transactional API, with
+  :mod:`~streams.runtime.options` (its tunables), :mod:`~streams.runtime.intake` (fetched records
+  buffered per partition), :mod:`~streams.runtime.assignment` (group membership, restore on
+  assignment), :mod:`~streams.runtime.health` (ready, live, lag) and
+  :mod:`~streams.runtime.gc_tuning`;
+* :mod:`~streams.runtime.testing`: the same topology driven in-process, with no broker
+  (:mod:`~streams.runtime.memory_log`, :mod:`~streams.runtime.memory_consumer`);
 * :mod:`~streams.runtime.stores`, :mod:`~streams.runtime.changelog`: state and its restore;
-* :mod:`~streams.runtime.checkpoint`: the one exactly-once commit;
+* :mod:`~streams.runtime.transaction`, :mod:`~streams.runtime.checkpoint`: the open transaction
+  and its one exactly-once commit (outputs → changelogs → offsets);
 * :mod:`~streams.runtime.timesync`, :mod:`~streams.runtime.task`, :mod:`~streams.runtime.flow`:
   per-partition event-time merge, positions and flow control;
 * :mod:`~streams.runtime.global_table`, :mod:`~streams.runtime.read_to_end`: tables every
