@@ -6,23 +6,31 @@ every input topic; this pure version lets tools and tests predict where a key la
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
+
 _M = 0x5BD1E995
 _SEED = 0x9747B28C
 _MASK = 0xFFFFFFFF
+_WORDS: dict[int, Callable[[bytes], tuple[int, ...]]] = {}
+"""Unpackers of n little-endian 32-bit words, by n."""
 
 
 def murmur2(data: bytes) -> int:
     """Return Kafka's 32-bit murmur2 hash of ``data`` (as a signed int, like Java's)."""
     length = len(data)
     h = (_SEED ^ length) & _MASK
-    whole = length - length % 4
-    for i in range(0, whole, 4):
-        k = data[i] | data[i + 1] << 8 | data[i + 2] << 16 | data[i + 3] << 24
-        k = (k * _M) & _MASK
-        k ^= k >> 24
-        k = (k * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ k
-    rest = length % 4
+    words = length >> 2
+    whole = words << 2
+    if words:
+        unpack = _WORDS.get(words)
+        if unpack is None:
+            unpack = _WORDS[words] = struct.Struct(f"<{words}I").unpack_from
+        for k in unpack(data):  # little-endian 32-bit words, as Kafka reads them
+            k = (k * _M) & _MASK
+            k ^= k >> 24
+            h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
+    rest = length & 3
     if rest == 3:
         h ^= data[whole + 2] << 16
     if rest >= 2:

@@ -364,17 +364,29 @@ def orders_for_violation(
     )
 
 
-def erased_decision(request: AccessRequest, policy_version: str, *, account: bool) -> Decision:
+def erased_decision(
+    request: AccessRequest, policy_version: str, *, account: bool, copy: bool = False
+) -> Decision:
     """Return the ``DENY``/``ERASED`` decision for a request naming an erased photo or account.
 
     The gate checks :meth:`RecallLedger.is_erased` before :func:`~streams.core.evaluate.evaluate`.
+    ``copy``: the owner's ledger does not say so, but the photo index does: the photo has the id
+    or the content of an erased photo (whoever asks, whoever uploaded the copy). That is
+    ``ERASED`` rather than ``OWNER_MISMATCH``: the contract decides every later request for an
+    erased photo ``DENY``/``ERASED``, and the index no longer knows an owner to mismatch (it
+    forgot the erased user's id). Either way the photo does not leave.
     """
-    what = f"user {request.owner_id}'s account" if account else f"photo {request.photo_id}"
+    if copy:
+        what = "it has the id or content of a photo that was"
+    elif account:
+        what = f"user {request.owner_id}'s account was"
+    else:
+        what = f"photo {request.photo_id} was"
     return Decision(
         Verdict.DENY,
         Reason.ERASED,
         f"{request.recipient_org} may not receive photo {request.photo_id} for"
-        f" {request.purpose}: {what} was erased at the owner's or a regulator's request.",
+        f" {request.purpose}: {what} erased at the owner's or a regulator's request.",
         None,
         policy_version,
         request,

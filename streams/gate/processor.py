@@ -13,12 +13,15 @@ updates the partition's :class:`~streams.gate.state.PartitionState`. Guarantees:
   chained onto the partition's hash chain;
 * a share is forwarded (its original bytes, with the decision's id and hash as headers) iff its
   verdict is ``ALLOW``;
-* a request for an erased photo or account is ``DENY``/``ERASED``; a withdrawal, an erasure and a
-  training read that was not allowed issue recall orders for what already left;
+* a request for an erased photo or account, or for a copy of an erased photo (its id or content),
+  is ``DENY``/``ERASED``; a withdrawal, an erasure and a training read that was not allowed issue
+  recall orders for what already left; an erasure forgets the photos in the photo index too;
 * any failure inside evaluation yields ``DENY``/``UNKNOWN``, never ``ALLOW`` (fail closed);
 * every id it derives (decision, alert, order, dead letter) is a function of the input, so a
   replay after an aborted transaction writes the same records.
 
+A request whose photo the photo index (:mod:`streams.gate.photos`) has not settled waits, with
+what follows for its user, in :class:`~streams.gate.user_queues.UserQueues`.
 :class:`~streams.gate.topology.GateTopology` puts it on the stream runtime.
 """
 
@@ -39,19 +42,16 @@ from streams.core.model import AccessRequest, ConsentRecord, PhotoRecord, decisi
 from streams.core.policy import Policy
 from streams.core.recall import ErasureRequest, Transfer, erased_decision
 from streams.core.times import iso_moment
-from streams.core.trust import check_routing, check_time, conflict, effective_time
+from streams.core.trust import check_routing, check_time, conflict
 from streams.errors import ConsentinelError, InvalidEventError
 from streams.gate import metrics, photos
 from streams.gate.recalls import RecallIssuer
 from streams.gate.state import PartitionState
+from streams.gate.user_queues import ERASED, REQUEST_TOPICS, UserQueues
 from streams.runtime.dead_letters import dead_letter, derived_id
 from streams.runtime.records import Output, Processed, RawInput
 
 log = logging.getLogger(__name__)
-
-_REQUEST_TOPICS = frozenset({topics.TOPIC_SHARE_REQUESTS, topics.TOPIC_TRAINING_READS})
-_WAIT = object()
-"""What :meth:`GateProcessor._photo_owner` returns while the photo index has not answered."""
 
 _OWNER_FIELD = {
     topics.TOPIC_PHOTO_UPLOADS: "owner_id",
@@ -79,22 +79,29 @@ class GateProcessor:
         self.clock_ms = clock_ms
         self.stream_clock = stream_clock
         self.decode_input: Callable[[RawInput], dict[str, Any]] | None = None
-        """Decodes a parked request again when it is decided (set by the topology)."""
+        """Decodes a waiting input again when it is processed (set by the topology)."""
         self.partitions = 0
         self.recalls = RecallIssuer(policy.recall_within_days, clock_ms)
+        self.queues = UserQueues(
+            decode=self.codec_decode,
+            request_of=self._request_of,
+            decide=self._request,
+            apply_event=self._apply_event,
+        )
         bounds = policy.time
         self._seen_window_ms = bounds.max_lateness_ms + bounds.max_skew_ms
 
     def codec_decode(self, raw: RawInput) -> dict[str, Any]:
-        """Decode an input again (a parked request); the topology supplies the codec."""
+        """Decode an input again (a waiting one); the topology supplies the codec."""
         if self.decode_input is None:
-            raise RuntimeError("GateProcessor was built without a decoder for parked requests")
+            raise RuntimeError("GateProcessor was built without a decoder for waiting inputs")
         return self.decode_input(raw)
 
     def bind(self, partitions: int) -> None:
         """Learn the input topics' partition count (routing checks and recall partitions)."""
         self.partitions = partitions
         self.recalls.partitions = partitions
+        self.queues.partitions = partitions
 
     # -- entry points ---------------------------------------------------------------------------
     def process(self, raw: RawInput, record: dict[str, Any], state: PartitionState) -> Processed:
@@ -105,10 +112,10 @@ class GateProcessor:
                 return refused
             if raw.topic == topics.TOPIC_PHOTO_UPLOADS:
                 processed = self._upload(PhotoRecord.from_record(record), state)
-            elif raw.topic in _REQUEST_TOPICS:
-                processed = self._arrive(self._request_of(raw, record), raw, state)
+            elif raw.topic in REQUEST_TOPICS:
+                processed = self.queues.arrive(self._request_of(raw, record), raw, state)
             else:
-                processed = self._event(raw, record, state)
+                processed = self.queues.event(raw, record, state)
         except ConsentinelError as exc:
             return self.dead_letter(raw, exc.error_kind, str(exc))
         state.advance_stream_time(record["occurred_at"])
@@ -168,34 +175,50 @@ class GateProcessor:
             if known[0].owner != photo.owner_id:  # cannot happen: one partition per owner
                 log.warning("photo %s re-uploaded by %s", photo.photo_id, photo.owner_id)
             return Processed()
+        content = photos.content_key(photo.content_sha256)
+        ledger = state.ledger(photo.owner_id)
+        if ledger is not None and ledger.is_erased(photo.photo_id):
+            # the account, or this photo, is erased: keep nothing of it, and erase its index keys
+            log.info("upload %s of erased photo or account not recorded", photo.event_id)
+            return Processed(
+                photos.erase_claims(photo.photo_id, photo.owner_id, content, self.partitions)
+            )
         claims = photos.claims(
             photo.photo_id, photo.owner_id, photo.content_sha256, self.partitions
         )
         state.set_photo_status(
-            photo.photo_id, photos.PhotoStatus(photo.owner_id, pending=True), len(claims)
+            photo.photo_id,
+            photos.PhotoStatus(photo.owner_id, pending=True, content=content),
+            len(claims),
         )
         return Processed(claims)
 
     # -- the photo index ------------------------------------------------------------------------
     def on_claim(self, message: dict[str, Any], state: PartitionState) -> Processed:
-        """Answer a claim or lookup on this partition's share of the photo index."""
-        key, claimant = message["k"], message["o"]
-        first = state.index_owner(key)
-        if message["t"] == "claim" and first is None:
+        """Answer a claim or lookup on this partition's share of the photo index, or erase."""
+        key, claimant, kind = message["k"], message["o"], message["t"]
+        first, erased = state.index_claim(key)
+        if kind == "erase":  # the eraser's entry, or none yet (its claim comes later): erased
+            if not erased and first in (None, claimant):
+                state.erase_index_entry(key)
+            return Processed()
+        if kind == "claim" and first is None and not erased:
             state.set_index_owner(key, claimant)
             first = claimant
-        return Processed([photos.answer(message, first, self.partitions)])
+        return Processed([photos.answer(message, first, self.partitions, erased=erased)])
 
     def on_verdict(self, message: dict[str, Any], state: PartitionState) -> Processed:
         """Apply the index's answer for a photo, then decide what waited for it."""
         photo_id, first, asker = message["p"], message.get("first"), message["o"]
+        erased = bool(message.get("erased"))
         if message["t"] == "claim":
             found = state.photo_status(photo_id)
             if found is None:  # forgotten meanwhile (an erasure): decide what waited anyway
-                return self._wake(photo_id, asker, state)
-            status, outstanding = found
-            if first is not None and first != status.owner:
-                status = photos.PhotoStatus(status.owner, first_owner=first)
+                return self.queues.wake(photo_id, asker, state, forgotten=True)
+            status, outstanding = photos.settle(*found, first, erased=erased)
+            if status.erased and not found[0].erased:
+                log.warning("photo %s uploaded by %s is an erased photo's: ERASED", photo_id, asker)
+            elif status.first_owner is not None and status.first_owner != found[0].first_owner:
                 log.warning(
                     "photo %s uploaded by %s was first uploaded by %s: its requests are"
                     " OWNER_MISMATCH",
@@ -203,144 +226,19 @@ class GateProcessor:
                     status.owner,
                     first,
                 )
-                outstanding = 0
-            elif status.pending:
-                outstanding -= 1
-                if outstanding <= 0:
-                    status = photos.PhotoStatus(status.owner)
-            state.set_photo_status(photo_id, status, max(outstanding, 0))
+            state.set_photo_status(photo_id, status, outstanding)
             if status.pending:
                 return Processed()
-            return self._wake(photo_id, asker, state)
-        entries = state.queue(asker)
-        known = state.photo_owner(photo_id)
-        for entry in entries:
-            if entry.get("photo") == photo_id and "answered" not in entry:
-                entry["answered"], entry["owner"] = True, known if known is not None else first
-        state.set_queue(asker, entries)
-        return self._drain(asker, state)
+            return self.queues.wake(photo_id, asker, state)
+        return self.queues.answered(photo_id, asker, first, state, erased=erased)
 
-    def _wake(self, photo_id: str, asker: str, state: PartitionState) -> Processed:
-        """Drain the queues of the uploader and of every user waiting for a settled photo."""
-        waiting = state.waiters(photo_id)
-        state.set_waiters(photo_id, [])
-        drained = [self._drain(user, state) for user in dict.fromkeys([asker, *waiting])]
-        return Processed(
-            [output for done in drained for output in done.outputs],
-            facts=[fact for done in drained for fact in (done.facts or [])] or None,
-        )
-
-    # -- each user's inputs in order, while the photo index answers -----------------------------
-    def _arrive(self, request: AccessRequest, raw: RawInput, state: PartitionState) -> Processed:
-        """Decide a request now, or queue it (and what follows for its owner) until it can be."""
-        effective_at = effective_time(request.occurred_at_ms, state.stream_time)
-        if not state.queue(request.owner_id):
-            owner = self._photo_owner({}, request, state)
-            if owner is not _WAIT:
-                return self._request(request, raw, state, effective_at, owner)
-        self._enqueue(
-            request.owner_id,
-            raw,
-            effective_at,
-            state,
-            photo=request.photo_id,
-            occurred_at=request.occurred_at_ms,
-        )
-        return self._drain(request.owner_id, state)
-
-    def _event(self, raw: RawInput, record: dict[str, Any], state: PartitionState) -> Processed:
-        """Apply a consent change or erasure now, or after the user's waiting requests."""
-        user = record.get("user_id")
-        if isinstance(user, str) and state.queue(user):
-            at = record["occurred_at"]
-            self._enqueue(user, raw, at, state, occurred_at=at)
-            return self._drain(user, state)  # it may now come first: it happened earlier
-        return self._apply_event(raw, record, state)
-
+    # -- consent changes and erasures (in order with the user's waiting requests) ---------------
     def _apply_event(
         self, raw: RawInput, record: dict[str, Any], state: PartitionState
     ) -> Processed:
         if raw.topic == topics.TOPIC_CONSENT_CHANGES:
             return self._consent(ConsentRecord.from_record(record), raw, state)
         return self._erasure(ErasureRequest.from_record(record), state)
-
-    def _enqueue(
-        self,
-        user: str,
-        raw: RawInput,
-        effective_at: int,
-        state: PartitionState,
-        photo: str | None = None,
-        *,
-        occurred_at: int,
-    ) -> None:
-        """Queue one input among the user's waiting ones, in order of ``occurred_at``.
-
-        As the event-time merge would have ordered them: a consent change that happened before a
-        waiting request but arrived after it (another topic, fetched later) still comes first.
-        """
-        entry = photos.park_entry(raw, effective_at)
-        entry["at"] = occurred_at
-        if photo is not None:
-            entry["photo"] = photo
-        entries = state.queue(user)
-        index = next(
-            (
-                i
-                for i, queued in enumerate(entries)
-                if queued.get("at", queued["eff"]) > occurred_at
-            ),
-            len(entries),
-        )
-        entries.insert(index, entry)
-        state.set_queue(user, entries)
-
-    def _drain(self, user: str, state: PartitionState) -> Processed:
-        """Process the user's waiting inputs, in order, for as long as the head can be."""
-        entries = state.queue(user)
-        outputs: list[Output] = []
-        decisions = []
-        while entries:
-            entry = entries[0]
-            raw, effective_at = photos.unpark_entry(entry)
-            record = self.codec_decode(raw)
-            if raw.topic in _REQUEST_TOPICS:
-                request = self._request_of(raw, record)
-                owner = self._photo_owner(entry, request, state)
-                if owner is _WAIT:
-                    if not entry.get("asked"):
-                        entry["asked"] = True
-                        if state.photo_status(request.photo_id) is None:
-                            # nobody here uploaded it: ask the index who did
-                            outputs.append(photos.lookup(request.photo_id, user, self.partitions))
-                        else:  # its claims are in flight: wake this user when they are settled
-                            state.set_waiters(
-                                request.photo_id, [*state.waiters(request.photo_id), user]
-                            )
-                    break
-                done = self._request(request, raw, state, effective_at, owner)
-                decisions.append(done.facts)
-            else:
-                done = self._apply_event(raw, record, state)
-            outputs += done.outputs
-            entries.pop(0)
-        state.set_queue(user, entries)
-        return Processed(outputs, facts=decisions or None)
-
-    def _photo_owner(
-        self, entry: dict[str, Any], request: AccessRequest, state: PartitionState
-    ) -> str | object | None:
-        """Return the owner to check ``request`` against, or ``_WAIT`` while it is not known."""
-        ledger = state.ledger(request.owner_id)
-        if ledger is not None and ledger.is_erased(request.photo_id):
-            return None  # decided ERASED whoever owns it
-        if "answered" in entry:
-            owner: str | None = entry["owner"]
-            return owner
-        found = state.photo_status(request.photo_id)
-        if found is None or found[0].pending:
-            return _WAIT
-        return found[0].effective_owner
 
     @staticmethod
     def _request_of(raw: RawInput, record: dict[str, Any]) -> AccessRequest:
@@ -371,11 +269,17 @@ class GateProcessor:
         effective_at: int,
         photo_owner: Any,
     ) -> Processed:
-        """Decide a request whose photo's owner is known (None: no upload of it is known)."""
+        """Decide a request whose photo's owner is known.
+
+        ``photo_owner`` None: no upload of it is known; :data:`~streams.gate.user_queues.ERASED`:
+        the photo index says it is an erased photo (or a copy of one).
+        """
         owner = request.owner_id
         ledger = state.ledger(owner)
         if ledger is not None and ledger.is_erased(request.photo_id):
             decision = erased_decision(request, self.policy.version, account=ledger.account_erased)
+        elif photo_owner is ERASED:  # the index: the photo's id or content is an erased photo's
+            decision = erased_decision(request, self.policy.version, account=False, copy=True)
         else:
             user = state.user(owner)
             decision = decide_safely(

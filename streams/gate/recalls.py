@@ -1,9 +1,10 @@
 """What the gate writes when photos that already left must come back (CONTRACT §3, recall).
 
 Pure: builds ``governance.recalls`` outputs from a user's :class:`~streams.core.recall.RecallLedger`
-and applies erasures to the partition's state. One order per recipient that received affected
-photos, none for a recipient that got nothing; order ids are functions of the triggering event, so
-a batch redone after an aborted transaction writes the same orders.
+and applies erasures to the partition's state and, by messages, to the photo index. One order per
+recipient that received affected photos, none for a recipient that got nothing; order ids are
+functions of the triggering event, so a batch redone after an aborted transaction writes the same
+orders.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from streams.core.recall import (
     orders_for_violation,
     orders_for_withdrawal,
 )
+from streams.gate import photos
 from streams.gate.state import PartitionState
 from streams.runtime.records import Output
 
@@ -62,19 +64,34 @@ class RecallIssuer:
         return self._outputs(orders)
 
     def on_erasure(self, erasure: ErasureRequest, state: PartitionState) -> list[Output]:
-        """Return orders for every recipient that got the erased photos, then forget them."""
-        ledger = state.ledger_for_update(erasure.user_id)
+        """Return orders for every recipient that got the erased photos, then forget them.
+
+        The erased photos the user uploaded (one, or for ``ACCOUNT`` all of them) are forgotten
+        here and in the photo index: the outputs include the ``erase`` messages of their index
+        entries (:func:`~streams.gate.photos.erase_claims`), written in this transaction.
+        """
+        user = erasure.user_id
+        ledger = state.ledger_for_update(user)
         orders = orders_for_erasure(
             ledger, erasure, issued_at_ms=self.clock_ms(), recall_days=self.recall_days
         )
         ledger.forget(erasure)
-        if erasure.scope is ErasureScope.ACCOUNT:
-            state.delete_user(erasure.user_id)
-        elif (
-            erasure.photo_id is not None and state.photo_owner(erasure.photo_id) == erasure.user_id
-        ):
-            state.forget_photo(erasure.photo_id)
-        return self._outputs(orders)
+        account = erasure.scope is ErasureScope.ACCOUNT
+        if account:
+            erased = state.user_photos(user)
+        else:
+            erased = [] if erasure.photo_id is None else [erasure.photo_id]
+        unindexed = []
+        for photo_id in erased:
+            found = state.photo_status(photo_id)
+            if found is None or found[0].owner != user:
+                continue  # not this user's upload: nothing of theirs to forget
+            unindexed += photos.erase_claims(photo_id, user, found[0].content, self.partitions)
+            if not account:
+                state.forget_photo(photo_id, user)
+        if account:
+            state.delete_user(user)
+        return self._outputs(orders) + unindexed
 
     def on_unconsented_read(
         self, user_id: str, decision_id: str, state: PartitionState

@@ -8,11 +8,12 @@ they led to, so state and outputs can never disagree after a crash.
 Changelog keys (one partition of the changelog per input partition number):
 ``u:<user_id>`` -> :class:`~streams.core.consent.UserState` bytes; ``l:<user_id>`` -> the user's
 :class:`~streams.core.recall.RecallLedger` (what left, to whom, and erasure tombstones);
-``p:<photo_id>`` -> the photo's owner and ownership status (:mod:`streams.gate.photos`);
-``P:<user_id>`` -> the user's photo ids, one per line; ``I:<id:photo|sha:hash>`` -> the first
-uploader (this partition's share of the photo index); ``w:<user_id>`` -> the user's inputs waiting
-(in order) behind a request the index must answer; ``x:<photo_id>`` -> the users waiting for that
-photo's claims;
+``p:<photo_id>`` -> the photo's owner, ownership status and content hash
+(:mod:`streams.gate.photos`); ``P:<user_id>`` -> the user's photo ids, one per line;
+``I:<id:photo|sha:hash>`` -> the first uploader, or ``0xff`` once erased (this partition's share
+of the photo index); ``w:<user_id>`` -> the user's inputs waiting (in order) behind a request the
+index must answer; ``x:<photo_id>`` -> the users waiting for that photo's claims (both kept by
+:mod:`streams.gate.user_queues`);
 ``e:<event_id>`` -> ``<digest>:<append time>`` of an input seen recently (duplicate detection);
 ``h`` -> the hex hash of the last decision written on this partition; ``n`` -> how many decisions
 the partition's chain holds; ``t`` -> the partition's stream time (greatest ``occurred_at`` seen).
@@ -28,8 +29,8 @@ from streams.core.audit import GENESIS_HASH
 from streams.core.consent import UserState
 from streams.core.recall import RecallLedger
 from streams.gate.photos import (
+    ERASED_ENTRY,
     INDEX_PREFIX,
-    PARKED_PREFIX,
     PHOTO_PREFIX,
     PhotoStatus,
     decode_status,
@@ -42,6 +43,7 @@ HEAD_KEY = b"h"
 LEDGER_PREFIX = b"l:"
 USER_PHOTOS_PREFIX = b"P:"
 SEEN_PREFIX = b"e:"
+PARKED_PREFIX = b"w:"
 WAITERS_PREFIX = b"x:"
 COUNT_KEY = b"n"
 STREAM_TIME_KEY = b"t"
@@ -145,10 +147,10 @@ class PartitionState:
         """Return the owner requests for a known photo are checked against, or None.
 
         That is the first uploader across all partitions once the photo index has answered; a
-        photo still pending counts as unknown here (see :meth:`photo_status`).
+        photo still pending, or erased in the index, has none here (see :meth:`photo_status`).
         """
         found = self.photo_status(photo_id)
-        if found is None or found[0].pending:
+        if found is None or found[0].pending or found[0].erased:
             return None
         return found[0].effective_owner
 
@@ -172,14 +174,23 @@ class PartitionState:
         self.set_photo_status(photo_id, PhotoStatus(owner_id))
 
     # -- the photo index (this partition's share of photo ids and content hashes) --------------
-    def index_owner(self, key: str) -> str | None:
-        """Return the first claimant of an index key (``id:<photo>`` or ``sha:<hash>``)."""
+    def index_claim(self, key: str) -> tuple[str | None, bool]:
+        """Return an index key's first claimant (None if none) and whether the key is erased.
+
+        Keys are ``id:<photo_id>`` and ``sha:<content hash>``; an erased key names nobody.
+        """
         raw = self.store.get(INDEX_PREFIX + key.encode())
-        return None if raw is None else raw.decode()
+        if raw is None or raw == ERASED_ENTRY:
+            return None, raw is not None
+        return raw.decode(), False
 
     def set_index_owner(self, key: str, owner_id: str) -> None:
         """Record the first claimant of an index key."""
         self._put(INDEX_PREFIX + key.encode(), owner_id.encode())
+
+    def erase_index_entry(self, key: str) -> None:
+        """Replace an index key's entry by the erased one (it names nobody, refuses claims)."""
+        self._put(INDEX_PREFIX + key.encode(), ERASED_ENTRY)
 
     # -- a user's inputs waiting for the photo index ----------------------------------------
     def queue(self, user_id: str) -> list[dict[str, Any]]:
@@ -213,9 +224,17 @@ class PartitionState:
         raw = self.store.get(USER_PHOTOS_PREFIX + user_id.encode())
         return raw.decode().split("\n") if raw else []
 
-    def forget_photo(self, photo_id: str) -> None:
-        """Forget a photo's owner (an erasure); its owner's photo list is the caller's."""
+    def forget_photo(self, photo_id: str, owner_id: str | None = None) -> None:
+        """Forget a photo's record (an erasure), and drop it from ``owner_id``'s photo list."""
         self._tombstone(PHOTO_PREFIX + photo_id.encode())
+        if owner_id is None:
+            return
+        kept = [other for other in self.user_photos(owner_id) if other != photo_id]
+        photos_key = USER_PHOTOS_PREFIX + owner_id.encode()
+        if kept:
+            self._put(photos_key, "\n".join(kept).encode())
+        elif self.store.get(photos_key) is not None:
+            self._tombstone(photos_key)
 
     def delete_user(self, user_id: str) -> None:
         """Forget the user's consent state and photos (an account erasure)."""

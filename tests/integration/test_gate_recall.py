@@ -6,7 +6,7 @@
   got nothing; a training read that was not allowed issues an order naming the model;
 - an ``ACCOUNT`` erasure issues one order per recipient holding any of the user's photos, a
   ``PHOTO`` erasure one per recipient of that photo; later requests for them are
-  ``DENY``/``ERASED``;
+  ``DENY``/``ERASED``, and the photo index (in the gate's changelog) no longer names the user;
 - an erasure never rewrites the decision log: ``consentinel audit verify`` with the signed chain
   heads still passes;
 - a gate SIGKILLed in the middle of a burst of erasures, then restarted, neither loses nor doubles
@@ -29,6 +29,7 @@ from streams import cli, topics
 from streams.core.checkpoint import generate_key_pair
 from streams.core.partitioning import partition_for
 from streams.core.recall import DAY_MS, RecallCause, order_id
+from streams.gate.photos import ERASED_ENTRY
 from tests.integration.harness import EXAMPLE_POLICY, GateEnv, content_hash, replay_policy
 
 pytestmark = pytest.mark.integration
@@ -128,6 +129,19 @@ def by_subject(decisions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     counts = Counter(d["subject_event_id"] for d in decisions)
     assert max(counts.values()) == 1, "a request got several decisions"
     return {d["subject_event_id"]: d for d in decisions}
+
+
+def index_entries(env: GateEnv, keys: list[bytes]) -> dict[bytes, bytes | None]:
+    """The latest changelog value of each photo index key, once all are erased (or in 30 s)."""
+
+    def latest(messages: list[Any]) -> dict[bytes, bytes | None]:
+        return {m.key(): m.value() for m in messages if m.key() in keys}
+
+    def erased(messages: list[Any]) -> bool:
+        return latest(messages) == dict.fromkeys(keys, ERASED_ENTRY)
+
+    changelog = env.read(topics.TOPIC_GATE_CHANGELOG, until=erased, timeout_s=30, messages=True)
+    return latest(changelog)
 
 
 def orders_by_recipient(orders: list[dict[str, Any]], user: str) -> dict[str, dict[str, Any]]:
@@ -310,7 +324,14 @@ def test_account_and_photo_erasures_recall_and_deny_what_was_erased(
             after_a0, after_a2, after_b0, after_b1 = ask_again()
         decisions = by_subject(gate_env.read_exactly(topics.TOPIC_DECISIONS, 11))
         orders = gate_env.read_exactly(topics.TOPIC_RECALLS, 3)
+        erased_keys = [
+            f"I:{kind}".encode()
+            for photo in (a0, a1, a2, b0, c0)
+            for kind in (f"id:{photo}", f"sha:{content_hash(photo)}")
+        ]
+        index = index_entries(gate_env, erased_keys)
     window = (started, int(time.time() * 1000))
+    assert index == dict.fromkeys(erased_keys, ERASED_ENTRY), "the index forgot the erased users"
 
     verdicts = {e: (d["verdict"], d["reason"]) for e, d in decisions.items()}
     assert verdicts == {

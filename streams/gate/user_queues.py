@@ -1,0 +1,242 @@
+"""Each user's inputs, held in ``occurred_at`` order while a request waits for the photo index.
+
+A request whose photo's owner is not settled yet (its upload's claims are in flight, or nobody on
+this partition uploaded it) is never decided on a guess (CONTRACT §3, photo identity). It is
+queued, and so is every later input of the same user (requests, consent changes, erasures), in the
+order the event-time merge would have given them: nothing of the user's overtakes it, so a
+withdrawal still sees the requests it follows and an erasure the requests before it.
+
+State (in :class:`~streams.gate.state.PartitionState`, so written in the runtime's transactions
+and restored from the changelog: a crash neither loses nor repeats a queued input):
+``w:<user_id>`` -> the user's queue, oldest first (:func:`park_entry`); ``x:<photo_id>`` -> the
+users whose queue waits for that photo's claims.
+
+Release: the index's answer to a lookup (:meth:`UserQueues.answered`) or the settled claims of a
+photo (:meth:`UserQueues.wake`) drain the queues concerned: their inputs are processed in order
+for as long as the head can be.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from streams import topics
+from streams.core.model import AccessRequest
+from streams.core.trust import effective_time
+from streams.gate import photos
+from streams.gate.state import PartitionState
+from streams.runtime.records import Output, Processed, RawInput
+
+REQUEST_TOPICS = frozenset({topics.TOPIC_SHARE_REQUESTS, topics.TOPIC_TRAINING_READS})
+
+WAIT = object()
+"""What :meth:`UserQueues.photo_owner` returns while the photo index has not answered."""
+ERASED = object()
+"""What :meth:`UserQueues.photo_owner` returns for a photo the index says is erased."""
+
+Decode = Callable[[RawInput], dict[str, Any]]
+RequestOf = Callable[[RawInput, dict[str, Any]], AccessRequest]
+Decide = Callable[[AccessRequest, RawInput, PartitionState, int, Any], Processed]
+"""Decides a request whose photo owner is known: (request, input, state, effective time, owner)."""
+ApplyEvent = Callable[[RawInput, dict[str, Any], PartitionState], Processed]
+
+
+class UserQueues:
+    """Holds a user's inputs behind a request the photo index must answer, then releases them."""
+
+    def __init__(
+        self, *, decode: Decode, request_of: RequestOf, decide: Decide, apply_event: ApplyEvent
+    ) -> None:
+        self.decode = decode
+        self.request_of = request_of
+        self.decide = decide
+        self.apply_event = apply_event
+        self.partitions = 0
+        """The input topics' partition count (where lookups go); set by the processor."""
+
+    def arrive(self, request: AccessRequest, raw: RawInput, state: PartitionState) -> Processed:
+        """Decide a request now, or queue it (and what follows for its owner) until it can be."""
+        effective_at = effective_time(request.occurred_at_ms, state.stream_time)
+        if not state.queue(request.owner_id):
+            owner = self.photo_owner({}, request, state)
+            if owner is not WAIT:
+                return self.decide(request, raw, state, effective_at, owner)
+        self._enqueue(
+            request.owner_id,
+            raw,
+            effective_at,
+            state,
+            photo=request.photo_id,
+            occurred_at=request.occurred_at_ms,
+        )
+        return self.drain(request.owner_id, state)
+
+    def event(self, raw: RawInput, record: dict[str, Any], state: PartitionState) -> Processed:
+        """Apply a consent change or erasure now, or after the user's waiting requests."""
+        user = record.get("user_id")
+        if isinstance(user, str) and state.queue(user):
+            at = record["occurred_at"]
+            self._enqueue(user, raw, at, state, occurred_at=at)
+            return self.drain(user, state)  # it may now come first: it happened earlier
+        return self.apply_event(raw, record, state)
+
+    def answered(
+        self,
+        photo_id: str,
+        asker: str,
+        first: str | None,
+        state: PartitionState,
+        *,
+        erased: bool = False,
+    ) -> Processed:
+        """Apply the index's answer to the asker's lookup of a photo, then drain their queue.
+
+        What this partition settled meanwhile (an upload of the photo here) wins over the answer.
+        """
+        entries = state.queue(asker)
+        found = state.photo_status(photo_id)
+        if found is not None and not found[0].pending:
+            first, erased = found[0].effective_owner, found[0].erased
+        for entry in entries:
+            if entry.get("photo") == photo_id and "answered" not in entry:
+                entry["answered"], entry["owner"] = True, None if erased else first
+                if erased:
+                    entry["erased"] = True
+        state.set_queue(asker, entries)
+        return self.drain(asker, state)
+
+    def wake(
+        self, photo_id: str, asker: str, state: PartitionState, *, forgotten: bool = False
+    ) -> Processed:
+        """Drain the queues of the uploader and of every user waiting for a settled photo.
+
+        ``forgotten``: the photo was erased while its claims were in flight; those who waited
+        for them ask the index instead (it answers that the photo is erased).
+        """
+        waiting = state.waiters(photo_id)
+        state.set_waiters(photo_id, [])
+        users = list(dict.fromkeys([asker, *waiting]))
+        if forgotten:
+            for user in users:
+                entries = state.queue(user)
+                for entry in entries:
+                    if entry.get("photo") == photo_id and "answered" not in entry:
+                        entry.pop("asked", None)
+                state.set_queue(user, entries)
+        drained = [self.drain(user, state) for user in users]
+        return Processed(
+            [output for done in drained for output in done.outputs],
+            facts=[fact for done in drained for fact in (done.facts or [])] or None,
+        )
+
+    def drain(self, user: str, state: PartitionState) -> Processed:
+        """Process the user's waiting inputs, in order, for as long as the head can be."""
+        entries = state.queue(user)
+        outputs: list[Output] = []
+        decisions = []
+        while entries:
+            entry = entries[0]
+            raw, effective_at = unpark_entry(entry)
+            record = self.decode(raw)
+            if raw.topic in REQUEST_TOPICS:
+                request = self.request_of(raw, record)
+                owner = self.photo_owner(entry, request, state)
+                if owner is WAIT:
+                    if not entry.get("asked"):
+                        entry["asked"] = True
+                        if state.photo_status(request.photo_id) is None:
+                            # nobody here uploaded it: ask the index who did
+                            outputs.append(photos.lookup(request.photo_id, user, self.partitions))
+                        else:  # its claims are in flight: wake this user when they are settled
+                            state.set_waiters(
+                                request.photo_id, [*state.waiters(request.photo_id), user]
+                            )
+                    break
+                done = self.decide(request, raw, state, effective_at, owner)
+                decisions.append(done.facts)
+            else:
+                done = self.apply_event(raw, record, state)
+            outputs += done.outputs
+            entries.pop(0)
+        state.set_queue(user, entries)
+        return Processed(outputs, facts=decisions or None)
+
+    @staticmethod
+    def photo_owner(
+        entry: dict[str, Any], request: AccessRequest, state: PartitionState
+    ) -> str | object | None:
+        """Return the owner to check ``request`` against, or :data:`WAIT` while it is not known.
+
+        :data:`ERASED` when the photo index says the photo is an erased one (or a copy of one).
+        """
+        ledger = state.ledger(request.owner_id)
+        if ledger is not None and ledger.is_erased(request.photo_id):
+            return None  # decided ERASED whoever owns it
+        if "answered" in entry:
+            if entry.get("erased"):
+                return ERASED
+            owner: str | None = entry["owner"]
+            return owner
+        found = state.photo_status(request.photo_id)
+        if found is None or found[0].pending:
+            return WAIT
+        return ERASED if found[0].erased else found[0].effective_owner
+
+    @staticmethod
+    def _enqueue(
+        user: str,
+        raw: RawInput,
+        effective_at: int,
+        state: PartitionState,
+        photo: str | None = None,
+        *,
+        occurred_at: int,
+    ) -> None:
+        """Queue one input among the user's waiting ones, in order of ``occurred_at``.
+
+        As the event-time merge would have ordered them: a consent change that happened before a
+        waiting request but arrived after it (another topic, fetched later) still comes first.
+        """
+        entry = park_entry(raw, effective_at)
+        entry["at"] = occurred_at
+        if photo is not None:
+            entry["photo"] = photo
+        entries = state.queue(user)
+        index = next(
+            (
+                i
+                for i, queued in enumerate(entries)
+                if queued.get("at", queued["eff"]) > occurred_at
+            ),
+            len(entries),
+        )
+        entries.insert(index, entry)
+        state.set_queue(user, entries)
+
+
+def park_entry(raw: RawInput, effective_at_ms: int) -> dict[str, Any]:
+    """Return what is kept of a queued input to process it later exactly as now."""
+    return {
+        "topic": raw.topic,
+        "partition": raw.partition,
+        "offset": raw.offset,
+        "ts": raw.timestamp_ms,
+        "key": None if raw.key is None else base64.b64encode(raw.key).decode(),
+        "value": None if raw.value is None else base64.b64encode(raw.value).decode(),
+        "eff": effective_at_ms,
+    }
+
+
+def unpark_entry(entry: dict[str, Any]) -> tuple[RawInput, int]:
+    """Return a queued input and its effective time."""
+    raw = RawInput(
+        topic=entry["topic"],
+        partition=entry["partition"],
+        offset=entry["offset"],
+        timestamp_ms=entry["ts"],
+        key=None if entry["key"] is None else base64.b64decode(entry["key"]),
+        value=None if entry["value"] is None else base64.b64decode(entry["value"]),
+    )
+    return raw, int(entry["eff"])
