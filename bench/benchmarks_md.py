@@ -142,13 +142,24 @@ def _verdict_table(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _inside(seen: dict[str, Any] | None) -> str:
+    """The gate's own histograms during a phase: commit p99, and long GC pauses."""
+    if not seen:
+        return "- | -"
+    pauses = seen.get("gc_pauses") or {}
+    long = sum(p.get("over_50ms", 0) for p in pauses.values())
+    seconds = sum(p.get("seconds", 0.0) for p in pauses.values())
+    return f"{_num(seen.get('commit_p99_ms'))} | {long} ({seconds:.2f} s in GC)"
+
+
 def _lat_row(label: str, run: dict[str, Any] | None) -> str:
     if not run or run.get("p50_ms") is None:
-        return f"| {label} | - | - | - | - | - | - |"
+        return f"| {label} | - | - | - | - | - | - | - | - |"
     kept = "" if run.get("kept_up", True) else " (fell behind)"
     return (
         f"| {label}{kept} | {_num(run['offered_requests_per_s'])} | {_num(run['p50_ms'])} |"
         f" {_num(run['p99_ms'])} | {_num(run['p999_ms'])} |"
+        f" {_inside(run.get('gate_internals'))} |"
         f" {_num(run.get('cores_under_test'), 2)} |"
         f" {_num(run.get('cores_other_work'), 2)} |"
     )
@@ -160,9 +171,9 @@ def _latency(data: dict[str, Any]) -> list[str]:
         return ["(not run)"]
     live_max = (gate.get("full_load") or {}).get("live_max_requests_per_s")
     lines = [
-        "| offered live load | requests/s | p50 ms | p99 ms | p99.9 ms | gate cores |"
-        " other work (cores) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| offered live load | requests/s | p50 ms | p99 ms | p99.9 ms | gate's commit p99 ms |"
+        " gate's GC pauses over 50 ms | gate cores | other work (cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         _lat_row("2,000 requests/s", gate.get("live_2000")),
         _lat_row(
             f"the backlog maximum (→ live maximum {_num(live_max)} requests/s)",
@@ -178,14 +189,16 @@ def _curve(data: dict[str, Any]) -> list[str]:
     if not curve:
         return ["(not run)"]
     lines = [
-        "| `commit_interval_ms` | p50 ms at 2,000/s | p99 ms at 2,000/s | live maximum requests/s"
-        " | p99 ms at that maximum | other work (cores) |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| `commit_interval_ms` | p50 ms at 2,000/s | p99 ms at 2,000/s | gate's commit p99 ms"
+        " | gate's GC pauses over 50 ms | live maximum requests/s | p99 ms at that maximum"
+        " | other work (cores) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in curve:
         lines.append(
             f"| {c['commit_interval_ms']} | {_num(c.get('p50_ms_at_2000'))} |"
-            f" {_num(c.get('p99_ms_at_2000'))} | {_num(c.get('live_max_requests_per_s'))} |"
+            f" {_num(c.get('p99_ms_at_2000'))} | {_inside(c.get('gate_internals_at_2000'))} |"
+            f" {_num(c.get('live_max_requests_per_s'))} |"
             f" {_num(c.get('p99_ms_at_full_load'))} | {_num(c.get('cores_other_work'), 2)} |"
         )
     return lines

@@ -70,6 +70,7 @@ from bench.common import (
     wait_group_stable,
 )
 from bench.gen import PacedSource, Workload, generate, produce_workload, run_paced
+from bench.internals import HistogramSnapshot, internals
 from bench.quix_peer import quix_version
 from bench.restore import parse_result, write_changelog
 from streams import topics
@@ -301,8 +302,13 @@ class Bench:
         own_max_rps: float | None = None,
         rates: list[tuple[str, float]] | None = None,
         follow_half: bool = True,
+        metrics_port: int | None = None,
     ) -> None:
-        """Paced live traffic at half the gate's maximum, then at ``own_max_rps`` (full load)."""
+        """Paced live traffic at half the gate's maximum, then at ``own_max_rps`` (full load).
+
+        With ``metrics_port`` (a gate's), each phase also reports what the gate's own histograms
+        saw meanwhile: commit times and garbage-collection pauses (:mod:`bench.internals`).
+        """
         assert self.work is not None
         gate_max = self.results["runs"]["gate"]["requests_per_s"]
         if rates is None:
@@ -324,6 +330,7 @@ class Bench:
             sampler = ProcSampler([p.pid for p in self.running])
             sampler.start()
             source = PacedSource(self.work, codec, prefix, seed=len(label))
+            before = HistogramSnapshot.scrape(metrics_port) if metrics_port else None
             began = time.time()
             sent = run_paced(
                 self.base, source, requests_per_s=rate, duration_s=self.conf["paced_s"]
@@ -331,6 +338,7 @@ class Bench:
             sent_at = time.time()
             expected = sent["requests"] if per_output == "request" else sent["events"]
             caught_up = monitor.wait_for(expected, max(60.0, 2 * self.conf["paced_s"]))
+            after = HistogramSnapshot.scrape(metrics_port) if metrics_port else None
             sampler.stop()
             monitor.stop()
             arrivals = monitor.arrivals
@@ -343,6 +351,9 @@ class Bench:
                 **percentiles(arrivals.latencies_ms),
                 **sampler.window(began, sent_at),
             }
+            seen_inside = internals(before, after)
+            if seen_inside:
+                runs[label]["gate_internals"] = seen_inside
             say(f"{name} latency at {label}: {runs[label]}")
             if label == "full_load" and per_output == "request":
                 # What the system sustains live (the broker now also ingests the traffic, on the
@@ -370,6 +381,8 @@ class Bench:
             # decided_at = the stream's event time, so the detectors' windows see the backlog's
             # week and not a pile-up of one minute (see run_detectors)
             CONSENTINEL_DECISION_CLOCK="stream",
+            # its runtime histograms (commit time, GC pauses) are read around latency phases
+            METRICS_PORT=str(free_port()),
         )
         return argv, env
 
@@ -476,16 +489,19 @@ class Bench:
     def run_gate(self) -> None:
         def launch(prefix: str, codec: AvroCodec) -> Any:
             assert self.work is not None
+            command = self.gate_command(prefix, "bench-1")
+            ports.append(int(command[1]["METRICS_PORT"]))
             return self.backlog(
                 "gate",
                 prefix,
-                [self.gate_command(prefix, "bench-1")],
+                [command],
                 [prefix + topics.TOPIC_DECISIONS],
                 self.work.requests,
                 keep_running=True,
                 codec=codec,
             )
 
+        ports: list[int] = []
         _, prefix, codec, procs = self.repeated("gate", "g", launch)
         self.running = procs
         try:
@@ -494,7 +510,14 @@ class Bench:
                 gate_max = self.results["runs"]["gate"]["requests_per_s"]
                 rates = [("live_2000", LIVE_RPS), ("full_load", gate_max)]
                 self.latency(
-                    "gate", prefix, codec, decisions, decision_time(codec), "request", rates=rates
+                    "gate",
+                    prefix,
+                    codec,
+                    decisions,
+                    decision_time(codec),
+                    "request",
+                    rates=rates,
+                    metrics_port=ports[-1],
                 )
         finally:
             stop(procs)
@@ -690,6 +713,7 @@ class Bench:
                     "request",
                     rates=[("live_2000", LIVE_RPS), ("full_load", self.gate_live_rps())],
                     follow_half=False,
+                    metrics_port=port,
                 )
                 runs = self.results["latency"].pop(f"gate_commit_{interval}ms")
                 curve.append(
@@ -700,6 +724,7 @@ class Bench:
                         "live_max_requests_per_s": runs["full_load"].get("live_max_requests_per_s"),
                         "p99_ms_at_full_load": runs["full_load"].get("p99_ms"),
                         "cores_other_work": runs["live_2000"].get("cores_other_work"),
+                        "gate_internals_at_2000": runs["live_2000"].get("gate_internals"),
                     }
                 )
             finally:

@@ -2,14 +2,17 @@
 
 Every processor on the runtime exports the same series under its own prefix, so dashboards and
 alert rules read the gate and the detectors alike. Labels are bounded: ``outcome`` is
-committed/aborted/retried, ``topic`` a logical topic the processor consumes.
+committed/aborted/retried, ``topic`` a logical topic the processor consumes, ``generation`` one
+of CPython's three collector generations.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+from streams.runtime.gc_tuning import GcPauses
 
 _BY_PREFIX: dict[str, RuntimeMetrics] = {}
 
@@ -28,6 +31,8 @@ class RuntimeMetrics:
     last_iteration: Gauge
     transient_errors: Counter
     dead_letters: Counter
+    commit_duration: Histogram
+    gc_pause: GcPauses
 
 
 def runtime_metrics(prefix: str) -> RuntimeMetrics:
@@ -78,7 +83,14 @@ def runtime_metrics(prefix: str) -> RuntimeMetrics:
             "Records sent to governance.dlq, by error kind and logical source topic.",
             ["kind", "topic"],
         ),
+        commit_duration=Histogram(
+            f"{prefix}_transaction_commit_duration_seconds",
+            "Time to commit one transaction (its outputs flushed, the commit acknowledged).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        ),
+        gc_pause=GcPauses(f"{prefix}_gc_pause_seconds"),
     )
+    REGISTRY.register(made.gc_pause)
     for outcome in ("committed", "aborted"):
         made.transactions.labels(outcome)
     _BY_PREFIX[prefix] = made

@@ -82,7 +82,7 @@ class StreamRunner(Generic[T]):
         self._next_lag_report = 0.0
         self._next_punctuation = 0.0
         self._transient_failures = 0
-        self.gc = GcTuning(options)
+        self.gc = GcTuning(options, self.metrics.gc_pause)
         self._kafka_config = kafka_config
         self.consumer = group_consumer(kafka_config, self.group, instance_id, options)
         self.producer = transactional_producer(kafka_config, f"{self.group}-{instance_id}", options)

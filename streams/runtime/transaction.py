@@ -191,9 +191,11 @@ class OpenTransaction:
         """
         checkpoint = self.checkpoint
         assert checkpoint is not None
+        began = time.perf_counter()
         if not checkpoint.commit(self._outcome):
             self.abort()
             return False
+        self.metrics.commit_duration.observe(time.perf_counter() - began)
         effects, batches, delivered = self.effects, self.batches, self.delivered
         self._reset()
         for reader in readers:
