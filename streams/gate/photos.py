@@ -170,15 +170,7 @@ def claims(
     photo_id: str, owner_id: str, content_sha256: str | None, partitions: int
 ) -> list[Output]:
     """Return the claims an upload sends to the photo index."""
-    return [
-        _message(
-            topics.TOPIC_GATE_PHOTO_CLAIMS,
-            key,
-            {"t": "claim", "k": key, "p": photo_id, "o": owner_id},
-            partitions,
-        )
-        for key in index_keys(photo_id, content_key(content_sha256))
-    ]
+    return _to_index("claim", photo_id, owner_id, content_key(content_sha256), partitions)
 
 
 def erase_claims(
@@ -190,11 +182,17 @@ def erase_claims(
     id's entry is erased). The index partition erases an entry of ``owner_id``'s or an empty one,
     and leaves another user's alone; nothing is answered.
     """
+    return _to_index("erase", photo_id, owner_id, content, partitions)
+
+
+def _to_index(
+    kind: str, photo_id: str, owner_id: str, content: str | None, partitions: int
+) -> list[Output]:
     return [
         _message(
             topics.TOPIC_GATE_PHOTO_CLAIMS,
             key,
-            {"t": "erase", "k": key, "p": photo_id, "o": owner_id},
+            {"t": kind, "k": key, "p": photo_id, "o": owner_id},
             partitions,
         )
         for key in index_keys(photo_id, content)

@@ -209,6 +209,21 @@ class Writer:
         return owner, event_id
 
 
+def share(writer: Writer, owner: str, photo: str, at: int) -> str:
+    """Write a request that ``photo`` go to acme-vision for ML_TRAINING; return its event id."""
+    return writer.event(
+        topics.TOPIC_SHARE_REQUESTS,
+        owner,
+        at,
+        share_id=f"share-{photo}-{at}",
+        photo_id=photo,
+        requester="share-svc",
+        recipient_org="acme-vision",
+        purpose="ML_TRAINING",
+        categories=["IMAGE"],
+    )
+
+
 def decisions_by_subject(driver: TopologyDriver[GateTopology]) -> dict[str, list[dict[str, Any]]]:
     """Return the committed decisions grouped by the request they decide."""
     found: dict[str, list[dict[str, Any]]] = {}

@@ -26,7 +26,7 @@ from streams.gate.topology import GateTopology
 from streams.runtime.runner import RuntimeOptions
 from streams.runtime.testing import InjectedFailure, TopologyDriver, sample_record
 from streams.testing.topologies import gate_driver
-from tests.unit.gate_stories import HOUR, Writer, decisions_by_subject
+from tests.unit.gate_stories import HOUR, Writer, decisions_by_subject, share
 
 
 def neighbour(user: str, partitions: int, name: str = "nina") -> str:
@@ -83,20 +83,6 @@ def erase(writer: Writer, owner: str, at: int, photo: str | None = None) -> str:
     )
     writer.driver.feed(topics.TOPIC_ERASURE_REQUESTS, owner, record, timestamp_ms=at)
     return event_id
-
-
-def share(writer: Writer, owner: str, photo: str, at: int) -> str:
-    return writer.event(
-        topics.TOPIC_SHARE_REQUESTS,
-        owner,
-        at,
-        share_id=f"share-{at}",
-        photo_id=photo,
-        requester="share-svc",
-        recipient_org="acme-vision",
-        purpose="ML_TRAINING",
-        categories=["IMAGE"],
-    )
 
 
 def grant(writer: Writer, owner: str, at: int) -> str:

@@ -18,20 +18,7 @@ from streams import topics
 from streams.runtime.testing import sample_record
 from streams.testing.topologies import gate_driver
 from tests.unit.gate_stories import HOUR, Writer, decisions_by_subject
-
-
-def _share(writer: Writer, owner: str, photo: str, at: int) -> str:
-    return writer.event(
-        topics.TOPIC_SHARE_REQUESTS,
-        owner,
-        at,
-        share_id=f"share-{photo}",
-        photo_id=photo,
-        requester="share-svc",
-        recipient_org="acme-vision",
-        purpose="ML_TRAINING",
-        categories=["IMAGE"],
-    )
+from tests.unit.gate_stories import share as share_request
 
 
 def _grant(writer: Writer, owner: str, at: int, *, granted: bool = True) -> str:
@@ -61,7 +48,7 @@ def test_a_withdrawal_after_a_parked_request_recalls_what_it_let_out() -> None:
     now = driver.clock()
     writer.upload("wendy", "wendy-p0", now - 5 * HOUR)
     _grant(writer, "wendy", now - 4 * HOUR)
-    share = _share(writer, "wendy", "wendy-p0", now - 3 * HOUR)
+    share = share_request(writer, "wendy", "wendy-p0", now - 3 * HOUR)
     _grant(writer, "wendy", now - HOUR, granted=False)
     driver.run()
 
@@ -79,7 +66,7 @@ def test_an_account_erasure_after_a_parked_request_leaves_no_request_undecided()
     now = driver.clock()
     writer.upload("anna", "anna-p0", now - 5 * HOUR)
     _grant(writer, "anna", now - 4 * HOUR)
-    share = _share(writer, "anna", "anna-p0", now - 3 * HOUR)
+    share = share_request(writer, "anna", "anna-p0", now - 3 * HOUR)
     _erase(writer, "anna", now - 2 * HOUR)
     driver.run()
 
@@ -101,7 +88,7 @@ def test_a_consent_that_arrives_after_a_waiting_request_but_happened_before_it_c
     now = driver.clock()
     driver.hold(topics.TOPIC_GATE_PHOTO_VERDICTS)  # the photo index's answer is late
     writer.upload("carl", "carl-p0", now - 5 * HOUR)
-    share = _share(writer, "carl", "carl-p0", now - 3 * HOUR)
+    share = share_request(writer, "carl", "carl-p0", now - 3 * HOUR)
     driver.run()  # the share waits for the photo index
     _grant(writer, "carl", now - 4 * HOUR)  # fetched after the share, but happened before it
     driver.run()
