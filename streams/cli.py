@@ -15,222 +15,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from streams.errors import ConfigError, ConsentinelError, TransientError
+from streams import commands
+from streams.errors import ConsentinelError, TransientError
 from streams.preflight import EXIT_UNREACHABLE, EXIT_USAGE, UnreachableError
 from streams.settings import Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-
-
-def _stack(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.stack.local import LocalStack
-
-    stack = LocalStack(settings.stack_home)
-    if args.action == "credentials":
-        return _credentials(args, settings)
-    if args.action == "up":
-        stack.up(secure=args.secure)
-    elif args.action == "down":
-        stack.down()
-    else:
-        stack.status()
-    return 0
-
-
-def _credentials(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.admin.acls import ACLS_FILE, load_acl_plan
-    from streams.stack.secure import credentials_lines
-
-    if not args.principal:
-        raise ConfigError(
-            "`stack credentials` needs a PRINCIPAL",
-            hint="e.g. consentinel stack credentials egress",
-        )
-    known = load_acl_plan(ACLS_FILE).principals
-    for line in credentials_lines(settings.stack_home, args.principal, known):
-        print(line)
-    return 0
-
-
-def _acls(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.admin.acls import ACLS_FILE, apply_from_settings
-    from streams.stack.secure import passwords_file
-
-    apply_from_settings(
-        settings.kafka_config(),
-        acls_path=args.file or ACLS_FILE,
-        passwords_path=args.passwords or passwords_file(settings.stack_home),
-        prefix=settings.topic_prefix,
-    )
-    return 0
-
-
-def _topics(args: argparse.Namespace, settings: Settings) -> int:
-    from confluent_kafka.admin import AdminClient
-
-    from streams.admin.topics import apply_topics, load_topic_specs
-
-    admin = AdminClient(settings.kafka_config())
-    changes = apply_topics(
-        admin, load_topic_specs(args.file, partitions=args.partitions, prefix=settings.topic_prefix)
-    )
-    for line in changes:
-        print(line)
-    print(f"topics: {len(changes)} change(s)" if changes else "topics: already up to date")
-    return 0
-
-
-def _schemas(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.serde.catalog import TOPIC_RECORDS, prefixed_catalog
-    from streams.serde.registry import make_client, register_all, subject_compatibility
-
-    client = make_client(settings.schema_registry_url, credentials=settings.registry_basic_auth())
-    registered = register_all(
-        client,
-        prefixed_catalog(settings),
-        topics=[settings.topic_prefix + t for t in TOPIC_RECORDS],
-    )
-    for subject, schema_id, version in registered:
-        level = subject_compatibility(client, subject)
-        print(f"{subject}: id {schema_id}, version {version} (compatibility {level})")
-    return 0
-
-
-def _gate(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.gate.app import run_gate
-
-    return run_gate(settings, policy_path=args.policy or settings.policy_path)
-
-
-def _audit(args: argparse.Namespace, settings: Settings) -> int:
-    if args.action == "keygen":
-        from streams.core.checkpoint import generate_key_pair
-
-        private, public, key_id = generate_key_pair(args.out)
-        print(f"signing key (keep secret, mode 0600): {private}")
-        print(f"verify key (give to auditors):        {public}")
-        print(f"key_id: {key_id}")
-        print(f"gate: CONSENTINEL_SIGNING_KEY={private}  auditors: CONSENTINEL_VERIFY_KEY={public}")
-        return 0
-
-    from confluent_kafka import KafkaException
-
-    from streams.errors import StackError, TransientError
-    from streams.report.audit_verify import EXIT_UNREADABLE, verify_decisions
-
-    try:
-        return verify_decisions(settings, say=print, from_checkpoint=args.from_checkpoint)
-    except (StackError, TransientError, KafkaException) as exc:
-        print(f"consentinel: unreachable: cannot read the decision trail: {exc}", file=sys.stderr)
-        return EXIT_UNREADABLE
-
-
-def _recipients(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.admin.controls import describe_control, issue_control
-
-    policy_path = args.policy or settings.policy_path
-    policy = None
-    if policy_path is not None:
-        from streams.core.policy import load_policy
-
-        policy = load_policy(policy_path)
-    else:
-        print(
-            f"consentinel: warning: no policy given (--policy or CONSENTINEL_POLICY): "
-            f"{args.name!r} is not checked against the registered recipients",
-            file=sys.stderr,
-        )
-    from streams.admin.controls import RESUME, SUSPEND
-
-    kind = SUSPEND if args.action == "suspend" else RESUME
-    topic, record = issue_control(
-        kind, args.name, args.reason, actor=args.actor, policy=policy, settings=settings
-    )
-    print(describe_control(topic, record))
-    return 0
-
-
-def _report(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.report.regulator import recalls_report, transfers_report
-    from streams.report.run import decisions_report, user_report
-
-    if args.kind == "transfers":
-        print(
-            transfers_report(
-                settings,
-                recipients=args.recipient,
-                since=args.since,
-                until=args.until,
-                fmt=args.format,
-                out=args.out,
-                top=args.top,
-            )
-        )
-        return 0
-    if args.kind == "recalls":
-        print(
-            recalls_report(
-                settings, recipients=args.recipient, as_of=args.as_of, fmt=args.format,
-                out=args.out, top=args.top,
-            )
-        )  # fmt: skip
-        return 0
-    if args.kind == "decisions":
-        text = decisions_report(
-            settings, since=args.since, until=args.until, fmt=args.format, out=args.out
-        )
-    else:
-        text = user_report(settings, args.user_id, fmt=args.format, out=args.out)
-    print(text)
-    return 0
-
-
-def _detect(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.detect.app import run_detector
-
-    return run_detector(
-        settings,
-        policy_path=args.policy or settings.policy_path,
-        app_name=args.app_name,
-        from_now=args.from_now,
-    )
-
-
-def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.simulate.run import run_simulation
-
-    report = run_simulation(
-        settings,
-        rate=args.rate,
-        duration_s=args.duration,
-        scenarios=args.scenario,
-        seed=args.seed,
-        ground_truth_path=args.ground_truth,
-        speedup=args.speedup,
-        policy_path=args.policy or settings.policy_path,
-        users=args.users,
-    )
-    for line in report.lines():
-        print(line)
-    return 0
-
-
-def _lineage(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.report.lineage import build_lineage, print_model, print_user
-
-    index = build_lineage(settings)
-    if args.user:
-        print_user(index, args.user)
-    else:
-        print_model(index, args.model)
-    return 0
-
-
-def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.demo import run_demo
-    from streams.resources import example_policy
-
-    return int(run_demo(settings, policy_path=args.policy or example_policy()))
 
 
 ENVIRONMENT: tuple[tuple[str, str], ...] = (
@@ -305,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="up: also the SASL/SCRAM broker with ACLs on localhost:9094 (contract section 6)",
     )
-    stack.set_defaults(handler=_stack)
+    stack.set_defaults(handler=commands.stack)
 
     acls = sub.add_parser("acls", help="create the SCRAM users and ACLs of deploy/acls.yaml")
     acls.add_argument("action", choices=["apply"])
@@ -318,23 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="0600 JSON file of principals' passwords (default: the stack's secure/passwords.json)",
     )
-    acls.set_defaults(handler=_acls)
+    acls.set_defaults(handler=commands.acls)
 
     topics = sub.add_parser("topics", help="create or align the topics of deploy/topics.yaml")
     topics.add_argument("action", choices=["apply"])
     topics.add_argument("--file", type=Path, default=None, help="topic layout (default: bundled)")
     topics.add_argument("--partitions", type=int, default=None, help="override partition count")
-    topics.set_defaults(handler=_topics)
+    topics.set_defaults(handler=commands.topics)
 
     schemas = sub.add_parser(
         "schemas", help="register schemas/*.avsc with FULL_TRANSITIVE compatibility"
     )
     schemas.add_argument("action", choices=["register"])
-    schemas.set_defaults(handler=_schemas)
+    schemas.set_defaults(handler=commands.schemas)
 
     gate = sub.add_parser("gate", help="run the consent gate (exactly-once)")
     gate.add_argument("--policy", type=Path, default=None, help="policy YAML (CONSENTINEL_POLICY)")
-    gate.set_defaults(handler=_gate)
+    gate.set_defaults(handler=commands.gate)
 
     audit = sub.add_parser("audit", help="verify the decision trail; make its signing keys")
     audit_actions = audit.add_subparsers(dest="action", required=True)
@@ -368,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True, help="directory (private key written with mode 0600)"
     )
     keygen.set_defaults(preflight=False)
-    audit.set_defaults(handler=_audit)
+    audit.set_defaults(handler=commands.audit)
 
     recipients = sub.add_parser("recipients", help="suspend or resume a recipient (a Control)")
     recipient_actions = recipients.add_subparsers(dest="action", required=True)
@@ -385,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         control.add_argument(
             "--policy", type=Path, default=None, help="refuse names it lacks (CONSENTINEL_POLICY)"
         )
-    recipients.set_defaults(handler=_recipients)
+    recipients.set_defaults(handler=commands.recipients)
 
     report = sub.add_parser("report", help="reports over governance.decisions")
     report_kinds = report.add_subparsers(dest="kind", required=True)
@@ -416,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         each.add_argument("--format", choices=["table", "csv", "parquet", "html"], default="table")
         each.add_argument("--out", type=Path, default=None, help="a FILE (html: one offline page)")
         each.add_argument("--top", type=int, default=50, help="rows shown in a table or page")
-    report.set_defaults(handler=_report)
+    report.set_defaults(handler=commands.report)
 
     detect = sub.add_parser("detect", help="run the detectors (bulk export, denial bursts, ...)")
     detect.add_argument("--policy", type=Path, default=None, help="policy YAML")
@@ -430,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a detector with no committed offsets starts at the end of its inputs (no replay)",
     )
-    detect.set_defaults(handler=_detect)
+    detect.set_defaults(handler=commands.detect)
 
     simulate = sub.add_parser("simulate", help="produce a realistic dating-app workload")
     simulate.add_argument("--rate", type=float, default=50.0, help="events per simulated second")
@@ -448,19 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--ground-truth", type=Path, default=None, help="JSON-lines output")
     simulate.add_argument("--policy", type=Path, default=None, help="policy YAML")
-    simulate.set_defaults(handler=_simulate)
+    simulate.set_defaults(handler=commands.simulate)
 
     lineage = sub.add_parser("lineage", help="which models used whose photos")
     which = lineage.add_mutually_exclusive_group(required=True)
     which.add_argument("--user", help="list the models trained on this user's photos")
     which.add_argument("--model", help="list the users behind this model")
-    lineage.set_defaults(handler=_lineage)
+    lineage.set_defaults(handler=commands.lineage)
 
     demo = sub.add_parser("demo", help="run the scripted end-to-end story against the stack")
     demo.add_argument(
         "--policy", type=Path, default=None, help="policy YAML (default: the packaged example)"
     )
-    demo.set_defaults(handler=_demo)
+    demo.set_defaults(handler=commands.demo)
     return parser
 
 
