@@ -32,7 +32,7 @@ def stack(args: argparse.Namespace, settings: Settings) -> int:
 
 def credentials(args: argparse.Namespace, settings: Settings) -> int:
     """``consentinel stack credentials PRINCIPAL``: a principal's client settings."""
-    from streams.admin.acls import ACLS_FILE, load_acl_plan
+    from streams.admin.acl_plan import ACLS_FILE, load_acl_plan
     from streams.stack.secure import credentials_lines
 
     if not args.principal:
@@ -48,7 +48,8 @@ def credentials(args: argparse.Namespace, settings: Settings) -> int:
 
 def acls(args: argparse.Namespace, settings: Settings) -> int:
     """``consentinel acls apply``: the SCRAM users and ACLs of ``deploy/acls.yaml``."""
-    from streams.admin.acls import ACLS_FILE, apply_from_settings
+    from streams.admin.acl_plan import ACLS_FILE
+    from streams.admin.acls import apply_from_settings
     from streams.stack.secure import passwords_file
 
     apply_from_settings(

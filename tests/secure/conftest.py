@@ -70,7 +70,8 @@ def _drop(admin: AdminClient, prefix: str) -> None:
 @pytest.fixture(scope="session")
 def secure_home(prefix: str) -> Iterator[Path]:
     """The stack home whose secure broker is running, with topics and ACLs applied."""
-    from streams.admin.acls import ACLS_FILE, apply_from_settings
+    from streams.admin.acl_plan import ACLS_FILE
+    from streams.admin.acls import apply_from_settings
     from streams.admin.topics import TOPICS_FILE, apply_topics, load_topic_specs
     from streams.stack.local import LocalStack
     from streams.stack.secure import SECURE_NAME, client_config, passwords_file, stop_secure

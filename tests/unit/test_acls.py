@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
-from streams.admin.acls import ACLS_FILE, Acl, load_acl_plan
+from streams.admin.acl_plan import ACLS_FILE, Acl, load_acl_plan
 from streams.errors import ConfigError
 from streams.settings import load_settings
 from streams.stack.secure import (
