@@ -29,12 +29,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
-import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,8 +40,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import httpx
-from confluent_kafka import Message, libversion
 from confluent_kafka.admin import AdminClient
 
 from bench import report
@@ -53,76 +48,27 @@ from bench.common import (
     REPO,
     OutputMonitor,
     ProcSampler,
-    committed_progress,
-    copy_topic,
     create_env,
-    create_topics,
     drop_prefix,
     ensure_bench_policy,
     machine,
     new_prefix,
-    percentiles,
     python_env,
     say,
     start,
     stop,
-    wait_consumed,
     wait_group_stable,
 )
-from bench.gen import PacedSource, Workload, generate, produce_workload, run_paced
-from bench.internals import HistogramSnapshot, internals
-from bench.quix_peer import quix_version
-from bench.restore import parse_result, write_changelog
+from bench.gen import Workload, generate, produce_workload
+from bench.modes import HARNESS, MODES, OTHER_WORK_LIMIT, RESULTS
+from bench.observe import ensure_stack, free_port, tally, versions
+from bench.systems import SystemRuns
 from streams import topics
 from streams.serde.wire import AvroCodec
-from streams.settings import Settings, load_settings
-
-RESULTS = REPO / "bench" / "results"
-OTHER_WORK_LIMIT = 0.25  # cores used by other work above which a throughput run is repeated
-CEILING_OUT = "bench.ceiling.out"
-FAUST_DECISIONS = "faust.governance.decisions"
-FAUST_APPROVED = "faust.photo.share.approved"
-QUIX_DECISIONS = "quix.governance.decisions"
-QUIX_APPROVED = "quix.photo.share.approved"
-LIVE_RPS = 2000.0  # the issue's fixed live rate for p99
-HARNESS = 12
-"""Version of this harness (issue 12: the runtime gate, replay policy, peers, verdict mixes)."""
-
-MODES: dict[str, dict[str, Any]] = {
-    "quick": {
-        "requests": 100_000,
-        "users": 10_000,
-        "paced_s": 8,
-        "latency_systems": ["gate"],
-        "restore_users": [100_000],
-        "profile_s": 25,
-        "faust_cap_s": 20,
-        "quix_cap_s": 30,
-        "commit_intervals_ms": [0, 250],
-        "detector_decisions": 100_000,
-        "repeats": 1,
-        "max_repeats": 1,
-        "timeout_s": 300,
-    },
-    "full": {
-        "requests": 1_000_000,
-        "users": 100_000,
-        "paced_s": 60,
-        "latency_systems": ["ceiling", "gate", "faust_peer", "scale_out"],
-        "restore_users": [1_000_000, 10_000_000],
-        "profile_s": 60,
-        "faust_cap_s": 300,
-        "quix_cap_s": 300,
-        "commit_intervals_ms": [0, 50, 100, 250, 500, 1000],
-        "detector_decisions": 1_000_000,
-        "repeats": 2,
-        "max_repeats": 4,
-        "timeout_s": 3600,
-    },
-}
+from streams.settings import load_settings
 
 
-class Bench:
+class Bench(SystemRuns):
     def __init__(self, mode: str, work_dir: Path, keep: bool, tag: str = "") -> None:
         self.mode = mode
         self.tag = tag
@@ -155,6 +101,7 @@ class Bench:
         self.baseline_ref = ""
 
     # -- environments ---------------------------------------------------------------------------
+
     def env(self, tag: str) -> tuple[str, AvroCodec]:
         """A fresh prefix with the contract's topics, schemas and the backlog already in it."""
         prefix = new_prefix(tag)
@@ -192,6 +139,7 @@ class Bench:
             say(f"{prefix}: deleted {count} topics, its consumer groups and subjects")
 
     # -- one backlog run ------------------------------------------------------------------------
+
     def backlog(
         self,
         name: str,
@@ -291,81 +239,7 @@ class Bench:
         return result, procs
 
     # -- paced latency --------------------------------------------------------------------------
-    def latency(
-        self,
-        name: str,
-        prefix: str,
-        codec: AvroCodec,
-        outputs: list[str],
-        occurred: Any,
-        per_output: str,
-        own_max_rps: float | None = None,
-        rates: list[tuple[str, float]] | None = None,
-        follow_half: bool = True,
-        metrics_port: int | None = None,
-    ) -> None:
-        """Paced live traffic at half the gate's maximum, then at ``own_max_rps`` (full load).
 
-        With ``metrics_port`` (a gate's), each phase also reports what the gate's own histograms
-        saw meanwhile: commit times and garbage-collection pauses (:mod:`bench.internals`).
-        """
-        assert self.work is not None
-        gate_max = self.results["runs"]["gate"]["requests_per_s"]
-        if rates is None:
-            rates = [("half_gate_max", gate_max * 0.5), ("full_load", own_max_rps or gate_max)]
-        runs: dict[str, Any] = {}
-        queue = list(rates)
-        while queue:
-            label, rate = queue.pop(0)
-            warm_ms = int(time.time() * 1000) + 1000
-            monitor = OutputMonitor(
-                self.base,
-                outputs,
-                group=f"{prefix}bench-latency-{label}",
-                from_end=True,
-                occurred_ms=occurred,
-                latency_from_ms=warm_ms,
-            )
-            monitor.start()
-            sampler = ProcSampler([p.pid for p in self.running])
-            sampler.start()
-            source = PacedSource(self.work, codec, prefix, seed=len(label))
-            before = HistogramSnapshot.scrape(metrics_port) if metrics_port else None
-            began = time.time()
-            sent = run_paced(
-                self.base, source, requests_per_s=rate, duration_s=self.conf["paced_s"]
-            )
-            sent_at = time.time()
-            expected = sent["requests"] if per_output == "request" else sent["events"]
-            caught_up = monitor.wait_for(expected, max(60.0, 2 * self.conf["paced_s"]))
-            after = HistogramSnapshot.scrape(metrics_port) if metrics_port else None
-            sampler.stop()
-            monitor.stop()
-            arrivals = monitor.arrivals
-            runs[label] = {
-                "offered_requests_per_s": round(rate, 1),
-                **sent,
-                "outputs": arrivals.count,
-                "kept_up": caught_up,
-                "drained_s_after_last_send": round((arrivals.last or sent_at) - sent_at, 2),
-                **percentiles(arrivals.latencies_ms),
-                **sampler.window(began, sent_at),
-            }
-            seen_inside = internals(before, after)
-            if seen_inside:
-                runs[label]["gate_internals"] = seen_inside
-            say(f"{name} latency at {label}: {runs[label]}")
-            if label == "full_load" and per_output == "request":
-                # What the system sustains live (the broker now also ingests the traffic, on the
-                # same cores): decisions over the time until the last one was visible.
-                span = (arrivals.last or sent_at) - began
-                live_max = arrivals.count / span if span > 0 else 0.0
-                runs[label]["live_max_requests_per_s"] = round(live_max, 1)
-                if follow_half and live_max > 0 and "half_live_max" not in runs:
-                    queue.append(("half_live_max", live_max * 0.5))
-        self.results["latency"][name] = runs
-
-    # -- the systems ----------------------------------------------------------------------------
     def gate_command(self, prefix: str, instance: str, profile: Path | None = None) -> Any:
         argv = [sys.executable, "-m", "streams.cli", "gate", "--policy", str(POLICY)]
         if profile is not None:
@@ -425,418 +299,6 @@ class Bench:
         self.results["runs"][name] = best
         return best, prefix, codec, procs
 
-    def run_baseline(self) -> None:
-        """The gate as of ``--baseline REF`` (``git archive``, run from a copy), same input: the
-        "before" of a change, measured in the same run as the "after"."""
-        if not self.baseline_ref:
-            return
-        code = self.work_dir / "baseline"
-        code.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", self.baseline_ref, "streams", "schemas"],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(["tar", "-x", "-C", str(code)], input=archive.stdout, check=True)
-
-        def launch(prefix: str, codec: AvroCodec) -> Any:
-            assert self.work is not None
-            argv, env = self.gate_command(prefix, "bench-base")
-            env["PYTHONPATH"] = str(code)
-            return self.backlog(
-                "gate_baseline",
-                prefix,
-                [(argv, env)],
-                [prefix + topics.TOPIC_DECISIONS],
-                self.work.requests,
-                codec=codec,
-                cwd=code,
-            )
-
-        result, _, _, _ = self.repeated("gate_baseline", "b", launch)
-        resolved = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", self.baseline_ref],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        result["ref"] = f"{self.baseline_ref} = {resolved}" if resolved else self.baseline_ref
-
-    def run_ceiling(self) -> None:
-        def launch(prefix: str, codec: AvroCodec) -> Any:
-            assert self.work is not None
-            create_topics(self.admin, [prefix + CEILING_OUT])
-            argv = [sys.executable, "-m", "bench.ceiling", prefix + CEILING_OUT]
-            return self.backlog(
-                "ceiling",
-                prefix,
-                [(argv, python_env(self.base, prefix))],
-                [prefix + CEILING_OUT],
-                self.work.total,
-                keep_running=True,
-                codec=codec,
-            )
-
-        _, prefix, codec, procs = self.repeated("ceiling", "c", launch)
-        self.running = procs
-        try:
-            if "ceiling" in self.conf["latency_systems"] and "gate" in self.results["runs"]:
-                # full load: the gate's maximum (the paced producer cannot offer the ceiling's)
-                self.latency("ceiling", prefix, codec, [prefix + CEILING_OUT], kafka_time, "event")
-        finally:
-            stop(procs)
-
-    def run_gate(self) -> None:
-        def launch(prefix: str, codec: AvroCodec) -> Any:
-            assert self.work is not None
-            command = self.gate_command(prefix, "bench-1")
-            ports.append(int(command[1]["METRICS_PORT"]))
-            return self.backlog(
-                "gate",
-                prefix,
-                [command],
-                [prefix + topics.TOPIC_DECISIONS],
-                self.work.requests,
-                keep_running=True,
-                codec=codec,
-            )
-
-        ports: list[int] = []
-        _, prefix, codec, procs = self.repeated("gate", "g", launch)
-        self.running = procs
-        try:
-            if "gate" in self.conf["latency_systems"]:
-                decisions = [prefix + topics.TOPIC_DECISIONS]
-                gate_max = self.results["runs"]["gate"]["requests_per_s"]
-                rates = [("live_2000", LIVE_RPS), ("full_load", gate_max)]
-                self.latency(
-                    "gate",
-                    prefix,
-                    codec,
-                    decisions,
-                    decision_time(codec),
-                    "request",
-                    rates=rates,
-                    metrics_port=ports[-1],
-                )
-        finally:
-            stop(procs)
-        self.decisions_prefix = prefix
-        if self.conf.get("commit_intervals_ms") and "gate" in self.conf["latency_systems"]:
-            self.commit_curve()
-
-    def faust_env(self, tag: str) -> tuple[str, AvroCodec, AvroCodec, Any]:
-        prefix, codec = self.env(tag)
-        create_topics(self.admin, [prefix + FAUST_DECISIONS, prefix + FAUST_APPROVED])
-        faust_codec = AvroCodec(codec._source, codec.catalog.with_topics(
-            {prefix + FAUST_DECISIONS: "Decision"}
-        ))  # fmt: skip
-        argv = [sys.executable, "-m", "bench.faust_peer", "worker", "-l", "warn"]
-        return prefix, codec, faust_codec, (argv, python_env(self.base, prefix))
-
-    def run_faust(self) -> None:
-        prefix, codec, faust_codec, command = self.faust_env("f")
-        assert self.work is not None
-        result, procs = self.backlog(
-            "faust_peer",
-            prefix,
-            [command],
-            [prefix + FAUST_DECISIONS],
-            self.work.requests,
-            keep_running=True,
-            cap_s=self.conf["faust_cap_s"],
-            codec=codec,
-        )
-        self.results["runs"]["faust_peer"] = result
-        stop(procs)
-        result["verdicts"] = tally(self.base, faust_codec, prefix + FAUST_DECISIONS)
-        if "faust_peer" not in self.conf["latency_systems"]:
-            return
-        # Latency on a fresh peer whose state (uploads and consents of the backlog) is loaded
-        # first: the peer is too slow to get through the whole backlog in a benchmark's time.
-        own = result["requests_per_s"]
-        prefix, codec, faust_codec, command = self.faust_env("fl")
-        produce_workload(self.base, codec, prefix, self.work, requests=False)
-        group = prefix + "faust-peer"
-        procs = [start(command[0], command[1], self.work_dir / "faust_peer-latency.log")]
-        self.running = procs
-        try:
-            waited = wait_consumed(self.base, self.admin, group, prefix, self.conf["timeout_s"])
-            say(f"faust_peer: state of {len(self.work.users)} users loaded in {waited:.0f}s")
-            gate_half = self.results["runs"]["gate"]["requests_per_s"] * 0.5
-            rates = [("half_own_max", own * 0.5), ("full_load", own)]
-            if gate_half <= own:
-                rates.insert(0, ("half_gate_max", gate_half))
-            self.latency(
-                "faust_peer",
-                prefix,
-                codec,
-                [prefix + FAUST_DECISIONS],
-                decision_time(faust_codec),
-                "request",
-                rates=rates,
-            )
-            if gate_half > own:
-                self.results["latency"]["faust_peer"]["half_gate_max"] = {
-                    "offered_requests_per_s": round(gate_half, 1),
-                    "kept_up": False,
-                    "not_run": f"above the peer's maximum ({own:.0f} requests/s): the backlog"
-                    " and the latency grow without bound",
-                }
-        finally:
-            stop(procs)
-
-    def run_quix(self) -> None:
-        from bench.quix_peer import ensure_venv
-
-        python = ensure_venv()
-        prefix, codec = self.env("q")
-        assert self.work is not None
-        create_topics(self.admin, [prefix + QUIX_DECISIONS, prefix + QUIX_APPROVED])
-        # Quix aligns concatenated topics by the Kafka timestamp, never by a field of the value:
-        # its input topics are CreateTime, stamped with occurred_at by the backlog's producer
-        # (the gate's stay LogAppendTime and it merges by the decoded occurred_at).
-        set_create_time(self.admin, [prefix + t for t in gen_inputs()])
-        quix_codec = AvroCodec(codec._source, codec.catalog.with_topics(
-            {prefix + QUIX_DECISIONS: "Decision"}
-        ))  # fmt: skip
-        env = python_env(
-            self.base, prefix, CONSENTINEL_STATE_DIR=str(self.work_dir / "state" / prefix)
-        )
-        env.pop("VIRTUAL_ENV", None)
-        result, _ = self.backlog(
-            "quix_peer",
-            prefix,
-            [([str(python), "-m", "bench.quix_peer"], env)],
-            [prefix + QUIX_DECISIONS],
-            self.work.requests,
-            keep_running=False,
-            cap_s=self.conf["quix_cap_s"],
-            codec=codec,
-        )
-        result["verdicts"] = tally(self.base, quix_codec, prefix + QUIX_DECISIONS)
-        result["dead_letters"] = {}  # the peer has no dead-letter topic (it logs and counts)
-        self.results["runs"]["quix_peer"] = result
-
-    def run_detectors(self) -> None:
-        """Both detector stages over N decisions: from start until all are consumed, committed.
-
-        The decisions are the gate's from this run (decided with ``CONSENTINEL_DECISION_CLOCK=
-        stream``, so ``decided_at`` follows the backlog's event time), copied to a fresh prefix.
-        """
-        source = self.decisions_prefix
-        if source is None:
-            raise RuntimeError("the detectors step needs the gate's decisions (run the gate first)")
-        prefix, codec = self.env("d")
-        copied = copy_topic(
-            self.base,
-            source + topics.TOPIC_DECISIONS,
-            prefix + topics.TOPIC_DECISIONS,
-            limit=self.conf["detector_decisions"],
-        )
-        say(f"detectors: {copied} decisions copied to {prefix}")
-        argv = [sys.executable, "-m", "streams.cli", "detect", "--policy", str(POLICY)]
-        env = python_env(
-            self.base,
-            prefix,
-            CONSENTINEL_INSTANCE_ID="bench-detect",
-            CONSENTINEL_STATE_DIR=str(self.work_dir / "state" / prefix),
-        )
-        group = prefix + topics.DETECTOR_APP
-        launched = time.time()
-        proc = start(argv, env, self.work_dir / "detectors.log")
-        sampler = ProcSampler([proc.pid])
-        sampler.start()
-        try:
-            progress = committed_progress(
-                self.base,
-                self.admin,
-                group,
-                {prefix + topics.TOPIC_DECISIONS: copied},
-                self.conf["timeout_s"],
-                alive=lambda: proc.poll() is None,
-            )
-        finally:
-            sampler.stop()
-            stop([proc])
-        first, done = progress["first_commit_at"], progress["done_at"]
-        wall = done - first
-        counted = copied - progress["first_committed"]
-        cpu = sampler.cpu_at(done) - sampler.cpu_at(first)
-        alerts = tally(self.base, codec, prefix + topics.TOPIC_ALERTS, fields=("kind",))
-        dead = tally(self.base, codec, prefix + topics.TOPIC_DLQ, fields=("error_kind",))
-        result = {
-            "processes": 1,
-            "decisions": copied,
-            "startup_s": round(first - launched, 2),
-            "wall_s": round(wall, 2),
-            "decisions_per_s": round(counted / wall, 1) if wall > 0 else None,
-            "events_per_s": round(counted / wall, 1) if wall > 0 else None,
-            "cpu_s": round(cpu, 2),
-            "cpu_us_per_decision": round(cpu / max(counted, 1) * 1e6, 1),
-            "peak_rss_mb": [round(kb / 1024, 1) for kb in sampler.hwm_kb.values()],
-            "alerts": alerts,
-            "dead_letters": dead,
-            **sampler.window(first, done),
-        }
-        say(f"detectors: {result}")
-        self.results["runs"]["detectors"] = result
-
-    def commit_curve(self) -> None:
-        """p99 and the live maximum against the runtime's ``commit_interval_ms``: per interval a
-        fresh prefix with the backlog's uploads and consents (no requests), a gate that has
-        consumed them, then live traffic."""
-        assert self.work is not None
-        curve = []
-        for interval in self.conf["commit_intervals_ms"]:
-            prefix, codec = self.env(f"i{interval}")
-            produce_workload(self.base, codec, prefix, self.work, requests=False)
-            argv, env = self.gate_command(prefix, "bench-1")
-            env["CONSENTINEL_COMMIT_INTERVAL_MS"] = str(interval)
-            port = free_port()
-            env["METRICS_PORT"] = str(port)
-            proc = start(argv, env, self.work_dir / f"gate-commit-{interval}.log")
-            self.running = [proc]
-            try:
-                waited = wait_ready(port, self.conf["timeout_s"], alive=proc)
-                group = prefix + "consentinel-gate"
-                waited += wait_consumed(self.base, self.admin, group, prefix, 300)
-                say(f"gate (commit_interval_ms={interval}): state loaded after {waited:.1f}s")
-                time.sleep(1.0)
-                decisions = [prefix + topics.TOPIC_DECISIONS]
-                self.latency(
-                    f"gate_commit_{interval}ms",
-                    prefix,
-                    codec,
-                    decisions,
-                    decision_time(codec),
-                    "request",
-                    rates=[("live_2000", LIVE_RPS), ("full_load", self.gate_live_rps())],
-                    follow_half=False,
-                    metrics_port=port,
-                )
-                runs = self.results["latency"].pop(f"gate_commit_{interval}ms")
-                curve.append(
-                    {
-                        "commit_interval_ms": interval,
-                        "p50_ms_at_2000": runs["live_2000"].get("p50_ms"),
-                        "p99_ms_at_2000": runs["live_2000"].get("p99_ms"),
-                        "live_max_requests_per_s": runs["full_load"].get("live_max_requests_per_s"),
-                        "p99_ms_at_full_load": runs["full_load"].get("p99_ms"),
-                        "cores_other_work": runs["live_2000"].get("cores_other_work"),
-                        "gate_internals_at_2000": runs["live_2000"].get("gate_internals"),
-                    }
-                )
-            finally:
-                stop([proc])
-        self.results["commit_curve"] = curve
-
-    def gate_live_rps(self) -> float:
-        live = self.results["latency"].get("gate", {}).get("full_load", {})
-        rate = live.get("live_max_requests_per_s") or self.results["runs"]["gate"]["requests_per_s"]
-        return float(rate) * 1.2  # offer more than it sustained, to find its maximum again
-
-    def run_scale_out(self) -> None:
-        def launch(prefix: str, codec: AvroCodec) -> Any:
-            assert self.work is not None
-            return self.backlog(
-                "scale_out",
-                prefix,
-                [self.gate_command(prefix, "bench-1"), self.gate_command(prefix, "bench-2")],
-                [prefix + topics.TOPIC_DECISIONS],
-                self.work.requests,
-                keep_running=True,
-                ready_group=prefix + "consentinel-gate",
-                codec=codec,
-            )
-
-        result, prefix, codec, procs = self.repeated("scale_out", "s", launch)
-        self.running = procs
-        try:
-            if "scale_out" in self.conf["latency_systems"]:
-                self.latency(
-                    "scale_out",
-                    prefix,
-                    codec,
-                    [prefix + topics.TOPIC_DECISIONS],
-                    decision_time(codec),
-                    "request",
-                    own_max_rps=result["requests_per_s"],
-                )
-        finally:
-            stop(procs)
-
-    def run_profile(self) -> None:
-        prefix, codec = self.env("p")
-        assert self.work is not None
-        self.produce_backlog(prefix, codec)
-        session = self.work_dir / "gate.pyisession"
-        argv, env = self.gate_command(prefix, "bench-prof", profile=session)
-        monitor = OutputMonitor(
-            self.base, [prefix + topics.TOPIC_DECISIONS], group=f"{prefix}bench-monitor-prof"
-        )
-        monitor.start()
-        proc = start(argv, env, self.work_dir / "profile.log")
-        monitor.wait_for(self.work.requests, self.conf["profile_s"])
-        decided = monitor.arrivals.count
-        monitor.stop()
-        stop([proc], grace_s=120)
-        text_out = RESULTS / f"{self.name}-gate-profile.txt"
-        pstats_out = self.work_dir / "gate.pstats"
-        for renderer, out in (("text", text_out), ("pstats", pstats_out)):
-            subprocess.run(
-                [sys.executable, "-m", "pyinstrument", "--load", str(session), "-r", renderer,
-                 "-o", str(out)],
-                check=True,
-            )  # fmt: skip
-        self.results["profile"] = {
-            "decisions_profiled": decided,
-            "text_report": str(text_out.relative_to(REPO)),
-            **report.profile_summary(pstats_out),
-        }
-        say(f"profile: {decided} decisions profiled, report in {text_out}")
-
-    def run_restore(self) -> None:
-        cases = [(u, False) for u in self.conf["restore_users"]]
-        cases += [(u, True) for u in self.conf["restore_users"]]
-        for users, ledgers in cases:
-            prefix = new_prefix("r")
-            self.prefixes.append(prefix)
-            create_env(self.base, self.admin, prefix)
-            written = write_changelog(self.base, prefix, users, ledgers=ledgers)
-            say(
-                f"restore: {users} users' {written['state']} state written in {written['write_s']}s"
-            )
-            for store in ("memory", "rocksdb"):
-                skipped = memory_store_skipped(store, written["records"])
-                if skipped:
-                    entry = {"users": users, **written, "store": store, "skipped": skipped}
-                    self.results["restore"].append(entry)
-                    say(f"restore: {entry}")
-                    continue
-                log = self.work_dir / f"restore-{users}-{written['state']}-{store}.log"
-                env = python_env(
-                    self.base,
-                    prefix,
-                    CONSENTINEL_STATE_STORE=store,
-                    CONSENTINEL_INSTANCE_ID="bench-restore",
-                    CONSENTINEL_STATE_DIR=str(self.work_dir / "restore-state"),
-                )
-                began = time.time()
-                proc = start([sys.executable, "-m", "bench.restore"], env, log)
-                sampler = ProcSampler([proc.pid], interval=0.5)
-                sampler.start()
-                proc.wait(self.conf["timeout_s"])
-                sampler.stop()
-                result = parse_result(log)
-                if result is None:
-                    raise RuntimeError(f"restore of {users} users ({store}) failed; see {log}")
-                entry = {"users": users, **written, **result, **sampler.window(began, time.time())}
-                self.results["restore"].append(entry)
-                say(f"restore: {entry}")
-            drop_prefix(self.base, self.admin, prefix)
-            self.prefixes.remove(prefix)
-
     def run(self, only: list[str] | None) -> dict[str, Any]:
         # The gate goes first: the paced latency runs of the others offer its measured rates.
         steps = [
@@ -866,193 +328,6 @@ class Bench:
         report.check_mixes(self.results)
         self.results["ratios"] = report.ratios(self.results)
         return self.results
-
-
-MEMORY_STORE_BYTES_PER_RECORD = 1_100
-"""What the memory store holds per changelog record restored (measured: 10 M users' consent
-states peaked at 8.1 GB; 100 k users with recall ledgers at 2.2 kB per user, two records each)."""
-
-
-def memory_store_skipped(store: str, records: int) -> str | None:
-    """Why a memory-store restore of ``records`` records is not run here (None: it is run).
-
-    It is skipped when its estimated footprint exceeds 60% of the memory available now: the
-    kernel would kill the broker (or the benchmark) first. RocksDB is the store for that size.
-    """
-    if store != "memory":
-        return None
-    need_mb = records * MEMORY_STORE_BYTES_PER_RECORD / 2**20
-    available_mb = proc_meminfo_kb("MemAvailable") / 1024
-    if need_mb <= 0.6 * available_mb:
-        return None
-    return (
-        f"not run: the memory store would need about {need_mb / 1024:.0f} GB"
-        f" ({MEMORY_STORE_BYTES_PER_RECORD} bytes per record measured) and"
-        f" {available_mb / 1024:.0f} GB are available; RocksDB holds this state on disk"
-    )
-
-
-def proc_meminfo_kb(field: str) -> int:
-    """Return one field of ``/proc/meminfo`` in kB."""
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name == field:
-            return int(value.split()[0])
-    raise RuntimeError(f"/proc/meminfo has no {field}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(port: int, timeout_s: float, alive: subprocess.Popen[bytes]) -> float:
-    """Wait until a process's ``/ready`` answers 200 (state restored, tables read)."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if alive.poll() is not None:
-            raise RuntimeError(f"the process serving :{port} exited before it was ready")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                return time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"not ready on :{port} within {timeout_s}s")
-
-
-def gen_inputs() -> tuple[str, ...]:
-    from bench.gen import INPUT_TOPICS
-
-    return INPUT_TOPICS
-
-
-def set_create_time(admin: AdminClient, names: list[str]) -> None:
-    """Switch topics to ``message.timestamp.type=CreateTime`` (the producer's timestamps)."""
-    from confluent_kafka.admin import (
-        AlterConfigOpType,
-        ConfigEntry,
-        ConfigResource,
-        ResourceType,
-    )
-
-    resources = [
-        ConfigResource(
-            ResourceType.TOPIC,
-            name,
-            incremental_configs=[
-                ConfigEntry(
-                    "message.timestamp.type",
-                    "CreateTime",
-                    incremental_operation=AlterConfigOpType.SET,
-                )
-            ],
-        )
-        for name in names
-    ]
-    for future in admin.incremental_alter_configs(resources).values():
-        future.result()
-
-
-def decision_time(codec: AvroCodec) -> Any:
-    def occurred(message: Message) -> int:
-        return int(codec.decode(message.topic() or "", message.value())["occurred_at"])
-
-    return occurred
-
-
-def kafka_time(message: Message) -> int:
-    return int(message.timestamp()[1])
-
-
-def tally(
-    settings: Settings,
-    codec: AvroCodec,
-    topic: str,
-    fields: tuple[str, ...] = ("verdict", "reason"),
-) -> dict[str, int]:
-    """Count the records of ``topic`` by ``fields`` (verdict/reason for decisions, error_kind for
-    dead letters), after the run, not timed."""
-    counts: dict[str, int] = {}
-
-    def see(message: Message) -> int:
-        record = codec.decode(topic, message.value())
-        key = "/".join(str(record[f]) for f in fields)
-        counts[key] = counts.get(key, 0) + 1
-        return 0
-
-    monitor = OutputMonitor(settings, [topic], group=topic + "-tally", occurred_ms=see)
-    monitor.latency_from_ms = 1  # never times anything: ``see`` returns 0
-    monitor.start()
-    last, still = -1, 0
-    deadline = time.monotonic() + 300
-    while still < 4 and time.monotonic() < deadline:  # until the count stops growing for 2 s
-        time.sleep(0.5)
-        now = monitor.arrivals.count
-        still = still + 1 if now == last else 0
-        last = now
-    monitor.stop()
-    return dict(sorted(counts.items()))
-
-
-def versions(settings: Settings) -> dict[str, str]:
-    def dist(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    kafka = "unknown"
-    registry = "unknown"
-    home = settings.stack_home.expanduser()
-    for jar in sorted((home / "lib").glob("kafka-clients-*.jar")):
-        kafka = jar.stem.removeprefix("kafka-clients-") + " (local stack, KRaft, 1 node)"
-    for jar in sorted((home / "registry" / "app").glob("apicurio-registry-app-*.jar")):
-        registry = "Apicurio Registry " + jar.stem.removeprefix("apicurio-registry-app-")
-    return {
-        "python": platform.python_version(),
-        "confluent_kafka": dist("confluent-kafka"),
-        "librdkafka": libversion()[0],
-        "kafka": kafka,
-        "registry": registry,
-        "faust_streaming": dist("faust-streaming"),
-        "aiokafka": dist("aiokafka"),
-        "fastavro": dist("fastavro"),
-        "rocksdict": dist("rocksdict"),
-        "pyinstrument": dist("pyinstrument"),
-        "quixstreams (own venv)": quix_version(),
-        "matplotlib": dist("matplotlib"),
-    }
-
-
-def _answers(host_port: str) -> bool:
-    host, _, port = host_port.rpartition(":")
-    try:
-        with socket.create_connection((host or "localhost", int(port)), timeout=3):
-            return True
-    except (OSError, ValueError):
-        return False
-
-
-def ensure_stack() -> None:
-    """Start the local stack unless Kafka and the registry already answer."""
-    settings = load_settings()
-    kafka_ok = all(_answers(b) for b in settings.kafka_bootstrap_servers.split(","))
-    registry_ok = False
-    if kafka_ok:
-        try:
-            url = settings.schema_registry_url + "/subjects"
-            registry_ok = httpx.get(url, timeout=5).is_success
-        except Exception:
-            registry_ok = False
-    if kafka_ok and registry_ok:
-        say("stack: Kafka and the registry answer")
-        return
-    from streams.stack.local import LocalStack
-
-    say("stack: not running, starting the local stack")
-    LocalStack(settings.stack_home).up()
 
 
 def main(argv: list[str] | None = None) -> int:
