@@ -41,8 +41,8 @@ def memory_store_skipped(store: str, records: int) -> str | None:
         return None
     return (
         f"not run: the memory store would need about {need_mb / 1024:.0f} GB"
-        f" ({MEMORY_STORE_BYTES_PER_RECORD} bytes per record measured) and"
-        f" {available_mb / 1024:.0f} GB are available; RocksDB holds this state on disk"
+        f" ({MEMORY_STORE_BYTES_PER_RECORD} bytes per record measured), more than 60% of the"
+        f" {available_mb / 1024:.0f} GB available; RocksDB holds this state on disk"
     )
 
 
