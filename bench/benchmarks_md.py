@@ -359,6 +359,7 @@ def _measured_causes(data: dict[str, Any]) -> list[str]:
             f" gate that had just decided the whole backlog had p50 {_num(live.get('p50_ms'))} ms"
             f" / p99 {_num(live.get('p99_ms'))} ms at the same rate. Other work used"
             f" {_num(live.get('cores_other_work'), 2)} of the 2 cores meanwhile."
+            + _split(live.get("split"))
             + _tail_causes(live.get("gate_internals"), live.get("p99_ms"))
         )
     scale = runs.get("scale_out") or {}
@@ -368,7 +369,7 @@ def _measured_causes(data: dict[str, Any]) -> list[str]:
         if mine > ref + 0.001:
             out.append(
                 f"- *Two gates decide {mine:.1%} `UNKNOWN_PHOTO` against {ref:.1%} for one*"
-                " (fail closed, never `ALLOW`): the merge fix of this change (a caught-up"
+                " (fail closed, never `ALLOW`): the event-time merge fix (a caught-up"
                 " source whose high watermark passes its position holds the merge) cut it from"
                 " 7% (measured on the code before it). Only the two-gate run writes its backlog"
                 " while the gates run (so that no rebalance falls in the measurement), through a"
@@ -379,6 +380,28 @@ def _measured_causes(data: dict[str, Any]) -> list[str]:
                 " Until fixed, the two-gate rate is not fully comparable."
             )
     return out
+
+
+def _split(split: dict[str, Any] | None) -> str:
+    """Where the send→visible time went, by the decision record's timestamp (a sentence)."""
+    if not split:
+        return ""
+    until, after = split["until_produced"], split["produced_to_visible"]
+    return (
+        " Split at the decision record's timestamp (when the gate produced it): from the send"
+        f" to the gate producing the decision p50 {_num(until.get('p50_ms'))} ms / p99"
+        f" {_num(until.get('p99_ms'))} ms; from there to visible (the transaction's commit and"
+        f" the reader's fetch) p50 {_num(after.get('p50_ms'))} ms / p99"
+        f" {_num(after.get('p99_ms'))} ms."
+        + (
+            " Most of the tail comes before the gate produced the decision: the request's way"
+            " in (producer, broker, the gate's fetch and event-time merge) and its wait behind"
+            " the batch the gate was processing."
+            if (until.get("p99_ms") or 0) > 2 * (after.get("p99_ms") or 0)
+            else " Most of the tail comes after the gate produced the decision: the"
+            " transaction's commit and the reader's fetch."
+        )
+    )
 
 
 def _tail_causes(seen: dict[str, Any] | None, p99_ms: float | None) -> str:
@@ -396,12 +419,7 @@ def _tail_causes(seen: dict[str, Any] | None, p99_ms: float | None) -> str:
         " in all)."
     ]
     if long == 0 and commit is not None and commit < p99_ms / 2:
-        parts.append(
-            " So neither a collector pause nor a slow commit makes the tail: it is time the"
-            " request spends outside the gate's work (in the producer, the broker, the fetch,"
-            " or waiting for a core on a machine where the load generator and the broker use"
-            " the other one); this run does not separate those."
-        )
+        parts.append(" So neither a collector pause nor a slow commit makes the tail.")
     return "".join(parts)
 
 

@@ -242,6 +242,11 @@ class Arrivals:
     last: float | None = None
     first_batch: int = 0  # records visible at the first instant (not timed: produced before it)
     latencies_ms: list[float] = field(default_factory=list)
+    until_produced_ms: list[float] = field(default_factory=list)
+    """Of each timed latency: from ``occurred_at`` to the output record's timestamp (when the
+    system under test produced it, or the broker appended it)."""
+    produced_to_visible_ms: list[float] = field(default_factory=list)
+    """The rest: from that timestamp to visible (the commit, and the reader's fetch)."""
     timeline: list[tuple[float, int]] = field(default_factory=list)  # (time, cumulative count)
 
 
@@ -315,6 +320,10 @@ class OutputMonitor(threading.Thread):
                         occurred = self.occurred_ms(message)
                         if occurred >= self.latency_from_ms:
                             arrivals.latencies_ms.append(now * 1000 - occurred)
+                            _, stamped = message.timestamp()
+                            if stamped > 0:
+                                arrivals.until_produced_ms.append(stamped - occurred)
+                                arrivals.produced_to_visible_ms.append(now * 1000 - stamped)
                 if not got:
                     continue
                 with self._cond:

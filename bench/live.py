@@ -85,6 +85,11 @@ class LiveRuns:
                 **percentiles(arrivals.latencies_ms),
                 **sampler.window(began, sent_at),
             }
+            if arrivals.until_produced_ms:
+                runs[label]["split"] = {
+                    "until_produced": percentiles(arrivals.until_produced_ms),
+                    "produced_to_visible": percentiles(arrivals.produced_to_visible_ms),
+                }
             seen_inside = internals(before, after)
             if seen_inside:
                 runs[label]["gate_internals"] = seen_inside
