@@ -393,14 +393,26 @@ def _split(split: dict[str, Any] | None) -> str:
         f" {_num(until.get('p99_ms'))} ms; from there to visible (the transaction's commit and"
         f" the reader's fetch) p50 {_num(after.get('p50_ms'))} ms / p99"
         f" {_num(after.get('p99_ms'))} ms."
-        + (
+        + _split_verdict(until.get("p99_ms") or 0, after.get("p99_ms") or 0)
+    )
+
+
+def _split_verdict(until_p99: float, after_p99: float) -> str:
+    if until_p99 > 2 * after_p99:
+        return (
             " Most of the tail comes before the gate produced the decision: the request's way"
             " in (producer, broker, the gate's fetch and event-time merge) and its wait behind"
-            " the batch the gate was processing."
-            if (until.get("p99_ms") or 0) > 2 * (after.get("p99_ms") or 0)
-            else " Most of the tail comes after the gate produced the decision: the"
-            " transaction's commit and the reader's fetch."
+            " the loop turn in progress."
         )
+    if after_p99 > 2 * until_p99:
+        return (
+            " Most of the tail comes after the gate produced the decision: the rest of its"
+            " loop turn, the transaction's commit and the reader's fetch."
+        )
+    return (
+        " The two halves are about equal: a request waits for the loop turn in progress"
+        " before the gate takes it, then for the rest of its own turn and the commit, so the"
+        " tail is about two turns of the gate's loop."
     )
 
 
