@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-import uuid
 from typing import Any
 
 import faust
@@ -38,7 +37,7 @@ from streams.core.evaluate import decide_safely
 from streams.core.model import AccessRequest, ConsentRecord, PhotoRecord, decision_record
 from streams.core.policy import load_policy
 from streams.errors import ConsentinelError
-from streams.runtime.dead_letters import DEAD_LETTER_NAMESPACE as _DECISION_NS
+from streams.runtime.dead_letters import derived_id
 from streams.serde.catalog import prefixed_catalog
 from streams.serde.registry import RegistrySchemaSource
 from streams.serde.wire import AvroCodec
@@ -118,7 +117,7 @@ async def _request(request: AccessRequest, partition: int, value: bytes, key: by
         suspended=suspensions.suspension(request.recipient_org) is not None,
         policy=policy,
     )
-    decision_id = str(uuid.uuid5(_DECISION_NS, f"{request.kind.value}:{request.event_id}"))
+    decision_id = derived_id(f"{request.kind.value}:{request.event_id}")
     head_key = f"h:{partition}".encode()
     prev = heads.get(head_key)
     record = decision_record(
@@ -139,16 +138,7 @@ async def _request(request: AccessRequest, partition: int, value: bytes, key: by
         await approved_topic.send(key=key, value=value, partition=partition)
         if decision.consent_event_id is not None:
             state = user or UserState(request.owner_id)
-            state.record_allowed(
-                AllowedAccess(
-                    decision_id=decision_id,
-                    subject_event_id=request.event_id,
-                    occurred_at_ms=request.occurred_at_ms,
-                    purpose=request.purpose,
-                    recipient_org=request.recipient_org,
-                    consent_event_id=decision.consent_event_id,
-                )
-            )
+            state.record_allowed(AllowedAccess.of(decision_id, decision))
             _save(state)
 
 

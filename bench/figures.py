@@ -24,6 +24,14 @@ LABELS = {
 }
 
 
+def _saved(plt: Any, fig: Any, out: Path) -> Path:
+    """Write ``fig`` to ``out`` as a PNG, release it, and return ``out``."""
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def _plt() -> Any:
     import matplotlib
 
@@ -56,10 +64,7 @@ def throughput(results: dict[str, Any], out: Path) -> Path | None:
     ax.set_ylabel("input events per second (detectors: decisions per second)")
     ax.set_title(f"Throughput over the same backlog ({results['mode']} run, {results['date']})")
     ax.margins(y=0.25)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _saved(plt, fig, out)
 
 
 def latency(results: dict[str, Any], out: Path) -> Path | None:
@@ -99,10 +104,7 @@ def latency(results: dict[str, Any], out: Path) -> Path | None:
         right.set_title("Commit interval: p99 vs live throughput")
         right.legend(loc="upper left", fontsize=7)
         twin.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _saved(plt, fig, out)
 
 
 def restore(results: dict[str, Any], out: Path) -> Path | None:
@@ -129,10 +131,7 @@ def restore(results: dict[str, Any], out: Path) -> Path | None:
     ax.set_ylabel("restore time (s); labels: peak RSS")
     ax.set_title("State restore: consent vs consent + recall ledgers")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _saved(plt, fig, out)
 
 
 def detection(evaluation: dict[str, Any], out: Path) -> Path | None:
@@ -178,10 +177,7 @@ def detection(evaluation: dict[str, Any], out: Path) -> Path | None:
         ax.set_ylim(0, max([*series, t["limit_per_hour"]]) * 1.35)
         ax.legend(fontsize=7, loc="upper left", ncol=3)
     fig.suptitle(f"Detection evaluation of {evaluation.get('date')} (simulated time, UTC)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _saved(plt, fig, out)
 
 
 def latest_detection(results_dir: Path) -> dict[str, Any] | None:

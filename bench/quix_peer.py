@@ -34,7 +34,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +90,7 @@ def main() -> int:
     from streams.core.model import AccessRequest, ConsentRecord, PhotoRecord, decision_record
     from streams.core.policy import load_policy
     from streams.errors import ConsentinelError
-    from streams.runtime.dead_letters import DEAD_LETTER_NAMESPACE as _DECISION_NS
+    from streams.runtime.dead_letters import derived_id
     from streams.serde.catalog import prefixed_catalog
     from streams.serde.registry import RegistrySchemaSource
     from streams.serde.wire import AvroCodec
@@ -149,7 +148,7 @@ def main() -> int:
             suspended=suspensions.suspension(req.recipient_org) is not None,
             policy=policy,
         )
-        decision_id = str(uuid.uuid5(_DECISION_NS, f"{req.kind.value}:{req.event_id}"))
+        decision_id = derived_id(f"{req.kind.value}:{req.event_id}")
         record = decision_record(
             decision,
             decision_id=decision_id,
@@ -164,16 +163,7 @@ def main() -> int:
             approved = value
             if decision.consent_event_id is not None:
                 state_user = user or UserState(req.owner_id)
-                state_user.record_allowed(
-                    AllowedAccess(
-                        decision_id=decision_id,
-                        subject_event_id=req.event_id,
-                        occurred_at_ms=req.occurred_at_ms,
-                        purpose=req.purpose,
-                        recipient_org=req.recipient_org,
-                        consent_event_id=decision.consent_event_id,
-                    )
-                )
+                state_user.record_allowed(AllowedAccess.of(decision_id, decision))
                 state.set("u", state_user.to_bytes().decode())
         return (codec.encode(prefix + DECISIONS, record), approved)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from streams.core.model import ConsentRecord, DataCategory, Purpose
+from streams.core.model import ConsentRecord, DataCategory, Decision, Purpose
 from streams.errors import SerdeError
 
 MAX_ALLOWED_ACCESSES = 1000
@@ -148,6 +148,19 @@ class AllowedAccess:
     purpose: Purpose
     recipient_org: str
     consent_event_id: str | None
+
+    @classmethod
+    def of(cls, decision_id: str, decision: Decision) -> AllowedAccess:
+        """Return the access that an allowed, consent-based ``decision`` records."""
+        request = decision.request
+        return cls(
+            decision_id=decision_id,
+            subject_event_id=request.event_id,
+            occurred_at_ms=request.occurred_at_ms,
+            purpose=request.purpose,
+            recipient_org=request.recipient_org,
+            consent_event_id=decision.consent_event_id,
+        )
 
 
 def _matches(access: AllowedAccess, withdrawal: ConsentRecord) -> bool:

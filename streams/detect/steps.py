@@ -83,7 +83,8 @@ class DetectorSteps:
         )
         self.publish_updates = publish_updates
         self.registered = frozenset(policy.recipients)
-        self._recipient_gauges: dict[str, tuple[Any, ...]] = {}
+        self._recipient_gauges: dict[str, tuple[Any, Any, Any]] = {}
+        """Each policy recipient's three gauge children (only policy recipients have them)."""
         for org, limit in self.detectors.bulk.limits.items():
             metrics.RECIPIENT_LIMIT.labels(org).set(limit.max_photos_per_hour)
         metrics.initialise(self.detectors.bulk.limits)
@@ -184,20 +185,15 @@ class DetectorSteps:
         return Applied({"bulk": bulk, "burst": burst}, outputs)
 
     def _gauges(self, outcome: BulkExportOutcome) -> None:
+        if outcome.recipient not in self.registered:
+            return  # an unregistered recipient has no gauges (labels stay bounded)
         gauges = self._recipient_gauges.get(outcome.recipient)
         if gauges is None:
-            label = metrics.recipient_label(outcome.recipient, self.registered)
-            if label == metrics.UNREGISTERED_RECIPIENT:
-                gauges = ()
-            else:
-                gauges = (
-                    metrics.RECIPIENT_PHOTOS_LAST_HOUR.labels(label),
-                    metrics.RECIPIENT_BASELINE.labels(label),
-                    metrics.RECIPIENT_THRESHOLD.labels(label),
-                )
-            self._recipient_gauges[outcome.recipient] = gauges
-        if not gauges:
-            return
+            gauges = self._recipient_gauges[outcome.recipient] = (
+                metrics.RECIPIENT_PHOTOS_LAST_HOUR.labels(outcome.recipient),
+                metrics.RECIPIENT_BASELINE.labels(outcome.recipient),
+                metrics.RECIPIENT_THRESHOLD.labels(outcome.recipient),
+            )
         photos, baseline, threshold = gauges
         photos.set(outcome.observed)
         base = outcome.baseline

@@ -318,16 +318,7 @@ class GateProcessor:
                     )
                 )
             if decision.consent_event_id is not None:
-                state.user_for_update(owner).record_allowed(
-                    AllowedAccess(
-                        decision_id=decision_id,
-                        subject_event_id=request.event_id,
-                        occurred_at_ms=request.occurred_at_ms,
-                        purpose=request.purpose,
-                        recipient_org=request.recipient_org,
-                        consent_event_id=decision.consent_event_id,
-                    )
-                )
+                state.user_for_update(owner).record_allowed(AllowedAccess.of(decision_id, decision))
         elif transfer is not None:  # a training read that was not allowed: the model read it
             outputs += self.recalls.on_unconsented_read(owner, decision_id, state)
         return Processed(outputs, facts=decision)

@@ -127,6 +127,7 @@ def test_issue_control_refuses_unknown_recipient_before_writing() -> None:
     assert producer.produced == []
 
 
+@pytest.mark.integration  # the CLI probes Kafka before it reads the policy: exit 3 without it
 def test_cli_refuses_unknown_recipient_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["recipients", "suspend", "shady-ai", "--reason", "x", "--policy", str(POLICY)])
     assert code == 2

@@ -85,3 +85,29 @@ def test_a_new_alert_observes_the_time_since_the_gate_decided() -> None:
         sample("consentinel_detector_alert_latency_seconds_bucket", {"le": "2.0"}) or 0.0
     )
     assert slow_after - slow_before >= 1  # observed about 3 s, not 0
+
+
+def test_a_recipient_the_policy_does_not_name_gets_no_gauge_series() -> None:
+    runtime = DetectorSteps(POLICY, AvroCodec(InMemorySchemaSource()))
+    codec = StateCodec(runtime.detectors)
+    states: dict[str, Any] = {}
+    for n, org in enumerate(["rogue-vendor-1", "rogue-vendor-2", "acme-vision"]):
+        record = {
+            **SAMPLE_RECORDS["Decision"],
+            "decision_id": f"unreg-{n}",
+            "subject_event_id": f"unreg-e{n}",
+            "recipient_org": org,
+            "verdict": "ALLOW",
+            "occurred_at": T0 + n * 1000,
+        }
+        value = runtime.codec.encode(topics.TOPIC_DECISIONS, record)
+        forwards, dead = runtime.route_decision(b"u", value, 0, n)
+        assert dead is None
+        _, subject, forwarded = forwards[0]
+        applied = runtime.on_recipient(forwarded, codec.load(BULK, states.get(subject)), None)
+        states[subject] = codec.dump(applied.values["bulk"])
+    gauge = "consentinel_detector_recipient_photos_last_hour"
+    assert sample(gauge, {"recipient": "acme-vision"}) is not None  # a policy recipient has one
+    for org in ("rogue-vendor-1", "rogue-vendor-2", metrics.UNREGISTERED_RECIPIENT):
+        assert sample(gauge, {"recipient": org}) is None, org
+    assert set(runtime._recipient_gauges) == {"acme-vision"}  # memory bounded by the policy
