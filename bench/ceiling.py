@@ -15,10 +15,11 @@ import signal
 import sys
 from types import FrameType
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from streams.gate.topology import STREAM_ORDER
 from streams.runtime.runner import RuntimeOptions as RunnerOptions
+from streams.runtime.transaction import transactional_producer
 from streams.settings import load_settings
 
 
@@ -37,16 +38,8 @@ def main(output: str) -> int:
             "max.poll.interval.ms": 600_000,
         }
     )
-    producer = Producer(
-        {
-            **settings.kafka_config(),
-            "transactional.id": f"{prefix}bench-ceiling",
-            "enable.idempotence": True,
-            "transaction.timeout.ms": options.transaction_timeout_ms,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-        }
-    )
+    # the runtime's own transactional producer, so the ceiling pays what the gate pays
+    producer = transactional_producer(settings.kafka_config(), f"{prefix}bench-ceiling", options)
     running = True
 
     def _stop(signum: int, frame: FrameType | None) -> None:
