@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.timeline import PhotosOut, count_allowed, timeline
 from streams import topics
 from streams.core.policy import Policy, load_policy
 from streams.core.times import iso_moment
@@ -170,7 +171,7 @@ class Evaluation:
         self.verdicts: Counter[tuple[str, str]] = Counter()
         self.predicted_mismatch: Counter[tuple[str, str]] = Counter()
         self.dead_letters: Counter[str] = Counter()
-        self.photos_out: Counter[tuple[str, int]] = Counter()  # (recipient, minute) -> allowed
+        self.photos_out: PhotosOut = Counter()
         self._alert_ids: set[str] = set()
         self._read: dict[str, int] = {}
         self._resumes: list[tuple[int, str]] = []
@@ -187,9 +188,7 @@ class Evaluation:
         self.detector.run()
         for decision in self._take(topics.TOPIC_DECISIONS):
             self.verdicts[(decision["verdict"], decision["reason"])] += 1
-            if decision["verdict"] == "ALLOW":
-                minute = int(decision["decided_at"]) // MINUTE
-                self.photos_out[(decision["recipient_org"], minute)] += 1
+            count_allowed([decision], into=self.photos_out)
             if event.verdict is not None and event.verdict != decision["verdict"]:
                 self.predicted_mismatch[(event.verdict, decision["reason"])] += 1
         for alert in self._take(topics.TOPIC_ALERTS):
@@ -412,44 +411,9 @@ def evaluate(
             for c in run.controls
         ],
         "background_crossings": len(workload.unclaimed_crossings()),
-        "timeline": timeline(policy, run),
+        "timeline": timeline(policy, run.photos_out, run.alerts, run.controls),
         "table": markdown(per_kind, float(days)),
     }
-
-
-def timeline(policy: Policy, run: Evaluation) -> dict[str, Any]:
-    """Photos allowed out per minute for each recipient with a bulk-export limit (the figure
-    sums them over a sliding 60 minutes, as the limit is defined), with the limit, its
-    ``BULK_EXPORT`` alerts and its suspensions and resumptions (for the detection figure)."""
-    out: dict[str, Any] = {}
-    for org in sorted({org for org, _ in run.photos_out}):
-        recipient = policy.recipient(org)
-        limit = None if recipient is None else recipient.bulk_export
-        if limit is None:
-            continue
-        minutes = sorted((m, n) for (o, m), n in run.photos_out.items() if o == org)
-        out[org] = {
-            "limit_per_hour": limit.max_photos_per_hour,
-            "bin_ms": MINUTE,
-            "bin_start_ms": [m * MINUTE for m, _ in minutes],
-            "photos": [n for _, n in minutes],
-            "alerts_ms": [
-                a["raised_at"]
-                for a in run.alerts
-                if a["kind"] == "BULK_EXPORT" and a["subject"] == org
-            ],
-            "suspended_ms": [
-                c["at"]
-                for c in run.controls
-                if c["kind"] == "SUSPEND_RECIPIENT" and c["recipient_org"] == org
-            ],
-            "resumed_ms": [
-                c["at"]
-                for c in run.controls
-                if c["kind"] == "RESUME_RECIPIENT" and c["recipient_org"] == org
-            ],
-        }
-    return out
 
 
 def _alert_json(alert: dict[str, Any]) -> dict[str, Any]:

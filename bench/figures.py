@@ -162,11 +162,24 @@ def detection(evaluation: dict[str, Any], out: Path) -> Path | None:
             series, label = rolling, "photos allowed out in the last 60 minutes"
         else:
             label = "photos allowed out per clock hour (the limit is per sliding 60 min)"
+        if t.get("window_ms"):  # drawn around the alerts; the sums above saw the earlier bins
+            start, end = t["window_ms"]
+            kept = [i for i, b in enumerate(bins) if start <= b <= end]
+            bins, series = [bins[i] for i in kept], [series[i] for i in kept]
         ax.step([when(b) for b in bins], series, where="post", lw=0.8, label=label)
         ax.axhline(t["limit_per_hour"], color="red", ls=":", label="max_photos_per_hour")
         for i, ms in enumerate(t["alerts_ms"]):
             ax.axvline(
                 when(ms), color="orange", lw=0.8, label="BULK_EXPORT alert" if not i else None
+            )
+        if t.get("alerts_threshold"):
+            ax.scatter(
+                [when(ms) for ms in t["alerts_ms"]],
+                t["alerts_threshold"],
+                marker="_",
+                s=120,
+                color="orange",
+                label="threshold in force at the alert (limit or learned)",
             )
         for i, ms in enumerate(t["suspended_ms"]):
             ax.axvline(when(ms), color="black", ls="--", lw=1, label="suspended" if not i else None)
@@ -176,8 +189,15 @@ def detection(evaluation: dict[str, Any], out: Path) -> Path | None:
         ax.set_ylabel("photos / hour")
         ax.set_ylim(0, max([*series, t["limit_per_hour"]]) * 1.35)
         ax.legend(fontsize=7, loc="upper left", ncol=3)
-    fig.suptitle(f"Detection evaluation of {evaluation.get('date')} (simulated time, UTC)")
+    source = evaluation.get("source") or "the detection evaluation (simulated time)"
+    fig.suptitle(f"Detection timeline of {evaluation.get('date')}: {source}, UTC", fontsize=9)
     return _saved(plt, fig, out)
+
+
+def detection_source(results: dict[str, Any], results_dir: Path) -> dict[str, Any]:
+    """The timeline of this run's detectors step; for a results file without one (a run that
+    skipped the step, or older), the latest detection evaluation's."""
+    return results.get("detection_timeline") or latest_detection(results_dir) or {}
 
 
 def latest_detection(results_dir: Path) -> dict[str, Any] | None:
@@ -199,7 +219,7 @@ def draw(results: dict[str, Any], results_dir: Path) -> dict[str, str]:
         ("throughput", throughput, results),
         ("latency", latency, results),
         ("restore", restore, results),
-        ("detection", detection, latest_detection(results_dir) or {}),
+        ("detection", detection, detection_source(results, results_dir)),
     ):
         path = make(source, FIGURES / f"{name}.png")
         if path is not None:

@@ -7,6 +7,7 @@ import platform
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,30 @@ def kafka_time(message: Message) -> int:
     return int(message.timestamp()[1])
 
 
+def read_topic(
+    settings: Settings, codec: AvroCodec, topic: str, see: Callable[[dict[str, Any]], None]
+) -> int:
+    """Hand every committed record of ``topic``, decoded, to ``see`` (after a run, not timed);
+    return how many. It reads until the count has not grown for 2 s (at most 300 s)."""
+
+    def seen(message: Message) -> int:
+        see(codec.decode(topic, message.value()))
+        return 0
+
+    monitor = OutputMonitor(settings, [topic], group=topic + "-read", occurred_ms=seen)
+    monitor.latency_from_ms = 1  # never times anything: ``seen`` returns 0
+    monitor.start()
+    last, still = -1, 0
+    deadline = time.monotonic() + 300
+    while still < 4 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = monitor.arrivals.count
+        still = still + 1 if now == last else 0
+        last = now
+    monitor.stop()
+    return monitor.arrivals.count
+
+
 def tally(
     settings: Settings,
     codec: AvroCodec,
@@ -130,23 +155,11 @@ def tally(
     dead letters), after the run, not timed."""
     counts: dict[str, int] = {}
 
-    def see(message: Message) -> int:
-        record = codec.decode(topic, message.value())
+    def see(record: dict[str, Any]) -> None:
         key = "/".join(str(record[f]) for f in fields)
         counts[key] = counts.get(key, 0) + 1
-        return 0
 
-    monitor = OutputMonitor(settings, [topic], group=topic + "-tally", occurred_ms=see)
-    monitor.latency_from_ms = 1  # never times anything: ``see`` returns 0
-    monitor.start()
-    last, still = -1, 0
-    deadline = time.monotonic() + 300
-    while still < 4 and time.monotonic() < deadline:  # until the count stops growing for 2 s
-        time.sleep(0.5)
-        now = monitor.arrivals.count
-        still = still + 1 if now == last else 0
-        last = now
-    monitor.stop()
+    read_topic(settings, codec, topic, see)
     return dict(sorted(counts.items()))
 
 

@@ -9,12 +9,9 @@ from typing import Any
 
 from bench import report
 from bench.common import (
-    POLICY,
     REPO,
     OutputMonitor,
     ProcSampler,
-    committed_progress,
-    copy_topic,
     create_env,
     create_topics,
     drop_prefix,
@@ -25,6 +22,7 @@ from bench.common import (
     stop,
     wait_consumed,
 )
+from bench.detectors_step import DetectorRuns
 from bench.gen import produce_workload
 from bench.live import LiveRuns
 from bench.modes import (
@@ -49,7 +47,7 @@ from streams import topics
 from streams.serde.wire import AvroCodec
 
 
-class SystemRuns(LiveRuns):
+class SystemRuns(LiveRuns, DetectorRuns):
     """The throughput steps of :class:`bench.run.Bench` (a mixin: it uses the bench's state)."""
 
     def run_baseline(self) -> None:
@@ -244,70 +242,6 @@ class SystemRuns(LiveRuns):
         result["verdicts"] = tally(self.base, quix_codec, prefix + QUIX_DECISIONS)
         result["dead_letters"] = {}  # the peer has no dead-letter topic (it logs and counts)
         self.results["runs"]["quix_peer"] = result
-
-    def run_detectors(self) -> None:
-        """Both detector stages over N decisions: from start until all are consumed, committed.
-
-        The decisions are the gate's from this run (decided with ``CONSENTINEL_DECISION_CLOCK=
-        stream``, so ``decided_at`` follows the backlog's event time), copied to a fresh prefix.
-        """
-        source = self.decisions_prefix
-        if source is None:
-            raise RuntimeError("the detectors step needs the gate's decisions (run the gate first)")
-        prefix, codec = self.env("d")
-        copied = copy_topic(
-            self.base,
-            source + topics.TOPIC_DECISIONS,
-            prefix + topics.TOPIC_DECISIONS,
-            limit=self.conf["detector_decisions"],
-        )
-        say(f"detectors: {copied} decisions copied to {prefix}")
-        argv = [sys.executable, "-m", "streams.cli", "detect", "--policy", str(POLICY)]
-        env = python_env(
-            self.base,
-            prefix,
-            CONSENTINEL_INSTANCE_ID="bench-detect",
-            CONSENTINEL_STATE_DIR=str(self.work_dir / "state" / prefix),
-        )
-        group = prefix + topics.DETECTOR_APP
-        launched = time.time()
-        proc = start(argv, env, self.work_dir / "detectors.log")
-        sampler = ProcSampler([proc.pid])
-        sampler.start()
-        try:
-            progress = committed_progress(
-                self.base,
-                self.admin,
-                group,
-                {prefix + topics.TOPIC_DECISIONS: copied},
-                self.conf["timeout_s"],
-                alive=lambda: proc.poll() is None,
-            )
-        finally:
-            sampler.stop()
-            stop([proc])
-        first, done = progress["first_commit_at"], progress["done_at"]
-        wall = done - first
-        counted = copied - progress["first_committed"]
-        cpu = sampler.cpu_at(done) - sampler.cpu_at(first)
-        alerts = tally(self.base, codec, prefix + topics.TOPIC_ALERTS, fields=("kind",))
-        dead = tally(self.base, codec, prefix + topics.TOPIC_DLQ, fields=("error_kind",))
-        result = {
-            "processes": 1,
-            "decisions": copied,
-            "startup_s": round(first - launched, 2),
-            "wall_s": round(wall, 2),
-            "decisions_per_s": round(counted / wall, 1) if wall > 0 else None,
-            "events_per_s": round(counted / wall, 1) if wall > 0 else None,
-            "cpu_s": round(cpu, 2),
-            "cpu_us_per_decision": round(cpu / max(counted, 1) * 1e6, 1),
-            "peak_rss_mb": [round(kb / 1024, 1) for kb in sampler.hwm_kb.values()],
-            "alerts": alerts,
-            "dead_letters": dead,
-            **sampler.window(first, done),
-        }
-        say(f"detectors: {result}")
-        self.results["runs"]["detectors"] = result
 
     def run_scale_out(self) -> None:
         def launch(prefix: str, codec: AvroCodec) -> Any:

@@ -1,0 +1,97 @@
+"""The detection timeline of the benchmark (bench/timeline.py): counts, limits, alerts, controls."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from bench.timeline import MINUTE_MS, count_allowed, timeline
+from streams.core.policy import load_policy
+
+POLICY = load_policy(Path(__file__).parents[2] / "deploy" / "policy.example.yaml")
+T0 = 1_795_000_000_000 - 1_795_000_000_000 % MINUTE_MS  # a minute boundary
+
+
+def decision(org: str, at_ms: int, verdict: str = "ALLOW") -> dict[str, object]:
+    return {"recipient_org": org, "decided_at": at_ms, "verdict": verdict}
+
+
+def alert(org: str, at_ms: int, kind: str = "BULK_EXPORT") -> dict[str, object]:
+    return {"kind": kind, "subject": org, "raised_at": at_ms, "observed": 120, "threshold": 90.5}
+
+
+def control(org: str, at_ms: int, kind: str) -> dict[str, object]:
+    return {"kind": kind, "recipient_org": org, "at": at_ms}
+
+
+def test_only_allowed_decisions_count_per_recipient_and_minute() -> None:
+    counts = count_allowed(
+        [
+            decision("acme-vision", T0),
+            decision("acme-vision", T0 + MINUTE_MS - 1),
+            decision("acme-vision", T0 + MINUTE_MS),
+            decision("acme-vision", T0, verdict="DENY"),
+            decision("lovebird-partners", T0),
+        ]
+    )
+    minute = T0 // MINUTE_MS
+    assert counts == Counter(
+        {
+            ("acme-vision", minute): 2,
+            ("acme-vision", minute + 1): 1,
+            ("lovebird-partners", minute): 1,
+        }
+    )
+    more = count_allowed([decision("acme-vision", T0)], into=counts)
+    assert more is counts and counts[("acme-vision", minute)] == 3
+
+
+def test_a_recipient_timeline_has_its_limit_alerts_and_controls() -> None:
+    counts = count_allowed(
+        [decision("acme-vision", T0), decision("acme-vision", T0 + 5 * MINUTE_MS)]
+    )
+    drawn = timeline(
+        POLICY,
+        counts,
+        [alert("acme-vision", T0 + 1), alert("acme-vision", T0 + 2, kind="DENIED_BURST")],
+        [
+            control("acme-vision", T0 + 3, "SUSPEND_RECIPIENT"),
+            control("acme-vision", T0 + 4, "RESUME_RECIPIENT"),
+            control("lovebird-partners", T0 + 5, "SUSPEND_RECIPIENT"),
+        ],
+    )
+    assert drawn == {
+        "acme-vision": {
+            "limit_per_hour": 5000,
+            "bin_ms": MINUTE_MS,
+            "bin_start_ms": [T0, T0 + 5 * MINUTE_MS],
+            "photos": [1, 1],
+            "alerts_ms": [T0 + 1],
+            "alerts_observed": [120.0],
+            "alerts_threshold": [90.5],
+            "suspended_ms": [T0 + 3],
+            "resumed_ms": [T0 + 4],
+        }
+    }
+
+
+def test_recipients_without_a_limit_are_left_out_and_the_most_alerted_kept() -> None:
+    counts = count_allowed(
+        [decision(org, T0) for org in ("acme-vision", "lovebird-partners", "photo-cdn", "nobody")]
+    )
+    alerts = [alert("lovebird-partners", T0), alert("lovebird-partners", T0 + 1)]
+    assert set(timeline(POLICY, counts, alerts, [])) == {"acme-vision", "lovebird-partners"}
+    assert set(timeline(POLICY, counts, alerts, [], only_alerted=True)) == {"lovebird-partners"}
+    assert set(timeline(POLICY, counts, alerts, [], most=1)) == {"lovebird-partners"}
+    assert timeline(POLICY, Counter(), alerts, []) == {}
+
+
+def test_an_alerted_recipient_is_drawn_from_before_its_first_alert_to_its_last_minute() -> None:
+    counts = count_allowed(
+        [decision("acme-vision", T0), decision("acme-vision", T0 + 9 * MINUTE_MS)]
+    )
+    alerts = [alert("acme-vision", T0 + 5 * MINUTE_MS), alert("acme-vision", T0 + 7 * MINUTE_MS)]
+    drawn = timeline(POLICY, counts, alerts, [], before_alert_ms=2 * MINUTE_MS)
+    assert drawn["acme-vision"]["window_ms"] == [T0 + 3 * MINUTE_MS, T0 + 10 * MINUTE_MS]
+    quiet = timeline(POLICY, counts, [], [], before_alert_ms=2 * MINUTE_MS)
+    assert "window_ms" not in quiet["acme-vision"]
