@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import MIX_TOLERANCE, shares
+from bench.timeline import first_crossing
 
 HARNESS = 12
 
@@ -438,13 +439,7 @@ def _tail_causes(seen: dict[str, Any] | None, p99_ms: float | None) -> str:
 def _detection_note(data: dict[str, Any], results_dir: Path) -> str:
     own = data.get("detection_timeline")
     if own:
-        seen = [
-            f"{org} observed {_num(obs)} against {_num(limit)}"
-            for org, t in (own.get("timeline") or {}).items()
-            for obs, limit in zip(
-                t.get("alerts_observed") or [], t.get("alerts_threshold") or [], strict=False
-            )
-        ]
+        seen = [_crossing_sentence(org, t) for org, t in (own.get("timeline") or {}).items()]
         return (
             "The detection timeline comes from this run's detectors step: the gate's decisions"
             " (decided at the stream's event time), read back with the detectors' alerts and"
@@ -453,7 +448,7 @@ def _detection_note(data: dict[str, Any], results_dir: Path) -> str:
             " `ALLOW` by decision time over a sliding 60 minutes. The detectors read the decisions"
             " after the gate made them, so a suspension shows when it was written and does not"
             " hold those decisions."
-            + (f" At its alerts the detector {'; '.join(seen)} photos per hour." if seen else "")
+            + "".join(seen)
             + " The threshold is the lower of the policy's limit and the learned baseline (at"
             " least 100 per hour). The detector reads the gate's 8 decision partitions in arrival"
             " order and counts a decision only while its minute is still in its sliding hour; a"
@@ -474,6 +469,30 @@ def _detection_note(data: dict[str, Any], results_dir: Path) -> str:
         " detector topologies in-process: this results file has no detectors step. Allowed"
         " photos are counted by decision time; the limit is per sliding 60 minutes."
     )
+
+
+def _crossing_sentence(org: str, t: dict[str, Any]) -> str:
+    """When the line crossed the policy's limit, and what the detector alerted on (a sentence)."""
+    alerts = sorted(zip(t["alerts_ms"], t.get("alerts_observed") or [], strict=False))
+    crossed = first_crossing(t)
+    text = f" {org}: {len(t['alerts_ms'])} `BULK_EXPORT` alert(s)"
+    if alerts:
+        observed = ", ".join(_num(seen) for _, seen in alerts)
+        text += f", each on a sliding hour the detector counted at {observed} photos"
+    if crossed is None:
+        return text + f"; the line never exceeded the limit of {t['limit_per_hour']:,}/hour."
+    after = [at for at, _ in alerts if at >= crossed]
+    text += f"; the line exceeded the limit of {t['limit_per_hour']:,}/hour at {_utc(crossed)}"
+    if not after:
+        return text + " and no alert followed."
+    hours = (after[0] - crossed) / 3_600_000
+    return text + f", the first alert after that came {hours:.1f} hours (event time) later."
+
+
+def _utc(ms: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _cpu_before_after(data: dict[str, Any]) -> list[str]:
@@ -642,7 +661,7 @@ WHY = """\
   claims and two answers per upload, handled in-process when the index partition is local),
   the state changelog (several records per input: duplicate memory, photo status, index,
   user state, ledgers, head) and the producer calls for all of them. No single function is
-  above a tenth of the loop. This change removed the broker round trip of the photo index for
+  above a tenth of the loop. Earlier work on issue 12 removed the broker round trip of the photo index for
   local partitions (`RuntimeOptions.local_loopback`), its JSON, the per-decision metric calls,
   a murmur2 per input, the young-generation GC churn (`gc_threshold0`, `gc.freeze()` after
   restore) and per-record work in the runner; what is left is per-event Python work in the

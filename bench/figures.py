@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.timeline import sliding_hour
+
 FIGURES = Path(__file__).resolve().parent / "results" / "figures"
 
 LABELS = {
@@ -148,20 +150,12 @@ def detection(evaluation: dict[str, Any], out: Path) -> Path | None:
 
     hour = 3_600_000
     for ax, (org, t) in zip(axes[:, 0], timeline.items(), strict=True):
-        step = t.get("bin_ms", hour)
-        counts = dict(zip(t.get("bin_start_ms") or t["hour_start_ms"], t["photos"], strict=True))
-        first, last = min(counts), max(counts)
-        bins = list(range(first, last + step, step))  # bins with nothing allowed count 0
-        series = [counts.get(b, 0) for b in bins]
-        if step < hour:  # the limit is over any sliding 60 minutes: sum the bins in it
-            width = hour // step
-            total, rolling = 0, []
-            for i, value in enumerate(series):
-                total += value - (series[i - width] if i >= width else 0)
-                rolling.append(total)
-            series, label = rolling, "photos allowed out in the last 60 minutes"
-        else:
-            label = "photos allowed out per clock hour (the limit is per sliding 60 min)"
+        bins, series = sliding_hour(t)
+        label = (
+            "photos allowed out in the last 60 minutes"
+            if t.get("bin_ms", hour) < hour
+            else "photos allowed out per clock hour (the limit is per sliding 60 min)"
+        )
         if t.get("window_ms"):  # drawn around the alerts; the sums above saw the earlier bins
             start, end = t["window_ms"]
             kept = [i for i, b in enumerate(bins) if start <= b <= end]

@@ -15,6 +15,7 @@ from typing import Any
 from streams.core.policy import Policy
 
 MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
 
 PhotosOut = Counter[tuple[str, int]]
 """(recipient, minute since the epoch) → photos allowed out in that minute."""
@@ -85,3 +86,34 @@ def timeline(
 
 def _control_times(controls: list[Mapping[str, Any]], kind: str, org: str) -> list[int]:
     return [int(c["at"]) for c in controls if c["kind"] == kind and c["recipient_org"] == org]
+
+
+def sliding_hour(entry: Mapping[str, Any]) -> tuple[list[int], list[int]]:
+    """Return every bin start of a timeline entry (empty bins included) and the photos allowed
+    out in the 60 minutes ending with each bin (per clock hour for hourly bins)."""
+    step = entry.get("bin_ms", HOUR_MS)
+    counts = dict(
+        zip(entry.get("bin_start_ms") or entry["hour_start_ms"], entry["photos"], strict=True)
+    )
+    if not counts:
+        return [], []
+    bins = list(range(min(counts), max(counts) + step, step))
+    series = [counts.get(b, 0) for b in bins]
+    if step >= HOUR_MS:
+        return bins, series
+    width = HOUR_MS // step
+    total, rolling = 0, []
+    for i, value in enumerate(series):
+        total += value - (series[i - width] if i >= width else 0)
+        rolling.append(total)
+    return bins, rolling
+
+
+def first_crossing(entry: Mapping[str, Any]) -> int | None:
+    """Return the end of the first bin whose sliding hour is above the policy's limit (epoch ms),
+    or None if the photos out never exceeded it."""
+    step = entry.get("bin_ms", HOUR_MS)
+    for start, volume in zip(*sliding_hour(entry), strict=True):
+        if volume > entry["limit_per_hour"]:
+            return int(start + step)
+    return None

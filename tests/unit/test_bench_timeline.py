@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from bench.timeline import MINUTE_MS, count_allowed, timeline
+from bench.timeline import MINUTE_MS, count_allowed, first_crossing, sliding_hour, timeline
 from streams.core.policy import load_policy
 
 POLICY = load_policy(Path(__file__).parents[2] / "deploy" / "policy.example.yaml")
@@ -95,3 +95,19 @@ def test_an_alerted_recipient_is_drawn_from_before_its_first_alert_to_its_last_m
     assert drawn["acme-vision"]["window_ms"] == [T0 + 3 * MINUTE_MS, T0 + 10 * MINUTE_MS]
     quiet = timeline(POLICY, counts, [], [], before_alert_ms=2 * MINUTE_MS)
     assert "window_ms" not in quiet["acme-vision"]
+
+
+def test_the_sliding_hour_sums_sixty_minutes_and_finds_the_first_crossing() -> None:
+    # 90 photos in each of minutes 0..59, then nothing: the hour ending at minute 55 holds
+    # 56 * 90 = 5,040 > 5,000, and the hour ending at minute 119 is empty again
+    counts = count_allowed(
+        decision("acme-vision", T0 + m * MINUTE_MS) for m in range(60) for _ in range(90)
+    )
+    counts[("acme-vision", T0 // MINUTE_MS + 119)] = 1
+    entry = timeline(POLICY, counts, [], [])["acme-vision"]
+    bins, hour = sliding_hour(entry)
+    assert bins[0] == T0 and bins[-1] == T0 + 119 * MINUTE_MS and len(bins) == 120
+    assert hour[0] == 90 and hour[59] == 5400 and hour[60] == 5310 and hour[119] == 1
+    assert first_crossing(entry) == T0 + 56 * MINUTE_MS  # the end of minute 55
+    calm = timeline(POLICY, count_allowed([decision("acme-vision", T0)]), [], [])
+    assert first_crossing(calm["acme-vision"]) is None
