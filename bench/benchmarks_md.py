@@ -661,8 +661,9 @@ WHY = """\
   claims and two answers per upload, handled in-process when the index partition is local),
   the state changelog (several records per input: duplicate memory, photo status, index,
   user state, ledgers, head) and the producer calls for all of them. No single function is
-  above a tenth of the loop. Earlier work on issue 12 removed the broker round trip of the photo index for
-  local partitions (`RuntimeOptions.local_loopback`), its JSON, the per-decision metric calls,
+  above a tenth of the loop. Earlier work on issue 12 removed the broker round trip of the
+  photo index for local partitions (`RuntimeOptions.local_loopback`), its JSON, the
+  per-decision metric calls,
   a murmur2 per input, the young-generation GC churn (`gc_threshold0`, `gc.freeze()` after
   restore) and per-record work in the runner; what is left is per-event Python work in the
   gate's rules and state (`streams/gate/processor.py`, `state.py`). Compiling the hot path
