@@ -18,7 +18,7 @@ from bench.common import (
     stop,
 )
 from bench.observe import read_topic, tally
-from bench.timeline import PhotosOut, count_allowed, timeline
+from bench.timeline import HOUR_MS, PhotosOut, count_allowed, timeline
 from streams import topics
 from streams.core.policy import load_policy
 from streams.serde.wire import AvroCodec
@@ -116,7 +116,7 @@ class DetectorRuns:
             controls,
             only_alerted=True,
             most=2,
-            before_alert_ms=3 * 3_600_000,
+            before_alert_ms=3 * HOUR_MS,
         )
         self.results["detection_timeline"] = {
             "date": self.results["date"],
