@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Installs only the missing system packages (apt-get); checks with `command -v`, so it is fast.
 INSTALL := deploy/local/install.sh
 
-.PHONY: help system system-demo system-test venv demo test soak test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick clean
+.PHONY: help system system-demo system-test venv demo test soak faults test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,10 @@ soak: system-test venv ## The gate's crash test SOAK_RUNS times in a row (two SI
 			"tests/integration/test_gate_exactly_once.py::test_sigkill_mid_stream_loses_and_duplicates_nothing" \
 			|| { echo "!! crash run $$i of $(SOAK_RUNS) failed" >&2; exit 1; }; \
 	done; echo ">> $(SOAK_RUNS) crash runs in a row passed"
+
+faults: system-test venv ## Fault injection on a local three-node cluster: brokers SIGKILLed under load (tests/faults)
+	@$(BIN)/consentinel stack up --brokers 3
+	@$(BIN)/pytest -m faults -s tests/faults
 
 test-unit: system-test venv ## Run only the tests that need no broker (some need Chromium or promtool)
 	@$(BIN)/pytest -m "not integration and not prometheus"

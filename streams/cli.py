@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="up: also the SASL/SCRAM broker with ACLs on localhost:9094 (contract section 6)",
     )
+    stack.add_argument(
+        "--brokers",
+        type=int,
+        choices=[1, 3],
+        default=1,
+        help="up: 3 also starts a local three-node KRaft cluster on localhost:9192-9194 "
+        "(replication factor 3, min.insync.replicas=2); 1 (default): the single node only",
+    )
     stack.set_defaults(handler=commands.stack)
 
     acls = sub.add_parser("acls", help="create the SCRAM users and ACLs of deploy/acls.yaml")

@@ -15,14 +15,14 @@ from streams.settings import Settings
 
 
 def stack(args: argparse.Namespace, settings: Settings) -> int:
-    """``consentinel stack up|down|status [--secure]``: the local servers."""
+    """``consentinel stack up|down|status [--secure] [--brokers 3]``: the local servers."""
     from streams.stack.local import LocalStack
 
     stack = LocalStack(settings.stack_home)
     if args.action == "credentials":
         return credentials(args, settings)
     if args.action == "up":
-        stack.up(secure=args.secure)
+        stack.up(secure=args.secure, brokers=args.brokers)
     elif args.action == "down":
         stack.down()
     else:

@@ -27,6 +27,9 @@ from streams.resources import topics_file
 TOPICS_FILE = topics_file()
 """The topic layout shipped with the package (``deploy/topics.yaml`` in a checkout)."""
 CO_PARTITIONED_ROLES = frozenset({"input", "output", "changelog"})
+AUTO = "auto"
+"""``replication_factor: auto``: three replicas on a cluster of three or more brokers, else one."""
+REPLICATED = 3
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class TopicSpec:
     role: str
     partitions: int
     replication_factor: int
+    """Replicas per partition; 0 until resolved from ``auto`` by :func:`for_cluster`."""
     config: dict[str, str] = field(default_factory=dict)
 
 
@@ -49,7 +53,7 @@ def load_topic_specs(
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read topic layout {path}: {exc}") from exc
     default_partitions = int(partitions or doc["partitions"])
-    replication = int(doc.get("replication_factor", 1))
+    replication = _replication(doc.get("replication_factor", AUTO))
     specs = []
     for name, body in doc["topics"].items():
         body = body or {}
@@ -62,9 +66,49 @@ def load_topic_specs(
     return specs
 
 
+def _replication(value: object) -> int:
+    if value == AUTO:
+        return 0
+    try:
+        factor = int(str(value))
+    except ValueError:
+        factor = 0
+    if factor < 1:
+        raise ConfigError(
+            f"replication_factor {value!r} in the topic layout is neither {AUTO!r} nor a positive "
+            "number",
+            hint=f"use {AUTO!r} (3 on a cluster of three or more brokers, else 1) or a number",
+        )
+    return factor
+
+
+def for_cluster(specs: list[TopicSpec], brokers: int) -> list[TopicSpec]:
+    """Resolve ``auto`` replication for a cluster of ``brokers`` brokers.
+
+    Three or more brokers: three replicas and ``min.insync.replicas=2`` (a write survives one
+    broker's death; two down stop writes rather than lose them). Fewer: one replica each.
+    """
+    factor = REPLICATED if brokers >= REPLICATED else 1
+    resolved = []
+    for spec in specs:
+        if spec.replication_factor:
+            resolved.append(spec)
+            continue
+        config = dict(spec.config)
+        if factor == REPLICATED:
+            config.setdefault("min.insync.replicas", str(REPLICATED - 1))
+        resolved.append(TopicSpec(spec.name, spec.role, spec.partitions, factor, config))
+    return resolved
+
+
 def apply_topics(admin: AdminClient, specs: list[TopicSpec], *, timeout: float = 30) -> list[str]:
-    """Create or align every topic in ``specs``; return one line per change made."""
-    metadata = admin.list_topics(timeout=timeout).topics
+    """Create or align every topic in ``specs``; return one line per change made.
+
+    ``auto`` replication is resolved against the brokers the cluster has now (:func:`for_cluster`).
+    """
+    cluster = admin.list_topics(timeout=timeout)
+    metadata = cluster.topics
+    specs = for_cluster(specs, len(cluster.brokers))
     _refuse_mismatched_partitions(specs, metadata)
     changes: list[str] = []
     missing = [s for s in specs if s.name not in metadata]
@@ -80,7 +124,10 @@ def apply_topics(admin: AdminClient, specs: list[TopicSpec], *, timeout: float =
             try:
                 future.result()
                 spec = next(s for s in missing if s.name == name)
-                changes.append(f"created {name} ({spec.partitions} partitions)")
+                changes.append(
+                    f"created {name} ({spec.partitions} partitions, "
+                    f"replication factor {spec.replication_factor})"
+                )
             except KafkaException as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise TopicLayoutError(f"could not create topic {name}: {exc}") from exc

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from streams.errors import MissingTopicError, TopicLayoutError
+from streams.errors import MissingTopicError, TopicLayoutError, TransientError
 from streams.runtime.read_to_end import READER_CONFIG, read_to_end
 from streams.runtime.topology import PartitionState
 
@@ -47,7 +47,13 @@ def restore_partition(
 
 def partition_counts(admin: AdminClient, names: list[str]) -> dict[str, int]:
     """Return the partition count of each existing topic among ``names``."""
-    metadata = admin.list_topics(timeout=30)
+    try:
+        metadata = admin.list_topics(timeout=30)
+    except KafkaException as exc:
+        raise TransientError(
+            f"the cluster did not answer a metadata request: {exc}",
+            hint="check that the brokers are up; retrying",
+        ) from exc
     return {
         name: len(metadata.topics[name].partitions)
         for name in names
@@ -107,8 +113,28 @@ def ensure_internal_topics(
     for name, future in admin.create_topics(new, operation_timeout=30).items():
         try:
             future.result()
-        except Exception as exc:  # created meanwhile by another instance: fine
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" in str(exc):  # created meanwhile by another instance
+                continue
+            if exc.args and _is_transient(exc.args[0]):
+                raise TransientError(
+                    f"could not create internal topic {name} yet: {exc}",
+                    hint="the cluster has no controller or too few brokers right now; retrying",
+                ) from exc
+            raise
         log.info("created internal topic %s (%d partitions)", name, partitions)
     return [topic.topic for topic in new]
+
+
+def _is_transient(error: object) -> bool:
+    """Whether a topic creation failed for the moment only (no controller, too few brokers)."""
+    if not isinstance(error, KafkaError):
+        return False
+    return bool(error.retriable()) or error.code() in (
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NOT_CONTROLLER,
+        KafkaError.INVALID_REPLICATION_FACTOR,
+    )

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from streams.errors import StackError
-from streams.stack import alertmanager
+from streams.stack import alertmanager, cluster
 from streams.stack.artifacts import ensure_artifacts
 from streams.stack.java import find_java
 from streams.stack.prometheus import PROMETHEUS_PORT, identify, prometheus_component, skip_reason
@@ -209,11 +209,17 @@ class LocalStack:
         return components
 
     # -- commands -------------------------------------------------------------------------------
-    def up(self, *, secure: bool = False) -> None:
+    def up(self, *, secure: bool = False, brokers: int = 1) -> None:
         """Start every server that is not running yet and wait until each answers.
 
-        ``secure`` adds the SASL/SCRAM broker with ACLs (:mod:`streams.stack.secure`).
+        ``secure`` adds the SASL/SCRAM broker with ACLs (:mod:`streams.stack.secure`); ``brokers=3``
+        adds the three-node KRaft cluster (:mod:`streams.stack.cluster`).
         """
+        if brokers not in (1, cluster.NODES):
+            raise StackError(
+                f"--brokers {brokers} is not offered",
+                hint=f"use 1 (the default single node) or {cluster.NODES} (a local KRaft cluster)",
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for component in [*self._components(), *self._secure_components(secure)]:
@@ -260,7 +266,58 @@ class LocalStack:
             self._pid_file(component.name).write_text(f"{proc.pid}\n")
             self._wait_ready(component, proc, log)
             self.say(f"{component.name}: ready (pid {proc.pid}) at {component.where}")
+        if brokers == cluster.NODES:
+            self.up_cluster()
         self.say(f"stack home: {self.home} (logs in {self.log_dir})")
+
+    def up_cluster(self) -> None:
+        """Start the cluster's missing nodes together (a lone node has no quorum), then wait."""
+        lib, _ = ensure_artifacts(self.home, say=self.say)
+        java = find_java(17, purpose="Kafka 4")
+        started: list[tuple[Component, subprocess.Popen[bytes], Path]] = []
+        for node in cluster.cluster_nodes(self.home, lib, self.log_dir, java):
+            pid = self.running_pid(node.name)
+            if pid is not None:
+                self.say(f"{node.name}: already running (pid {pid}) at {node.where}")
+                continue
+            if _port_taken(node.port):
+                raise StackError(
+                    f"port {node.port} is taken by a process this stack did not start, "
+                    f"so {node.name} cannot listen there",
+                    hint=f"stop it (`ss -ltnp 'sport = :{node.port}'` shows which)",
+                )
+            component = Component(
+                name=node.name,
+                port=node.port,
+                command=node.command,
+                cwd=node.cwd,
+                ready=node.ready,
+                ready_timeout_s=120,
+                where=node.where,
+            )
+            log = self.log_dir / f"{node.name}.log"
+            self.say(f"{node.name}: starting (log {log})...")
+            with log.open("ab") as out:
+                proc = subprocess.Popen(
+                    node.command,
+                    cwd=node.cwd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            self._pid_file(node.name).write_text(f"{proc.pid}\n")
+            started.append((component, proc, log))
+        for component, proc, log in started:
+            self._wait_ready(component, proc, log)
+            self.say(f"{component.name}: ready (pid {proc.pid}) at {component.where}")
+        if started:
+            self.say(
+                f"cluster: {cluster.NODES} nodes at {cluster.bootstrap_servers()} "
+                f"(replication factor {cluster.REPLICATION_FACTOR}, min.insync.replicas "
+                f"{cluster.MIN_INSYNC_REPLICAS}); e.g. "
+                f"KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap_servers()} consentinel topics apply"
+            )
 
     def _wait_ready(self, component: Component, proc: subprocess.Popen[bytes], log: Path) -> None:
         deadline = time.monotonic() + component.ready_timeout_s
@@ -286,7 +343,14 @@ class LocalStack:
 
     def down(self) -> None:
         """Stop the servers this stack started (by recorded pid), newest first."""
-        for name in ("kafka-secure", "alertmanager", "prometheus", "registry", "kafka"):
+        for name in (
+            *cluster.NODE_NAMES,
+            "kafka-secure",
+            "alertmanager",
+            "prometheus",
+            "registry",
+            "kafka",
+        ):
             pid = self.running_pid(name)
             if pid is None:
                 continue
@@ -304,9 +368,12 @@ class LocalStack:
             ("registry", REGISTRY_PORT),
             ("prometheus", PROMETHEUS_PORT),
             ("alertmanager", alertmanager.ALERTMANAGER_PORT),
+            *zip(cluster.NODE_NAMES, cluster.BROKER_PORTS, strict=True),
         ):
             pid = self.running_pid(name)
             result[name] = pid
+            if name in cluster.NODE_NAMES and pid is None and not _port_taken(port):
+                continue  # the cluster is opt-in (`--brokers 3`): say nothing when it is off
             if pid is not None:
                 self.say(f"{name}: running (pid {pid}, port {port})")
             elif _port_taken(port):

@@ -48,9 +48,18 @@ def seed_users(env: GateEnv, now: int) -> None:
 
 
 def produce_load(
-    env: GateEnv, now: int, start: int, stop: int, per_second: int, between: Any = None
+    env: GateEnv,
+    now: int,
+    start: int,
+    stop: int,
+    per_second: int,
+    between: Any = None,
+    flush_timeout_s: float = 30,
 ) -> list[str]:
-    """Share requests at a steady rate; call ``between(i)`` after each one."""
+    """Share requests at a steady rate; call ``between(i)`` after each one.
+
+    ``flush_timeout_s``: how long the last records may wait for the cluster to take them.
+    """
     ids = []
     began = time.monotonic()
     for i in range(start, stop):
@@ -71,7 +80,7 @@ def produce_load(
         ahead = (i - start + 1) / per_second - (time.monotonic() - began)
         if ahead > 0:
             time.sleep(ahead)
-    env.producer.flush()
+    env.producer.flush(flush_timeout_s)
     return ids
 
 

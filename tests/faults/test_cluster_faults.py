@@ -1,0 +1,142 @@
+"""Faults of a replicated cluster under load: every request decided exactly once, as unfaulted.
+
+On the local three-node KRaft cluster (replication factor 3, ``min.insync.replicas=2``), a gate
+process decides a steady load while brokers are SIGKILLed and brought back. Each test asserts
+what the crash tests assert — one decision per request, the verdicts of an unfaulted run, the
+approved topic exact, every chain intact — and prints the time from the fault's end to decisions
+flowing again (a measurement, not an assertion: ``make faults`` shows it).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from streams import topics
+from tests.faults.conftest import Cluster
+from tests.faults.watch import DecisionWatch
+from tests.integration.harness import GateEnv
+from tests.integration.test_gate_exactly_once import (
+    assert_exactly_once,
+    produce_load,
+    seed_users,
+    stop,
+)
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
+
+REQUESTS = 6000
+RATE = 300
+"""Requests per second: about 20 s of load, the faults inside it."""
+
+
+def _in_background(plan: Callable[[], None]) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            plan()
+        except BaseException as exc:  # surfaced by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="fault", daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def _busiest_leader(kraft_cluster: Cluster, env: GateEnv) -> int:
+    admin = AdminClient(env.settings.kafka_config())
+    leaders = Counter(kraft_cluster.leaders(admin, env.topic(topics.TOPIC_DECISIONS)).values())
+    return leaders.most_common(1)[0][0]
+
+
+def test_topics_are_replicated_three_times(cluster_env: GateEnv) -> None:
+    admin = AdminClient(cluster_env.settings.kafka_config())
+    metadata = admin.list_topics(timeout=30).topics
+    for logical in (topics.TOPIC_DECISIONS, topics.TOPIC_SHARE_REQUESTS):
+        replicas = {
+            len(p.replicas) for p in metadata[cluster_env.topic(logical)].partitions.values()
+        }
+        assert replicas == {3}, f"{logical}: replicas per partition {replicas}"
+
+
+def test_leader_killed_under_load(kraft_cluster: Cluster, cluster_env: GateEnv) -> None:
+    """The broker leading most decision partitions dies for 10 s mid-load, then comes back."""
+    now = int(time.time() * 1000)
+    seed_users(cluster_env, now)
+    gate = cluster_env.gate_process("f1")
+    victim = _busiest_leader(kraft_cluster, cluster_env)
+    marks: dict[str, float] = {}
+
+    def plan() -> None:
+        time.sleep(REQUESTS / RATE / 3)
+        marks["kill"] = time.monotonic()
+        kraft_cluster.kill(victim)
+        time.sleep(10)
+        kraft_cluster.restore()
+        marks["back"] = time.monotonic()
+
+    try:
+        with DecisionWatch(cluster_env) as watch:
+            fault, errors = _in_background(plan)
+            ids = produce_load(cluster_env, now, 0, REQUESTS, per_second=RATE)
+            fault.join(120)
+            assert not errors, f"the fault plan failed: {errors[0]!r}"
+            assert_exactly_once(cluster_env, ids)
+        assert gate.poll() is None, "the gate exited on its own during a broker's death"
+    finally:
+        stop(gate)
+    print(
+        f"\nleader {victim} killed: longest pause in decisions "
+        f"{watch.longest_gap(marks['kill'], marks['back']):.1f} s while it was down; "
+        f"first decision {watch.first_after(marks['back'])} s after it was back"
+    )
+
+
+def test_two_brokers_down_stops_writes_then_resumes(
+    kraft_cluster: Cluster, cluster_env: GateEnv
+) -> None:
+    """One broker dies, then a second: below min.insync.replicas writes stop, none is lost."""
+    now = int(time.time() * 1000)
+    seed_users(cluster_env, now)
+    gate = cluster_env.gate_process("f2")
+    first = _busiest_leader(kraft_cluster, cluster_env)
+    second = next(n for n in (1, 2, 3) if n != first)
+    marks: dict[str, float] = {}
+
+    def plan() -> None:
+        time.sleep(REQUESTS / RATE / 4)
+        kraft_cluster.kill(first)
+        time.sleep(5)
+        marks["minority"] = time.monotonic()
+        kraft_cluster.kill(second)
+        time.sleep(15)
+        kraft_cluster.restore()
+        marks["back"] = time.monotonic()
+
+    try:
+        with DecisionWatch(cluster_env) as watch:
+            fault, errors = _in_background(plan)
+            ids = produce_load(cluster_env, now, 0, REQUESTS, per_second=RATE, flush_timeout_s=180)
+            fault.join(180)
+            assert not errors, f"the fault plan failed: {errors[0]!r}"
+            assert_exactly_once(cluster_env, ids)
+            written_while_minority = [
+                t for t in watch.arrivals if marks["minority"] + 2 < t < marks["back"]
+            ]
+        assert not written_while_minority, (
+            f"{len(written_while_minority)} decisions became visible with one broker of three "
+            "(min.insync.replicas=2 must stop writes)"
+        )
+        assert gate.poll() is None, "the gate exited on its own while the cluster had no quorum"
+    finally:
+        stop(gate)
+    print(
+        f"\nbrokers {first} and {second} killed: first decision "
+        f"{watch.first_after(marks['back'])} s after both were back"
+    )

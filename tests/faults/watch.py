@@ -1,0 +1,71 @@
+"""A read_committed reader that timestamps every decision as it becomes visible."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from types import TracebackType
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from streams import topics
+from tests.integration.harness import GateEnv
+
+
+class DecisionWatch:
+    """Counts committed decisions over time, to measure how long a fault stopped them."""
+
+    def __init__(self, env: GateEnv) -> None:
+        self.arrivals: list[float] = []
+        self._env = env
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="decision-watch", daemon=True)
+
+    def __enter__(self) -> DecisionWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        topic = self._env.topic(topics.TOPIC_DECISIONS)
+        consumer = Consumer(
+            {
+                **self._env.settings.kafka_config(),
+                "group.id": f"{self._env.prefix}watch",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,
+                "log_level": 0,
+            }
+        )
+        try:
+            partitions = consumer.list_topics(topic, timeout=60).topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+            while not self._stop.is_set():
+                for message in consumer.consume(1000, timeout=0.2):
+                    error = message.error()
+                    if error is None:
+                        self.arrivals.append(time.monotonic())
+                    elif error.code() != KafkaError._PARTITION_EOF:
+                        continue  # a broker of the cluster is down: the client retries
+        finally:
+            consumer.close()
+
+    def first_after(self, moment: float) -> float | None:
+        """Return seconds from ``moment`` to the first decision visible after it (None: none)."""
+        later = [t for t in self.arrivals if t > moment]
+        return min(later) - moment if later else None
+
+    def longest_gap(self, start: float, end: float) -> float:
+        """Return the longest time between visible decisions within ``[start, end]``."""
+        inside = [start, *(t for t in self.arrivals if start <= t <= end), end]
+        return max(b - a for a, b in itertools.pairwise(inside))
