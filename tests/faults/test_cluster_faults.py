@@ -9,6 +9,7 @@ flowing again (a measurement, not an assertion: ``make faults`` shows it).
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from tests.integration.test_gate_exactly_once import (
     produce_load,
     seed_users,
     stop,
+    wait_for_log,
 )
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
@@ -140,3 +142,67 @@ def test_two_brokers_down_stops_writes_then_resumes(
         f"\nbrokers {first} and {second} killed: first decision "
         f"{watch.first_after(marks['back'])} s after both were back"
     )
+
+
+def test_whole_cluster_down_for_10_s(kraft_cluster: Cluster, cluster_env: GateEnv) -> None:
+    """Every broker SIGKILLed for 10 s mid-load (the single-broker outage, on the cluster).
+
+    The gate's group session times out meanwhile; it must rejoin as itself and go on deciding,
+    never stay alive deciding nothing.
+    """
+    now = int(time.time() * 1000)
+    seed_users(cluster_env, now)
+    gate = cluster_env.gate_process("f3")
+    marks: dict[str, float] = {}
+
+    def plan() -> None:
+        time.sleep(REQUESTS / RATE / 3)
+        for node in (1, 2, 3):
+            kraft_cluster.kill(node)
+        time.sleep(10)
+        kraft_cluster.restore()
+        marks["back"] = time.monotonic()
+
+    try:
+        with DecisionWatch(cluster_env) as watch:
+            fault, errors = _in_background(plan)
+            ids = produce_load(cluster_env, now, 0, REQUESTS, per_second=RATE, flush_timeout_s=180)
+            fault.join(180)
+            assert not errors, f"the fault plan failed: {errors[0]!r}"
+            assert_exactly_once(cluster_env, ids)
+        assert gate.poll() is None, "the gate exited on its own during the outage"
+    finally:
+        stop(gate)
+    print(f"\nwhole cluster down 10 s: first decision {watch.first_after(marks['back'])} s after")
+
+
+def test_gates_join_leave_and_crash_under_load(
+    kraft_cluster: Cluster, cluster_env: GateEnv
+) -> None:
+    """A second gate joins under load and is drained (SIGTERM); then a gate is SIGKILLed."""
+    now = int(time.time() * 1000)
+    seed_users(cluster_env, now)
+    gates = {"a": cluster_env.gate_process("a")}
+
+    def plan() -> None:
+        third = REQUESTS / RATE / 4
+        time.sleep(third)
+        gates["b"] = cluster_env.gate_process("b")  # a rebalance: partitions move to b
+        wait_for_log(cluster_env, "b", "restored", timeout_s=120)  # b holds partitions now
+        time.sleep(third)
+        stop(gates["b"])  # a clean leave: they move back
+        time.sleep(third / 2)
+        stop(gates["a"], signal.SIGKILL)  # dies holding every partition
+        gates["a2"] = cluster_env.gate_process("a")  # the same static member comes back
+
+    try:
+        fault, errors = _in_background(plan)
+        ids = produce_load(cluster_env, now, 0, REQUESTS, per_second=RATE, flush_timeout_s=120)
+        fault.join(120)
+        assert not errors, f"the fault plan failed: {errors[0]!r}"
+        assert_exactly_once(cluster_env, ids)
+        assert gates["b"].returncode == 0, "a drained gate stops cleanly"
+        assert gates["a2"].poll() is None, "the restarted gate exited on its own"
+    finally:
+        for gate in gates.values():
+            stop(gate)
