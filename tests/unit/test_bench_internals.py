@@ -55,3 +55,14 @@ def test_a_missing_snapshot_reports_nothing() -> None:
     registry, _, _ = histograms()
     assert internals(None, snapshot(registry)) == {}
     assert internals(snapshot(registry), None) == {}
+
+
+def test_the_faust_peer_can_read_lz4_batches() -> None:
+    """The gate's producers compress with lz4; aiokafka (the faust peer) needs a codec for it."""
+    from aiokafka.codec import has_lz4, lz4_decode
+
+    assert has_lz4(), "the `bench` extra must install an lz4 codec for aiokafka (cramjam)"
+    import cramjam
+
+    framed = bytes(cramjam.lz4.compress(b"consentinel" * 10))
+    assert lz4_decode(framed) == b"consentinel" * 10
