@@ -32,6 +32,11 @@ BROKER_PORTS = (9192, 9193, 9194)
 """Each node's PLAINTEXT client listener, node 1 first."""
 CONTROLLER_PORTS = (9292, 9293, 9294)
 """Each node's KRaft controller listener, node 1 first."""
+PROXIED_PORTS = (9392, 9393, 9394)
+"""Each node's second client listener, meant to be reached only through a TCP proxy."""
+PROXY_PORTS = (9492, 9493, 9494)
+"""Where that listener is advertised: a proxy listening here (the fault tests run one) decides
+what crosses, so that cutting it partitions its clients from the cluster."""
 REPLICATION_FACTOR = 3
 MIN_INSYNC_REPLICAS = 2
 
@@ -47,6 +52,11 @@ NODE_NAMES = tuple(node_name(i) for i in range(1, NODES + 1))
 def bootstrap_servers() -> str:
     """Return the cluster's client addresses (every node, so that any one may be down)."""
     return ",".join(f"localhost:{port}" for port in BROKER_PORTS)
+
+
+def proxied_bootstrap_servers() -> str:
+    """Return the client addresses behind the proxy (see :data:`PROXY_PORTS`)."""
+    return ",".join(f"localhost:{port}" for port in PROXY_PORTS)
 
 
 def cluster_dir(home: Path) -> Path:
@@ -70,17 +80,20 @@ def _properties(node_id: int, data: Path) -> str:
     voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(CONTROLLER_PORTS))
     port = BROKER_PORTS[node_id - 1]
     controller = CONTROLLER_PORTS[node_id - 1]
+    proxied, proxy = PROXIED_PORTS[node_id - 1], PROXY_PORTS[node_id - 1]
     return "\n".join(
         [
             "# One node of the local three-node KRaft cluster. Written by `consentinel stack up "
             "--brokers 3`.",
             "process.roles=broker,controller",
             f"node.id={node_id}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-            f"advertised.listeners=PLAINTEXT://localhost:{port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller},"
+            f"PROXIED://127.0.0.1:{proxied}",
+            f"advertised.listeners=PLAINTEXT://localhost:{port},PROXIED://localhost:{proxy}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+            "PROXIED:PLAINTEXT",
             f"controller.quorum.voters={voters}",
             f"log.dirs={data}",
             "num.partitions=1",

@@ -9,6 +9,7 @@ flowing again (a measurement, not an assertion: ``make faults`` shows it).
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -19,7 +20,10 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from streams import topics
+from streams.settings import load_settings
+from streams.stack import cluster
 from tests.faults.conftest import Cluster
+from tests.faults.proxy import PartitionableProxy
 from tests.faults.watch import DecisionWatch
 from tests.integration.harness import GateEnv
 from tests.integration.test_gate_exactly_once import (
@@ -206,3 +210,44 @@ def test_gates_join_leave_and_crash_under_load(
     finally:
         for gate in gates.values():
             stop(gate)
+
+
+def test_network_partition_between_gate_and_cluster(
+    kraft_cluster: Cluster, cluster_env: GateEnv
+) -> None:
+    """The gate alone is cut off from every broker for 30 s (a TCP proxy it talks through)."""
+    now = int(time.time() * 1000)
+    seed_users(cluster_env, now)
+    behind_proxy = dataclasses.replace(
+        cluster_env,
+        settings=load_settings(
+            KAFKA_BOOTSTRAP_SERVERS=cluster.proxied_bootstrap_servers(),
+            SCHEMA_REGISTRY_URL=cluster_env.settings.schema_registry_url,
+            CONSENTINEL_TOPIC_PREFIX=cluster_env.prefix,
+        ),
+    )
+    marks: dict[str, float] = {}
+    with PartitionableProxy() as proxy:
+        gate = behind_proxy.gate_process("f5")
+
+        def plan() -> None:
+            time.sleep(REQUESTS / RATE / 3)
+            proxy.cut()
+            marks["cut"] = time.monotonic()
+            time.sleep(30)
+            proxy.heal()
+            marks["healed"] = time.monotonic()
+
+        try:
+            with DecisionWatch(cluster_env) as watch:
+                fault, errors = _in_background(plan)
+                ids = produce_load(cluster_env, now, 0, REQUESTS, per_second=RATE)
+                fault.join(120)
+                assert not errors, f"the fault plan failed: {errors[0]!r}"
+                assert_exactly_once(cluster_env, ids)
+                during = [t for t in watch.arrivals if marks["cut"] + 2 < t < marks["healed"]]
+            assert not during, f"{len(during)} decisions appeared while the gate was cut off"
+            assert gate.poll() is None, "the gate exited on its own during the partition"
+        finally:
+            stop(gate)
+    print(f"\npartition healed: first decision {watch.first_after(marks['healed'])} s after")
