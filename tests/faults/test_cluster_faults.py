@@ -10,6 +10,7 @@ flowing again (a measurement, not an assertion: ``make faults`` shows it).
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import threading
 import time
@@ -251,3 +252,35 @@ def test_network_partition_between_gate_and_cluster(
         finally:
             stop(gate)
     print(f"\npartition healed: first decision {watch.first_after(marks['healed'])} s after")
+
+
+def test_registry_restarted_under_load(kraft_cluster: Cluster, cluster_env: GateEnv) -> None:
+    """The schema registry is SIGKILLed mid-load and started again 10 s later.
+
+    Schemas are cached by id, so decisions go on; a schema the gate has not seen yet would wait
+    for the registry (retried, never dead-lettered). The approved topic stays exact.
+    """
+    now = int(time.time() * 1000)
+    seed_users(cluster_env, now)
+    gate = cluster_env.gate_process("f6")
+    stack = kraft_cluster.stack
+
+    def plan() -> None:
+        time.sleep(REQUESTS / RATE / 3)
+        pid = stack.running_pid("registry")
+        assert pid is not None, "the stack's registry is not running"
+        os.killpg(pid, signal.SIGKILL)
+        time.sleep(10)
+        stack.up()  # starts what is missing: the registry
+
+    try:
+        fault, errors = _in_background(plan)
+        ids = produce_load(cluster_env, now, 0, REQUESTS, per_second=RATE, flush_timeout_s=120)
+        fault.join(240)
+        assert not errors, f"the fault plan failed: {errors[0]!r}"
+        assert_exactly_once(cluster_env, ids)
+        dead = cluster_env.read(topics.TOPIC_DLQ, until=lambda r: False, timeout_s=3)
+        assert not dead, f"{len(dead)} records dead-lettered during a registry restart"
+        assert gate.poll() is None, "the gate exited on its own while the registry was down"
+    finally:
+        stop(gate)
