@@ -3,7 +3,9 @@
 Ready means started, every global table whole, no partition being restored, and every topic
 there (:func:`wait_for_topics`); an instance with no partitions assigned (more replicas than
 partitions) is ready. Live means the loop, a restore or a back-off turned within
-``liveness_timeout_s``. Consumer lag is reported per logical source topic, best effort.
+``liveness_timeout_s``, and the loop has not ended on an error it cannot recover from
+(:attr:`Health.failed`: a fenced or fatally failed consumer or producer). Consumer lag is
+reported per logical source topic, best effort.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Health:
         """A partition's state is being restored (its inputs wait)."""
         self.problem: str | None = None
         """Why the runner cannot start (a topic missing or of the wrong layout), else None."""
+        self.failed: str | None = None
+        """Why the loop ended for good (it will never process again), else None."""
         self.last_turn = time.monotonic()
 
     def turned(self) -> None:
@@ -50,12 +54,15 @@ class Health:
             self.started
             and not self.restoring
             and self.problem is None
+            and self.failed is None
             and all(reader.healthy for reader in self.readers)
         )
 
     @property
     def live(self) -> bool:
-        """Whether the runner made progress within ``liveness_timeout_s``."""
+        """Whether the runner made progress within ``liveness_timeout_s`` and has not failed."""
+        if self.failed is not None:
+            return False
         return time.monotonic() - self.last_turn < self.liveness_timeout_s
 
 

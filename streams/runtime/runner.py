@@ -133,11 +133,20 @@ class StreamRunner(Generic[T]):
 
     @property
     def live(self) -> bool:
-        """Whether the loop has turned within ``liveness_timeout_s`` (restores count as turns)."""
+        """Whether the loop has turned within ``liveness_timeout_s`` (restores count as turns).
+
+        False for good once :meth:`run` has ended on an error (a fenced or failed consumer or
+        producer): the process must exit and be started again.
+        """
         return self.health.live
 
     def run(self, *, until: Callable[[], bool] | None = None) -> None:
-        """Run until :meth:`stop` is called (or ``until()`` returns true)."""
+        """Run until :meth:`stop` is called (or ``until()`` returns true).
+
+        Raises :class:`~streams.runtime.checkpoint.RuntimeFatalError` when the consumer or
+        producer can never work again (fenced, or a fatal librdkafka error): the process must
+        end (non-zero) and be started again; :attr:`live` is false from then on.
+        """
 
         def keep_going() -> bool:
             return self._running and not (until and until())
@@ -163,6 +172,10 @@ class StreamRunner(Generic[T]):
             while keep_going():
                 self._iteration()
             self._commit_open()  # what an open transaction holds (commit_interval_ms)
+        except Exception as exc:  # the loop is over for good: /live says so until the exit
+            self.health.failed = f"{type(exc).__name__}: {exc}"
+            log.error("%s stops: %s", self.group, exc)
+            raise
         finally:
             self.txn.abort()
             self.health.started = False
