@@ -101,6 +101,33 @@ def wait_for_topics(
     return None
 
 
+def wait_for_metadata(
+    consumer: Consumer, topics: Sequence[str], partitions: int, keep_going: Callable[[], bool]
+) -> bool:
+    """Wait until ``consumer``'s metadata has every topic with its ``partitions``.
+
+    Returns False if ``keep_going()`` turns false first. librdkafka subscribes a member only
+    to the topics its metadata knows when it joins; one that joined without a just-created
+    internal topic would not be co-assigned its partitions (see
+    :mod:`streams.runtime.assignment`).
+    """
+    while keep_going():
+        try:
+            metadata = consumer.list_topics(timeout=10)
+            known = metadata.topics
+            if all(
+                name in known
+                and known[name].error is None
+                and len(known[name].partitions) == partitions
+                for name in topics
+            ):
+                return True
+        except Exception as exc:  # the broker is not answering yet: ask again
+            log.debug("metadata not read yet: %s", exc)
+        time.sleep(0.2)
+    return False
+
+
 def report_lag(
     consumer: Consumer, logical: Mapping[str, str], sources: Sequence[str], gauge: Gauge
 ) -> None:

@@ -109,6 +109,7 @@ class Producer:
 def fenced_runner(monkeypatch: pytest.MonkeyPatch, error: KafkaError) -> StreamRunner[Any]:
     consumer = FencedConsumer(error)
     monkeypatch.setattr(runner_module, "wait_for_topics", lambda *args: 1)
+    monkeypatch.setattr(runner_module, "wait_for_metadata", lambda *args: True)
     monkeypatch.setattr(runner_module, "group_consumer", lambda *args: consumer)
     monkeypatch.setattr(runner_module, "transactional_producer", lambda *args: Producer())
     return StreamRunner(
