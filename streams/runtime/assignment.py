@@ -137,7 +137,11 @@ class Assignment:
         self.tasks[partition] = PartitionTask(
             partition,
             state,
-            PartitionSynchronizer(self._merged, max_idle_ms=self.options.max_idle_ms),
+            PartitionSynchronizer(
+                self._merged,
+                max_idle_ms=self.options.max_idle_ms,
+                caught_up_grace_ms=self.options.caught_up_grace_ms,
+            ),
         )
         elapsed = time.monotonic() - started
         self._turned()
