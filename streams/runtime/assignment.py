@@ -2,10 +2,20 @@
 
 A runner is one static member of its topology's consumer group: a restarted instance (same id)
 takes its partitions back at once, and range assignment gives one member the same partition
-number of every source. It reads only committed records. A partition is processed only once
-its state has been restored from the changelog (fail closed): :attr:`Assignment.tasks` holds a
-:class:`~streams.runtime.task.PartitionTask` exactly for each partition whose restore completed,
-and a partition is dropped whole — its state closed, the topology told to forget it.
+number of every source — provided every member's subscription names every source. librdkafka
+subscribes only to the topics its metadata already knows: a member that joined before the
+internal topics (created at start-up) were in its metadata was left out of theirs, and the
+other member got every partition of them, so partition number N of the inputs and of the photo
+claims went to different processes (issue #20: both took a task for N, the photo index was
+split, claims were answered by a process without the uploads, requests waited or were decided
+``UNKNOWN_PHOTO``). :func:`co_assigned` keeps only the partition numbers whose every source is
+assigned here; a number assigned in part is not processed (it waits for the next rebalance, which
+the member's next metadata refresh brings). It reads only committed records.
+
+A partition is processed only once its state has been restored from the changelog (fail
+closed): :attr:`Assignment.tasks` holds a :class:`~streams.runtime.task.PartitionTask` exactly
+for each partition whose restore completed, and a partition is dropped whole — its state
+closed, the topology told to forget it.
 """
 
 from __future__ import annotations
@@ -52,9 +62,30 @@ def group_consumer(
             "group.instance.id": f"{group}-{instance_id}",
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 2_000,
+            # A subscribed topic that was not in the metadata at join time (an internal topic
+            # just created) is found at the next refresh, which rejoins with the full
+            # subscription: within seconds instead of librdkafka's default 5 minutes.
+            "topic.metadata.refresh.interval.ms": 10_000,
             **options.consumer_overrides,
         }
     )
+
+
+def co_assigned(
+    assigned: list[Any], sources: frozenset[str], logical: Callable[[str], str]
+) -> tuple[set[int], dict[int, set[str]]]:
+    """Split an assignment into partition numbers held whole and those held in part.
+
+    Returns the numbers of which every source's partition is in ``assigned`` (the runner may
+    process them), and for each other number the sources assigned elsewhere (``logical`` maps a
+    broker topic name to its logical name).
+    """
+    held: dict[int, set[str]] = {}
+    for tp in assigned:
+        held.setdefault(tp.partition, set()).add(logical(tp.topic))
+    whole = {number for number, names in held.items() if sources <= names}
+    missing = {n: set(sources - names) for n, names in held.items() if n not in whole}
+    return whole, missing
 
 
 class Assignment:
@@ -106,7 +137,11 @@ class Assignment:
         self.tasks[partition] = PartitionTask(
             partition,
             state,
-            PartitionSynchronizer(self._merged, max_idle_ms=self.options.max_idle_ms),
+            PartitionSynchronizer(
+                self._merged,
+                max_idle_ms=self.options.max_idle_ms,
+                caught_up_grace_ms=self.options.caught_up_grace_ms,
+            ),
         )
         elapsed = time.monotonic() - started
         self._turned()

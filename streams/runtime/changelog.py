@@ -1,10 +1,12 @@
 """State restore from a compacted changelog partition, and the runtime's own topics.
 
 A partition's state is the changelog partition with the same number, replayed from its
-beginning to the end it had when the restore began (see :mod:`streams.runtime.read_to_end`:
-a transaction the previous owner was still committing is waited for, not cut off). Internal
-topics (repartition topics, changelogs) are created before the first subscription, with the
-sources' partition count, so that no stage can start idle for want of a topic.
+beginning to its high watermark when the restore began (see :mod:`streams.runtime.read_to_end`:
+a transaction the previous owner was still committing is waited for, not cut off; asked of the
+``read_committed`` restorer itself, the end would be the last stable offset, which is still the
+first record of the previous owner's last transaction until its commit markers are written).
+Internal topics (repartition topics, changelogs) are created before the first subscription, with
+the sources' partition count, so that no stage can start idle for want of a topic.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from streams.errors import MissingTopicError, TopicLayoutError, TransientError
-from streams.runtime.read_to_end import READER_CONFIG, read_to_end
+from streams.runtime.read_to_end import END_PROBE_CONFIG, READER_CONFIG, read_to_end
 from streams.runtime.topology import PartitionState
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,13 @@ def restore_partition(
     *,
     timeout_s: float,
 ) -> int:
-    """Replay ``changelog_topic[partition]`` into ``state``; return the records replayed."""
+    """Replay ``changelog_topic[partition]`` into ``state``; return the records replayed.
+
+    Every committed record up to the partition's high watermark at the start is replayed: a
+    transaction still open then is waited for (up to ``timeout_s``), never cut off.
+    """
     restorer = Consumer({**kafka_config, **READER_CONFIG, "group.id": group})
+    probe = Consumer({**kafka_config, **END_PROBE_CONFIG, "group.id": group})
     try:
         return read_to_end(
             restorer,
@@ -40,8 +47,10 @@ def restore_partition(
             lambda messages: state.restore_many([(m.key() or b"", m.value()) for m in messages]),
             timeout_s=timeout_s,
             what=f"the changelog {changelog_topic}[{partition}]",
+            ends_from=probe,
         )
     finally:
+        probe.close()
         restorer.close()
 
 

@@ -3,7 +3,9 @@
 Ready means started, every global table whole, no partition being restored, and every topic
 there (:func:`wait_for_topics`); an instance with no partitions assigned (more replicas than
 partitions) is ready. Live means the loop, a restore or a back-off turned within
-``liveness_timeout_s``. Consumer lag is reported per logical source topic, best effort.
+``liveness_timeout_s``, and the loop has not ended on an error it cannot recover from
+(:attr:`Health.failed`: a fenced or fatally failed consumer or producer). Consumer lag is
+reported per logical source topic, best effort.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Health:
         """A partition's state is being restored (its inputs wait)."""
         self.problem: str | None = None
         """Why the runner cannot start (a topic missing or of the wrong layout), else None."""
+        self.failed: str | None = None
+        """Why the loop ended for good (it will never process again), else None."""
         self.last_turn = time.monotonic()
 
     def turned(self) -> None:
@@ -50,12 +54,15 @@ class Health:
             self.started
             and not self.restoring
             and self.problem is None
+            and self.failed is None
             and all(reader.healthy for reader in self.readers)
         )
 
     @property
     def live(self) -> bool:
-        """Whether the runner made progress within ``liveness_timeout_s``."""
+        """Whether the runner made progress within ``liveness_timeout_s`` and has not failed."""
+        if self.failed is not None:
+            return False
         return time.monotonic() - self.last_turn < self.liveness_timeout_s
 
 
@@ -92,6 +99,33 @@ def wait_for_topics(
         health.problem = None
         return partitions
     return None
+
+
+def wait_for_metadata(
+    consumer: Consumer, topics: Sequence[str], partitions: int, keep_going: Callable[[], bool]
+) -> bool:
+    """Wait until ``consumer``'s metadata has every topic with its ``partitions``.
+
+    Returns False if ``keep_going()`` turns false first. librdkafka subscribes a member only
+    to the topics its metadata knows when it joins; one that joined without a just-created
+    internal topic would not be co-assigned its partitions (see
+    :mod:`streams.runtime.assignment`).
+    """
+    while keep_going():
+        try:
+            metadata = consumer.list_topics(timeout=10)
+            known = metadata.topics
+            if all(
+                name in known
+                and known[name].error is None
+                and len(known[name].partitions) == partitions
+                for name in topics
+            ):
+                return True
+        except Exception as exc:  # the broker is not answering yet: ask again
+            log.debug("metadata not read yet: %s", exc)
+        time.sleep(0.2)
+    return False
 
 
 def report_lag(

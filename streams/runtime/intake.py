@@ -50,7 +50,10 @@ class Intake:
     def accept(self, messages: list[Message]) -> None:
         """Take fetched records (and end-of-partition events) into their partitions' buffers.
 
-        Raises :class:`~streams.runtime.checkpoint.RuntimeFatalError` on a fatal consumer error.
+        Raises :class:`~streams.runtime.checkpoint.RuntimeFatalError` on a fatal consumer error:
+        one whose code is ``_FATAL`` too, although ``error.fatal()`` is false on it (librdkafka
+        hands a consumer's fatal error, such as a static member fenced by its
+        ``group.instance.id``, as an event with that code; the consumer never fetches again).
         """
         tasks = self.tasks
         logical = self._logical
@@ -66,8 +69,12 @@ class Intake:
                     if task is not None:
                         task.caught_up(topic, message.offset())
                     continue
-                if error.fatal():
-                    raise RuntimeFatalError(f"consumer failed: {error}")
+                if error.fatal() or error.code() == KafkaError._FATAL:
+                    raise RuntimeFatalError(
+                        f"the consumer cannot consume any more: {error}",
+                        hint="the process exits; started again with the same instance id it"
+                        " rejoins the group and resumes from the last commit",
+                    )
                 log.warning("consumer error (librdkafka retries): %s", error)
                 continue
             if task is None or partition is None:

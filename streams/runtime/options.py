@@ -17,6 +17,9 @@ class RuntimeOptions:
     batch_max_events: int = 2000
     poll_timeout_s: float = 0.05
     max_idle_ms: int = 200
+    caught_up_grace_ms: int = 50
+    """How long a record waits before it overtakes a source that is only caught up as of the last
+    fetch (:class:`~streams.runtime.timesync.PartitionSynchronizer`; 0: not at all)."""
     pause_above: int = 20_000
     resume_below: int = 5_000
     state_store: str = "memory"

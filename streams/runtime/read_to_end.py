@@ -6,6 +6,14 @@ the demo's checks. "The end" is each partition's high watermark when the read st
 ``read_committed`` reader also waits for a transaction that was still open (or committing) at
 that moment to be resolved, instead of stopping short at the last stable offset: a restore that
 stopped there would miss state that the committed offsets already account for.
+
+librdkafka's watermark query honours the consumer's ``isolation.level`` (since 1.7.1): asked
+through a ``read_committed`` consumer it answers the last stable offset, not the high watermark.
+A ``commit_transaction`` returns before the coordinator's markers are on the partitions, so right
+after a previous owner's commit that is still the first offset of its last transaction. Reads
+that must see every committed record (a state restore) therefore ask a ``read_uncommitted``
+consumer for the end (:data:`END_PROBE_CONFIG`, the ``ends_from`` argument of
+:func:`read_to_end`).
 """
 
 from __future__ import annotations
@@ -30,6 +38,10 @@ READER_CONFIG = {
     "fetch.queue.backoff.ms": 10,
 }
 """librdkafka settings of a consumer used only to read partitions to their end."""
+
+END_PROBE_CONFIG = {**READER_CONFIG, "isolation.level": "read_uncommitted"}
+"""librdkafka settings of a consumer that only asks for partitions' high watermarks (their true
+ends, open transactions included), for :func:`read_to_end`'s ``ends_from``."""
 
 
 def _leader_moving(error: object) -> bool:
@@ -77,6 +89,7 @@ def read_to_end(
     timeout_s: float,
     what: str,
     stop_at: Mapping[tuple[str, int], int] | None = None,
+    ends_from: Consumer | None = None,
 ) -> int:
     """Assign ``starts`` to ``consumer`` and hand every record up to the ends to ``on_records``.
 
@@ -91,8 +104,13 @@ def read_to_end(
     earlier than the high watermark (a report's ``--until`` found with ``offsets_for_times``).
     Records from that offset on are not handed over, and a partition is paused once it reaches
     its bound (it stays assigned). Without ``stop_at`` nothing is filtered or paused.
+
+    ``ends_from`` is a ``read_uncommitted`` consumer (:data:`END_PROBE_CONFIG`) to ask for the
+    ends: then a transaction open (or still committing) when the read begins is waited for and
+    read once committed. Without it the ends are asked of ``consumer``, which for a
+    ``read_committed`` consumer are the last stable offsets: what is committed and visible now.
     """
-    marks = watermarks(consumer, starts, timeout_s=min(timeout_s, 30.0))
+    marks = watermarks(ends_from or consumer, starts, timeout_s=min(timeout_s, 30.0))
     ends = {key: high for key, (_, high) in marks.items()}
     if stop_at:
         ends = {key: min(high, stop_at.get(key, high)) for key, high in ends.items()}

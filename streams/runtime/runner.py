@@ -26,13 +26,13 @@ from typing import Any, Generic, TypeVar
 from confluent_kafka import Consumer, Message
 
 from streams.errors import TransientError
-from streams.runtime.assignment import Assignment, group_consumer
+from streams.runtime.assignment import Assignment, co_assigned, group_consumer
 from streams.runtime.checkpoint import Checkpoint
 from streams.runtime.dead_letters import oversize_input, oversize_output
 from streams.runtime.flow import FlowControl
 from streams.runtime.gc_tuning import GcTuning
 from streams.runtime.global_table import GlobalTableReader
-from streams.runtime.health import Health, report_lag, wait_for_topics
+from streams.runtime.health import Health, report_lag, wait_for_metadata, wait_for_topics
 from streams.runtime.intake import Intake
 from streams.runtime.metrics import runtime_metrics
 from streams.runtime.options import TRANSIENT_BACKOFF_S, RuntimeOptions
@@ -133,11 +133,20 @@ class StreamRunner(Generic[T]):
 
     @property
     def live(self) -> bool:
-        """Whether the loop has turned within ``liveness_timeout_s`` (restores count as turns)."""
+        """Whether the loop has turned within ``liveness_timeout_s`` (restores count as turns).
+
+        False for good once :meth:`run` has ended on an error (a fenced or failed consumer or
+        producer): the process must exit and be started again.
+        """
         return self.health.live
 
     def run(self, *, until: Callable[[], bool] | None = None) -> None:
-        """Run until :meth:`stop` is called (or ``until()`` returns true)."""
+        """Run until :meth:`stop` is called (or ``until()`` returns true).
+
+        Raises :class:`~streams.runtime.checkpoint.RuntimeFatalError` when the consumer or
+        producer can never work again (fenced, or a fatal librdkafka error): the process must
+        end (non-zero) and be started again; :attr:`live` is false from then on.
+        """
 
         def keep_going() -> bool:
             return self._running and not (until and until())
@@ -153,8 +162,11 @@ class StreamRunner(Generic[T]):
             self.producer.init_transactions()
             for reader in self.globals:
                 reader.catch_up()
+            sources = [self.physical(t) for t in self.spec.sources]
+            if not wait_for_metadata(self.consumer, sources, partitions, keep_going):
+                return
             self.consumer.subscribe(
-                [self.physical(t) for t in self.spec.sources],
+                sources,
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
                 on_lost=self._on_revoke,
@@ -163,6 +175,10 @@ class StreamRunner(Generic[T]):
             while keep_going():
                 self._iteration()
             self._commit_open()  # what an open transaction holds (commit_interval_ms)
+        except Exception as exc:  # the loop is over for good: /live says so until the exit
+            self.health.failed = f"{type(exc).__name__}: {exc}"
+            log.error("%s stops: %s", self.group, exc)
+            raise
         finally:
             self.txn.abort()
             self.health.started = False
@@ -361,10 +377,20 @@ class StreamRunner(Generic[T]):
         # Reading committed offsets with read_committed waits for any transaction the previous
         # owner left committing, so the changelog read below sees all of its effects.
         self._commit_open()  # never restore or rebalance under an open transaction
+        whole, missing = co_assigned(
+            assigned, frozenset(self.spec.sources), lambda t: self._logical.get(t, t)
+        )
+        if missing:  # fail closed: a partition number in two processes would split its state
+            log.error(
+                "%s: partition(s) assigned without all their sources, not processed until the"
+                " next rebalance: %s",
+                self.group,
+                {number: sorted(names) for number, names in sorted(missing.items())},
+            )
         self.health.restoring = True
         try:
             consumer.committed(assigned, timeout=60)
-            for partition in sorted({tp.partition for tp in assigned} - set(self.tasks)):
+            for partition in sorted(whole - set(self.tasks)):
                 self._restore_retrying(partition)
         finally:
             self.health.restoring = False

@@ -1,0 +1,145 @@
+"""A consumer that can no longer consume ends the runner, and liveness says so (issue #20).
+
+After a broker restart librdkafka can fence a static member by its own ``group.instance.id``
+(its session timed out during the outage, it rejoined under a new member id, and a request
+still carrying the old one was fenced). It then delivers an error whose code is ``_FATAL``
+while ``error.fatal()`` is false, and never consumes again. The runner used to log it as
+retriable and loop on, deciding nothing while ``/live`` stayed true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+
+from streams.runtime import runner as runner_module
+from streams.runtime.checkpoint import RuntimeFatalError
+from streams.runtime.records import Output, Processed, RawInput
+from streams.runtime.runner import RuntimeOptions, StreamRunner
+from streams.runtime.stores import KeyValueStore
+from streams.runtime.topology import TopologySpec
+
+FENCED = (
+    "Fatal consumer error: Broker: Static consumer fenced by other consumer with same"
+    " group.instance.id"
+)
+
+
+class Topology:
+    """A topology that must never be asked to process anything here."""
+
+    spec = TopologySpec(name="t", sources=("in",), outputs=("out",), changelog="t-changelog")
+
+    def bind(self, partitions: int) -> None:
+        pass
+
+    def open_state(self, partition: int, store: KeyValueStore) -> Any:
+        raise AssertionError("no partition is assigned in this test")
+
+    def event_time(self, raw: RawInput) -> int:
+        return raw.timestamp_ms
+
+    def process(self, raw: RawInput, state: Any) -> Processed:
+        raise AssertionError("nothing is consumed in this test")
+
+    def committed(self, facts: Sequence[Any]) -> None:
+        pass
+
+    def punctuate(self, partition: int, state: Any, now_ms: int) -> list[Output]:
+        return []
+
+
+class ErrorMessage:
+    """What librdkafka hands the application for a consumer error event."""
+
+    def __init__(self, error: KafkaError) -> None:
+        self._error = error
+
+    def error(self) -> KafkaError:
+        return self._error
+
+    def partition(self) -> int | None:
+        return None
+
+    def topic(self) -> str | None:
+        return None
+
+    def offset(self) -> int | None:
+        return None
+
+
+class FencedConsumer:
+    """A consumer whose group membership was fenced: one _FATAL error, then nothing, forever."""
+
+    def __init__(self, error: KafkaError) -> None:
+        self.pending = [ErrorMessage(error)]
+        self.polls = 0
+        self.closed = False
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        pass
+
+    def consume(self, num_messages: int, timeout: float) -> list[ErrorMessage]:
+        self.polls += 1
+        taken, self.pending = self.pending[:num_messages], self.pending[num_messages:]
+        return taken
+
+    def poll(self, timeout: float) -> ErrorMessage | None:
+        found = self.consume(1, timeout)
+        return found[0] if found else None
+
+    def assignment(self) -> list[Any]:
+        return []
+
+    def position(self, partitions: list[Any]) -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Producer:
+    def init_transactions(self, *args: Any) -> None:
+        pass
+
+
+def fenced_runner(monkeypatch: pytest.MonkeyPatch, error: KafkaError) -> StreamRunner[Any]:
+    consumer = FencedConsumer(error)
+    monkeypatch.setattr(runner_module, "wait_for_topics", lambda *args: 1)
+    monkeypatch.setattr(runner_module, "wait_for_metadata", lambda *args: True)
+    monkeypatch.setattr(runner_module, "group_consumer", lambda *args: consumer)
+    monkeypatch.setattr(runner_module, "transactional_producer", lambda *args: Producer())
+    return StreamRunner(
+        {"bootstrap.servers": "127.0.0.1:9"},  # never contacted: no client is built
+        None,  # type: ignore[arg-type]
+        Topology(),
+        instance_id="i1",
+        options=RuntimeOptions(poll_timeout_s=0.01),
+        metrics_prefix="test_runtime_fatal",
+    )
+
+
+def test_a_fatal_coded_consumer_error_ends_the_loop_and_liveness(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    error = KafkaError(KafkaError._FATAL, FENCED)
+    assert not error.fatal()  # as librdkafka delivers it: only the code says it
+    runner = fenced_runner(monkeypatch, error)
+    consumer = runner.consumer
+    turns = 0
+
+    def give_up() -> bool:  # without the fix the loop would spin on an idle consumer
+        nonlocal turns
+        turns += 1
+        return turns > 200
+
+    with pytest.raises(RuntimeFatalError, match="fenced"):
+        runner.run(until=give_up)
+
+    assert turns < 200, "the runner went on looping after its consumer failed for good"
+    assert consumer.closed  # type: ignore[attr-defined]
+    assert not runner.live, "/live must say that this process will never decide again"
+    assert not runner.ready
