@@ -113,9 +113,22 @@ class DetectorSteps:
         # "d": when the gate decided (its wall clock), for the detection latency of an alert
         forwarded = {"e": event.to_dict(), "src": [partition, offset], "d": _wall_ms(record)}
         return [
-            ("recipient", event.recipient_org, forwarded),
+            ("recipient", self.recipient_key(event), forwarded),
             ("actor", event.actor, forwarded),
         ], None
+
+    def recipient_key(self, event: DecisionEvent) -> str:
+        """Return the recipient-side key of a decision: its recipient, or :data:`UNREGISTERED`.
+
+        A decision that let nothing out to a recipient the policy does not know counts for no
+        bulk export; its denial counts for the one :data:`UNREGISTERED` subject, so requests
+        naming invented recipients cannot grow the detector's state (one entry, not one each).
+        An ``ALLOW`` keeps its recipient (a gate whose policy is newer than the detector's).
+        """
+        org = event.recipient_org
+        if event.allowed or org in self.registered:
+            return org
+        return UNREGISTERED
 
     def route_read(
         self, key: bytes | None, value: bytes | None, partition: int, offset: int
@@ -161,17 +174,20 @@ class DetectorSteps:
         """
         event = DecisionEvent.from_dict(forwarded["e"])
         src = forwarded.get("src")
-        if bulk is not None and bulk.seen(src):
+        if (bulk is not None and bulk.seen(src)) or (burst is not None and burst.seen(src)):
             return Applied({"bulk": bulk, "burst": burst}, duplicate=True)
         det = self.detectors
-        org = event.recipient_org
-        if bulk is None:
-            bulk = Tracked(det.bulk.new_state(org))
-        outcome = det.bulk.observe(bulk.state, event)
-        bulk.note(src)
-        self._gauges(outcome)
+        org = self.recipient_key(event)
         decided = forwarded.get("d")
-        outputs = self._outputs(outcome.alert, outcome.control, decided)
+        outputs: list[Output] = []
+        if org != UNREGISTERED:
+            if bulk is None:
+                bulk = Tracked(det.bulk.new_state(org))
+            outcome = det.bulk.observe(bulk.state, event)
+            bulk.note(src)
+            self._gauges(outcome)
+            outputs += self._outputs(outcome.alert, outcome.control, decided)
+            _episode_gauge("BULK_EXPORT", "recipient", org, bulk.state.episode.active)
         if det.bursts.subjects(event):
             if burst is None:
                 burst = Tracked(det.bursts.new_state(BurstDimension.RECIPIENT, org))
@@ -181,7 +197,6 @@ class DetectorSteps:
             _episode_gauge("DENIED_BURST", "recipient", org, burst.state.episode.active)
             if burst.state.is_idle():
                 burst = None
-        _episode_gauge("BULK_EXPORT", "recipient", org, bulk.state.episode.active)
         return Applied({"bulk": bulk, "burst": burst}, outputs)
 
     def _gauges(self, outcome: BulkExportOutcome) -> None:
@@ -276,6 +291,10 @@ class DetectorSteps:
         name = self.topic(output.topic)
         return name, output.key.encode("utf-8"), self.codec.encode(name, output.record)
 
+
+UNREGISTERED = "*unregistered*"
+"""The one recipient-side subject of every recipient the policy does not know (no policy id
+can take this name: policy ids use only ``[a-z0-9._-]``)."""
 
 _ACTIVE: set[tuple[str, str, str]] = set()
 
