@@ -96,16 +96,23 @@ class DetectorSteps:
     # ------------------------------------------------------------------ step 1: route
 
     def route_decision(
-        self, key: bytes | None, value: bytes | None, partition: int, offset: int
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        offset: int,
+        decoded: Mapping[str, Any] | None = None,
     ) -> tuple[list[tuple[str, str, dict[str, Any]]], Output | None]:
         """Decode one decision; return ``[(side, key, forwarded)]`` or a dead letter.
 
-        ``side`` is ``"recipient"`` or ``"actor"``.
+        ``side`` is ``"recipient"`` or ``"actor"``; ``decoded`` is the value if already decoded.
         """
         metrics.DECISIONS_CONSUMED.inc()
         source = topics.TOPIC_DECISIONS
         try:
-            record = self.codec.decode(self.topic(source), value)
+            record = decoded
+            if record is None:
+                record = self.codec.decode(self.topic(source), value)
             event = DecisionEvent.from_record(record)
         except ConsentinelError as exc:
             return [], self._dead_letter(source, key, value, partition, offset, exc)
@@ -131,14 +138,24 @@ class DetectorSteps:
         return UNREGISTERED
 
     def route_read(
-        self, key: bytes | None, value: bytes | None, partition: int, offset: int
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        offset: int,
+        decoded: Mapping[str, Any] | None = None,
     ) -> tuple[list[tuple[str, str, dict[str, Any]]], Output | None]:
         """Decode one training read; forward its job -> model to the actor side.
 
         A read that cannot be decoded is skipped (the gate dead-letters the input topics).
+        ``decoded`` is the value if already decoded.
         """
         try:
-            record = self.codec.decode(self.topic(topics.TOPIC_TRAINING_READS), value)
+            record = (
+                decoded
+                if decoded is not None
+                else self.codec.decode(self.topic(topics.TOPIC_TRAINING_READS), value)
+            )
         except ConsentinelError:
             return [], None
         job, model = record.get("job_id"), record.get("model_id")

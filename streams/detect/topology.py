@@ -44,6 +44,9 @@ from streams.runtime.topology import TopologySpec
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
+_EVENT_TIME = {topics.TOPIC_DECISIONS: "decided_at", topics.TOPIC_TRAINING_READS: "occurred_at"}
+"""The field that gives a merged input its event time (others: their append time)."""
+
 
 class DetectorTopology:
     """Routes decisions by subject (stage 1) and runs the detectors per subject (stage 2)."""
@@ -83,7 +86,8 @@ class DetectorTopology:
             ),
             changelog=changelog,
             internal=(by_recipient, by_actor),
-            synchronized=False,
+            synchronized=True,
+            merge_partitions=True,
         )
 
     def bind(self, partitions: int) -> None:
@@ -101,21 +105,39 @@ class DetectorTopology:
         self._recalls.pop(partition, None)
 
     def event_time(self, raw: RawInput) -> int:
-        """Not used: the detectors take records in arrival order (their windows allow it)."""
-        return raw.timestamp_ms
+        """Order inputs by event time across all partitions held (decoded once, kept on ``raw``).
+
+        A decision by its ``decided_at`` (the detectors' clock), a training read by its
+        ``occurred_at`` (never later than its decision's ``decided_at``), recall orders and
+        acknowledgements by their append time. The runtime merges every partition's sources by
+        this time (``merge_partitions``), so stage 1 forwards, and stage 2 counts, a backlog
+        in the order live traffic had. An input that cannot be decoded is ordered by its append
+        time; :meth:`process` dead-letters it (or it is retried, when the registry was down).
+        """
+        field = _EVENT_TIME.get(raw.topic)
+        if field is None:
+            return raw.timestamp_ms
+        try:
+            raw.decoded = record = self.steps.codec.decode(self.steps.topic(raw.topic), raw.value)
+        except ConsentinelError:
+            return raw.timestamp_ms
+        at = record.get(field)
+        return at if isinstance(at, int) and not isinstance(at, bool) else raw.timestamp_ms
 
     def process(self, raw: RawInput, state: DetectorState) -> Processed:
         """Route (stage 1) or apply (stage 2) one record."""
         try:
             if raw.topic == topics.TOPIC_DECISIONS:
                 forwards, dead = self.steps.route_decision(
-                    raw.key, raw.value, raw.partition, raw.offset
+                    raw.key, raw.value, raw.partition, raw.offset, raw.decoded
                 )
                 if dead is not None:
                     return Processed([_output(dead)], dead_letter_kind=dead.record["error_kind"])
                 return Processed(self._forward(forwards))
             if raw.topic == topics.TOPIC_TRAINING_READS:
-                forwards, _ = self.steps.route_read(raw.key, raw.value, raw.partition, raw.offset)
+                forwards, _ = self.steps.route_read(
+                    raw.key, raw.value, raw.partition, raw.offset, raw.decoded
+                )
                 return Processed(self._forward(forwards))
             if raw.topic in (topics.TOPIC_RECALLS, topics.TOPIC_RECALL_ACKS):
                 record = self.steps.codec.decode(self.steps.topic(raw.topic), raw.value)
