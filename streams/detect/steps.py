@@ -233,6 +233,16 @@ class DetectorSteps:
         limit = outcome.threshold
         threshold.set(float("nan") if limit is None else limit)
 
+    def on_resume(self, bulk: Tracked, control_id: str, at_ms: int) -> list[Output]:
+        """Apply an operator's resume to a recipient's bulk state; return what to produce."""
+        outcome = self.detectors.bulk.resume(bulk.state, control_id, at_ms)
+        if outcome is None:
+            return []
+        self._gauges(outcome)
+        org = outcome.recipient
+        _episode_gauge("BULK_EXPORT", "recipient", org, bulk.state.episode.active)
+        return self._outputs(outcome.alert, outcome.control)
+
     # ------------------------------------------------------------------ step 3: actors
 
     def on_actor(

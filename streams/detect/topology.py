@@ -28,6 +28,7 @@ from streams import topics
 from streams.core.partitioning import partition_for
 from streams.detect import steps
 from streams.detect.recalls import RecallStage, RecallState
+from streams.detect.resumes import ResumesTable
 from streams.detect.state import (
     BULK,
     JOB,
@@ -40,7 +41,7 @@ from streams.detect.state import (
 from streams.errors import ConsentinelError, TransientError
 from streams.runtime.records import Output, Processed, RawInput
 from streams.runtime.stores import KeyValueStore
-from streams.runtime.topology import TopologySpec
+from streams.runtime.topology import GlobalTable, TopologySpec
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
@@ -67,6 +68,7 @@ class DetectorTopology:
         by_recipient, by_actor, changelog = topics.detector_topics(app_name)
         self.by_recipient, self.by_actor = by_recipient, by_actor
         self._sides = {"recipient": by_recipient, "actor": by_actor}
+        self.resumes = ResumesTable(detector.codec, detector.topic(topics.TOPIC_CONTROLS))
         self.spec = TopologySpec(
             name=app_name,
             sources=(
@@ -88,6 +90,7 @@ class DetectorTopology:
             internal=(by_recipient, by_actor),
             synchronized=True,
             merge_partitions=True,
+            global_tables=(GlobalTable(topics.TOPIC_CONTROLS, self.resumes),),
         )
 
     def bind(self, partitions: int) -> None:
@@ -225,10 +228,35 @@ class DetectorTopology:
         """Nothing to count after the commit: the steps count as they go."""
 
     def punctuate(self, partition: int, state: DetectorState, now_ms: int) -> list[Output]:
-        """Return the ``RECALL_OVERDUE`` alerts that wall-clock time alone made due."""
-        outputs = self.recall_stage.overdue(state.recalls, now_ms)
+        """Return what wall-clock time made due: overdue recalls, and resumes to apply.
+
+        ``RECALL_OVERDUE`` alerts, and the alerts (and suspensions) of recipients that an
+        operator resumed while still above their limit.
+        """
+        outputs = self._resumed(partition, state)
+        outputs += self.recall_stage.overdue(state.recalls, now_ms)
         if partition == min(self._recalls, default=partition):
             self.recall_stage.gauge(list(self._recalls.values()), now_ms)
+        return outputs
+
+    def _resumed(self, partition: int, state: DetectorState) -> list[Output]:
+        """Apply the resumes of this partition's recipients (stage 2 counts them here)."""
+        if not self.resumes.pending:
+            return []
+        outputs: list[Output] = []
+        partitions = self.partitions
+
+        def owns(org: str) -> bool:
+            return partition_for(org.encode("utf-8"), partitions) == partition
+
+        for org, control_id, at_ms in self.resumes.take(owns):
+            bulk_key = BULK + org
+            bulk = state.get(bulk_key)
+            if bulk is None:
+                continue
+            produced = self.steps.on_resume(bulk, control_id, at_ms)
+            state.put(bulk_key, bulk)
+            outputs += [_output(o) for o in produced]
         return outputs
 
 
