@@ -309,3 +309,69 @@ def test_two_sigkills_around_the_crossing_still_raise_exactly_one_alert(
     assert [(c["kind"], c["recipient_org"]) for c in controls] == [
         ("SUSPEND_RECIPIENT", "acme-vision")
     ]
+
+
+def test_a_detector_started_after_a_skewed_backlog_alerts_on_every_true_crossing(
+    detector: DetectorEnv,
+) -> None:
+    """Two days decided before the detector starts, written partition after partition.
+
+    The detector merges its input partitions by ``decided_at`` (contract §5): every crossing
+    of the true sliding hour gets its alert (within 5 minutes of event time, with the true
+    count), and a recipient that stays under its limit gets none.
+    """
+    from streams.core.partitioning import partition_for
+    from tests.unit import test_detector_replay as replay
+
+    detector.policy.write_text(
+        (REPO / "deploy" / "policy.example.yaml")
+        .read_text()
+        .replace("max_photos_per_hour: 5000", f"max_photos_per_hour: {replay.LIMIT}")
+        .replace("max_photos_per_hour: 2000", f"max_photos_per_hour: {replay.LIMIT}")
+    )
+    events = replay.backlog(seed=7)
+    name = detector.topic(topics.TOPIC_DECISIONS)
+    consumer = Consumer({**detector.settings.kafka_config(), "group.id": "meta"})
+    try:
+        partitions = len(consumer.list_topics(name, timeout=10).topics[name].partitions)
+    finally:
+        consumer.close()
+    by_partition: dict[int, list[tuple[int, replay.Event]]] = {}
+    for n, event in enumerate(events):
+        by_partition.setdefault(partition_for(event[2], partitions), []).append((n, event))
+    producer = Producer(detector.settings.kafka_config())
+    for partition in sorted(by_partition):  # each partition's whole backlog in turn
+        for n, (at, recipient, owner) in by_partition[partition]:
+            record = {
+                **SAMPLE_RECORDS["Decision"],
+                "decision_id": f"d-{n}",
+                "subject_event_id": f"e-{n}",
+                "subject_kind": "TRAINING_READ",
+                "owner_id": owner,
+                "photo_id": f"p-{n}",
+                "actor": f"job-{recipient}",
+                "recipient_org": recipient,
+                "purpose": "ML_TRAINING",
+                "verdict": "ALLOW",
+                "reason": "CONSENTED",
+                "occurred_at": at,
+                "decided_at": at,
+            }
+            producer.produce(
+                name, detector.codec.encode(name, record), owner.encode(), partition=partition
+            )
+            producer.poll(0)
+        assert producer.flush(60) == 0
+    detector.start()
+    detector.wait_caught_up(timeout=300)
+    alerts = _bulk_alerts(detector)
+    expected = replay.true_crossings(events, replay.BURSTY)
+    assert len(expected) == 4 and replay.true_crossings(events, replay.STEADY) == []
+    raised = sorted(
+        (a["window_end"], a["observed"]) for a in alerts if a["subject"] == replay.BURSTY
+    )
+    assert len(raised) == len(expected), (raised, expected)
+    for (at, observed), (true_at, true_count) in zip(raised, expected, strict=True):
+        assert abs(at - true_at) <= 5 * 60_000
+        assert observed == true_count
+    assert [a for a in alerts if a["subject"] == replay.STEADY] == []
