@@ -1,6 +1,8 @@
 """The detectors as a topology on the stream runtime (:mod:`streams.runtime`), in two stages.
 
-Stage 1 reads ``governance.decisions`` (keyed by owner) and ``training.reads`` and re-keys what
+Stage 1 reads ``governance.decisions`` (keyed by owner) and ``training.reads``, merged across
+all the partitions the process holds by event time (a decision's ``decided_at``, contract §5;
+the runtime's merge, ``TopologySpec.merge_partitions``), and re-keys what
 the detectors need onto two internal repartition topics, in the same transaction as the offsets
 it consumed: ``consentinel-detector.by-recipient`` (keyed by recipient) and
 ``consentinel-detector.by-actor`` (keyed by requester or job, with each job's model). Stage 2
@@ -9,9 +11,17 @@ the pure detectors (:class:`~streams.detect.steps.DetectorSteps`) with their sta
 changelogged store. Alerts, ``SUSPEND_RECIPIENT`` controls and dead letters are written in stage
 2's transactions. Recall orders and their acknowledgements (both keyed by recipient) are
 tracked per partition, and a wall-clock punctuation raises ``RECALL_OVERDUE`` for an order not
-fully acknowledged by its ``due_at`` (:mod:`streams.detect.recalls`). Every read is
+fully acknowledged by its ``due_at`` (:mod:`streams.detect.recalls`). ``governance.controls`` is
+a global table: an operator's ``RESUME_RECIPIENT`` ends the recipient's ``BULK_EXPORT`` episode
+at the next punctuation (:mod:`streams.detect.resumes`). Every read is
 ``read_committed``: a decision from an aborted gate transaction
 is never counted, and after any crash each decision is counted exactly once.
+
+Where the windows are counted (stage 2) the merge holds while one process holds every
+partition (its stage-1 output to its own partitions is processed at once, in merged order:
+the runtime's local loopback). With several detector instances, what another instance's stage 1
+forwards arrives in that instance's merged order, interleaved with this one's by commit: a
+catch-up then counts each instance's partitions in order, not all of them together.
 
 Stage 2's state (:class:`~streams.detect.state.DetectorState`): per subject, the pure detectors'
 live state objects, changelogged as JSON once per transaction.
