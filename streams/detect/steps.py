@@ -96,16 +96,23 @@ class DetectorSteps:
     # ------------------------------------------------------------------ step 1: route
 
     def route_decision(
-        self, key: bytes | None, value: bytes | None, partition: int, offset: int
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        offset: int,
+        decoded: Mapping[str, Any] | None = None,
     ) -> tuple[list[tuple[str, str, dict[str, Any]]], Output | None]:
         """Decode one decision; return ``[(side, key, forwarded)]`` or a dead letter.
 
-        ``side`` is ``"recipient"`` or ``"actor"``.
+        ``side`` is ``"recipient"`` or ``"actor"``; ``decoded`` is the value if already decoded.
         """
         metrics.DECISIONS_CONSUMED.inc()
         source = topics.TOPIC_DECISIONS
         try:
-            record = self.codec.decode(self.topic(source), value)
+            record = decoded
+            if record is None:
+                record = self.codec.decode(self.topic(source), value)
             event = DecisionEvent.from_record(record)
         except ConsentinelError as exc:
             return [], self._dead_letter(source, key, value, partition, offset, exc)
@@ -113,19 +120,42 @@ class DetectorSteps:
         # "d": when the gate decided (its wall clock), for the detection latency of an alert
         forwarded = {"e": event.to_dict(), "src": [partition, offset], "d": _wall_ms(record)}
         return [
-            ("recipient", event.recipient_org, forwarded),
+            ("recipient", self.recipient_key(event), forwarded),
             ("actor", event.actor, forwarded),
         ], None
 
+    def recipient_key(self, event: DecisionEvent) -> str:
+        """Return the recipient-side key of a decision: its recipient, or :data:`UNREGISTERED`.
+
+        A decision that let nothing out to a recipient the policy does not know counts for no
+        bulk export; its denial counts for the one :data:`UNREGISTERED` subject, so requests
+        naming invented recipients cannot grow the detector's state (one entry, not one each).
+        An ``ALLOW`` keeps its recipient (a gate whose policy is newer than the detector's).
+        """
+        org = event.recipient_org
+        if event.allowed or org in self.registered:
+            return org
+        return UNREGISTERED
+
     def route_read(
-        self, key: bytes | None, value: bytes | None, partition: int, offset: int
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        offset: int,
+        decoded: Mapping[str, Any] | None = None,
     ) -> tuple[list[tuple[str, str, dict[str, Any]]], Output | None]:
         """Decode one training read; forward its job -> model to the actor side.
 
         A read that cannot be decoded is skipped (the gate dead-letters the input topics).
+        ``decoded`` is the value if already decoded.
         """
         try:
-            record = self.codec.decode(self.topic(topics.TOPIC_TRAINING_READS), value)
+            record = (
+                decoded
+                if decoded is not None
+                else self.codec.decode(self.topic(topics.TOPIC_TRAINING_READS), value)
+            )
         except ConsentinelError:
             return [], None
         job, model = record.get("job_id"), record.get("model_id")
@@ -161,17 +191,20 @@ class DetectorSteps:
         """
         event = DecisionEvent.from_dict(forwarded["e"])
         src = forwarded.get("src")
-        if bulk is not None and bulk.seen(src):
+        if (bulk is not None and bulk.seen(src)) or (burst is not None and burst.seen(src)):
             return Applied({"bulk": bulk, "burst": burst}, duplicate=True)
         det = self.detectors
-        org = event.recipient_org
-        if bulk is None:
-            bulk = Tracked(det.bulk.new_state(org))
-        outcome = det.bulk.observe(bulk.state, event)
-        bulk.note(src)
-        self._gauges(outcome)
+        org = self.recipient_key(event)
         decided = forwarded.get("d")
-        outputs = self._outputs(outcome.alert, outcome.control, decided)
+        outputs: list[Output] = []
+        if org != UNREGISTERED:
+            if bulk is None:
+                bulk = Tracked(det.bulk.new_state(org))
+            outcome = det.bulk.observe(bulk.state, event)
+            bulk.note(src)
+            self._gauges(outcome)
+            outputs += self._outputs(outcome.alert, outcome.control, decided)
+            _episode_gauge("BULK_EXPORT", "recipient", org, bulk.state.episode.active)
         if det.bursts.subjects(event):
             if burst is None:
                 burst = Tracked(det.bursts.new_state(BurstDimension.RECIPIENT, org))
@@ -181,7 +214,6 @@ class DetectorSteps:
             _episode_gauge("DENIED_BURST", "recipient", org, burst.state.episode.active)
             if burst.state.is_idle():
                 burst = None
-        _episode_gauge("BULK_EXPORT", "recipient", org, bulk.state.episode.active)
         return Applied({"bulk": bulk, "burst": burst}, outputs)
 
     def _gauges(self, outcome: BulkExportOutcome) -> None:
@@ -200,6 +232,16 @@ class DetectorSteps:
         baseline.set(float("nan") if base is None else base.median)
         limit = outcome.threshold
         threshold.set(float("nan") if limit is None else limit)
+
+    def on_resume(self, bulk: Tracked, control_id: str, at_ms: int) -> list[Output]:
+        """Apply an operator's resume to a recipient's bulk state; return what to produce."""
+        outcome = self.detectors.bulk.resume(bulk.state, control_id, at_ms)
+        if outcome is None:
+            return []
+        self._gauges(outcome)
+        org = outcome.recipient
+        _episode_gauge("BULK_EXPORT", "recipient", org, bulk.state.episode.active)
+        return self._outputs(outcome.alert, outcome.control)
 
     # ------------------------------------------------------------------ step 3: actors
 
@@ -276,6 +318,10 @@ class DetectorSteps:
         name = self.topic(output.topic)
         return name, output.key.encode("utf-8"), self.codec.encode(name, output.record)
 
+
+UNREGISTERED = "*unregistered*"
+"""The one recipient-side subject of every recipient the policy does not know (no policy id
+can take this name: policy ids use only ``[a-z0-9._-]``)."""
 
 _ACTIVE: set[tuple[str, str, str]] = set()
 

@@ -1,6 +1,8 @@
 """The detectors as a topology on the stream runtime (:mod:`streams.runtime`), in two stages.
 
-Stage 1 reads ``governance.decisions`` (keyed by owner) and ``training.reads`` and re-keys what
+Stage 1 reads ``governance.decisions`` (keyed by owner) and ``training.reads``, merged across
+all the partitions the process holds by event time (a decision's ``decided_at``, contract §5;
+the runtime's merge, ``TopologySpec.merge_partitions``), and re-keys what
 the detectors need onto two internal repartition topics, in the same transaction as the offsets
 it consumed: ``consentinel-detector.by-recipient`` (keyed by recipient) and
 ``consentinel-detector.by-actor`` (keyed by requester or job, with each job's model). Stage 2
@@ -9,9 +11,17 @@ the pure detectors (:class:`~streams.detect.steps.DetectorSteps`) with their sta
 changelogged store. Alerts, ``SUSPEND_RECIPIENT`` controls and dead letters are written in stage
 2's transactions. Recall orders and their acknowledgements (both keyed by recipient) are
 tracked per partition, and a wall-clock punctuation raises ``RECALL_OVERDUE`` for an order not
-fully acknowledged by its ``due_at`` (:mod:`streams.detect.recalls`). Every read is
+fully acknowledged by its ``due_at`` (:mod:`streams.detect.recalls`). ``governance.controls`` is
+a global table: an operator's ``RESUME_RECIPIENT`` ends the recipient's ``BULK_EXPORT`` episode
+at the next punctuation (:mod:`streams.detect.resumes`). Every read is
 ``read_committed``: a decision from an aborted gate transaction
 is never counted, and after any crash each decision is counted exactly once.
+
+Where the windows are counted (stage 2) the merge holds while one process holds every
+partition (its stage-1 output to its own partitions is processed at once, in merged order:
+the runtime's local loopback). With several detector instances, what another instance's stage 1
+forwards arrives in that instance's merged order, interleaved with this one's by commit: a
+catch-up then counts each instance's partitions in order, not all of them together.
 
 Stage 2's state (:class:`~streams.detect.state.DetectorState`): per subject, the pure detectors'
 live state objects, changelogged as JSON once per transaction.
@@ -28,6 +38,7 @@ from streams import topics
 from streams.core.partitioning import partition_for
 from streams.detect import steps
 from streams.detect.recalls import RecallStage, RecallState
+from streams.detect.resumes import ResumesTable
 from streams.detect.state import (
     BULK,
     JOB,
@@ -40,9 +51,12 @@ from streams.detect.state import (
 from streams.errors import ConsentinelError, TransientError
 from streams.runtime.records import Output, Processed, RawInput
 from streams.runtime.stores import KeyValueStore
-from streams.runtime.topology import TopologySpec
+from streams.runtime.topology import GlobalTable, TopologySpec
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
+
+_EVENT_TIME = {topics.TOPIC_DECISIONS: "decided_at", topics.TOPIC_TRAINING_READS: "occurred_at"}
+"""The field that gives a merged input its event time (others: their append time)."""
 
 
 class DetectorTopology:
@@ -64,6 +78,7 @@ class DetectorTopology:
         by_recipient, by_actor, changelog = topics.detector_topics(app_name)
         self.by_recipient, self.by_actor = by_recipient, by_actor
         self._sides = {"recipient": by_recipient, "actor": by_actor}
+        self.resumes = ResumesTable(detector.codec, detector.topic(topics.TOPIC_CONTROLS))
         self.spec = TopologySpec(
             name=app_name,
             sources=(
@@ -83,7 +98,9 @@ class DetectorTopology:
             ),
             changelog=changelog,
             internal=(by_recipient, by_actor),
-            synchronized=False,
+            synchronized=True,
+            merge_partitions=True,
+            global_tables=(GlobalTable(topics.TOPIC_CONTROLS, self.resumes),),
         )
 
     def bind(self, partitions: int) -> None:
@@ -101,21 +118,39 @@ class DetectorTopology:
         self._recalls.pop(partition, None)
 
     def event_time(self, raw: RawInput) -> int:
-        """Not used: the detectors take records in arrival order (their windows allow it)."""
-        return raw.timestamp_ms
+        """Order inputs by event time across all partitions held (decoded once, kept on ``raw``).
+
+        A decision by its ``decided_at`` (the detectors' clock), a training read by its
+        ``occurred_at`` (never later than its decision's ``decided_at``), recall orders and
+        acknowledgements by their append time. The runtime merges every partition's sources by
+        this time (``merge_partitions``), so stage 1 forwards, and stage 2 counts, a backlog
+        in the order live traffic had. An input that cannot be decoded is ordered by its append
+        time; :meth:`process` dead-letters it (or it is retried, when the registry was down).
+        """
+        field = _EVENT_TIME.get(raw.topic)
+        if field is None:
+            return raw.timestamp_ms
+        try:
+            raw.decoded = record = self.steps.codec.decode(self.steps.topic(raw.topic), raw.value)
+        except ConsentinelError:
+            return raw.timestamp_ms
+        at = record.get(field)
+        return at if isinstance(at, int) and not isinstance(at, bool) else raw.timestamp_ms
 
     def process(self, raw: RawInput, state: DetectorState) -> Processed:
         """Route (stage 1) or apply (stage 2) one record."""
         try:
             if raw.topic == topics.TOPIC_DECISIONS:
                 forwards, dead = self.steps.route_decision(
-                    raw.key, raw.value, raw.partition, raw.offset
+                    raw.key, raw.value, raw.partition, raw.offset, raw.decoded
                 )
                 if dead is not None:
                     return Processed([_output(dead)], dead_letter_kind=dead.record["error_kind"])
                 return Processed(self._forward(forwards))
             if raw.topic == topics.TOPIC_TRAINING_READS:
-                forwards, _ = self.steps.route_read(raw.key, raw.value, raw.partition, raw.offset)
+                forwards, _ = self.steps.route_read(
+                    raw.key, raw.value, raw.partition, raw.offset, raw.decoded
+                )
                 return Processed(self._forward(forwards))
             if raw.topic in (topics.TOPIC_RECALLS, topics.TOPIC_RECALL_ACKS):
                 record = self.steps.codec.decode(self.steps.topic(raw.topic), raw.value)
@@ -203,10 +238,35 @@ class DetectorTopology:
         """Nothing to count after the commit: the steps count as they go."""
 
     def punctuate(self, partition: int, state: DetectorState, now_ms: int) -> list[Output]:
-        """Return the ``RECALL_OVERDUE`` alerts that wall-clock time alone made due."""
-        outputs = self.recall_stage.overdue(state.recalls, now_ms)
+        """Return what wall-clock time made due: overdue recalls, and resumes to apply.
+
+        ``RECALL_OVERDUE`` alerts, and the alerts (and suspensions) of recipients that an
+        operator resumed while still above their limit.
+        """
+        outputs = self._resumed(partition, state)
+        outputs += self.recall_stage.overdue(state.recalls, now_ms)
         if partition == min(self._recalls, default=partition):
             self.recall_stage.gauge(list(self._recalls.values()), now_ms)
+        return outputs
+
+    def _resumed(self, partition: int, state: DetectorState) -> list[Output]:
+        """Apply the resumes of this partition's recipients (stage 2 counts them here)."""
+        if not self.resumes.pending:
+            return []
+        outputs: list[Output] = []
+        partitions = self.partitions
+
+        def owns(org: str) -> bool:
+            return partition_for(org.encode("utf-8"), partitions) == partition
+
+        for org, control_id, at_ms in self.resumes.take(owns):
+            bulk_key = BULK + org
+            bulk = state.get(bulk_key)
+            if bulk is None:
+                continue
+            produced = self.steps.on_resume(bulk, control_id, at_ms)
+            state.put(bulk_key, bulk)
+            outputs += [_output(o) for o in produced]
         return outputs
 
 

@@ -26,11 +26,19 @@ class FlowControl:
     def update(self, tasks: Mapping[int, PartitionTask], physical: Callable[[str], str]) -> None:
         """Pause or resume each task's sources by how many of their records are buffered."""
         for partition, task in tasks.items():
-            for topic in task.merge.streams:
-                pending = task.merge.pending(topic)
-                if pending > self.pause_above and topic not in task.paused:
-                    self.consumer.pause([TopicPartition(physical(topic), partition)])
-                    task.paused.add(topic)
-                elif pending < self.resume_below and topic in task.paused:
-                    self.consumer.resume([TopicPartition(physical(topic), partition)])
-                    task.paused.discard(topic)
+
+            def where(topic: str, partition: int = partition) -> TopicPartition:
+                return TopicPartition(physical(topic), partition)
+
+            self.update_task(task, where)
+
+    def update_task(self, task: PartitionTask, where: Callable[[str], TopicPartition]) -> None:
+        """Pause or resume the streams of one merge; ``where`` names a stream's partition."""
+        for stream in task.merge.streams:
+            pending = task.merge.pending(stream)
+            if pending > self.pause_above and stream not in task.paused:
+                self.consumer.pause([where(stream)])
+                task.paused.add(stream)
+            elif pending < self.resume_below and stream in task.paused:
+                self.consumer.resume([where(stream)])
+                task.paused.discard(stream)

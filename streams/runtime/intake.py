@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from streams.runtime.checkpoint import RuntimeFatalError
+from streams.runtime.crossmerge import CrossPartitionMerge, split_stream
 from streams.runtime.records import RawInput
 from streams.runtime.task import PartitionTask
 from streams.runtime.topology import Topology
@@ -37,6 +38,7 @@ class Intake:
         physical: Callable[[str], str],
         logical: Mapping[str, str],
         unordered_topics: frozenset[str],
+        max_idle_ms: int = 200,
     ) -> None:
         self.consumer = consumer
         self.topology = topology
@@ -46,6 +48,12 @@ class Intake:
         self._logical = logical
         self._unordered_topics = unordered_topics
         self._unordered: list[RawInput] = []
+        spec = topology.spec
+        self.cross: CrossPartitionMerge | None = None
+        """The one merge of all assigned partitions (``TopologySpec.merge_partitions``)."""
+        if spec.synchronized and spec.merge_partitions:
+            merged = [t for t in spec.sources if t not in unordered_topics]
+            self.cross = CrossPartitionMerge(merged, max_idle_ms=max_idle_ms)
 
     def accept(self, messages: list[Message]) -> None:
         """Take fetched records (and end-of-partition events) into their partitions' buffers.
@@ -59,6 +67,7 @@ class Intake:
         logical = self._logical
         unordered_topics = self._unordered_topics
         event_time = self.topology.event_time
+        cross = self.cross
         for message in messages:
             error = message.error()
             partition = message.partition()
@@ -68,6 +77,8 @@ class Intake:
                 if error.code() == KafkaError._PARTITION_EOF:
                     if task is not None:
                         task.caught_up(topic, message.offset())
+                        if cross is not None and partition is not None:
+                            cross.caught_up(topic, partition, message.offset())
                     continue
                 if error.fatal() or error.code() == KafkaError._FATAL:
                     raise RuntimeFatalError(
@@ -93,6 +104,10 @@ class Intake:
                 task.positions[topic] = raw.offset + 1
                 self._unordered.append(raw)
                 continue
+            if cross is not None:
+                task.positions[topic] = raw.offset + 1
+                cross.accept(raw, event_time(raw))
+                continue
             task.accept(raw, event_time(raw))
 
     def drain(self, budget: int) -> list[RawInput]:
@@ -106,6 +121,13 @@ class Intake:
             return unordered
         now = int(time.time() * 1000)
         batch: list[RawInput] = unordered  # internal topics: in arrival order, before the merge
+        if self.cross is not None:
+            if len(batch) < budget:
+                for raw in self.cross.release(now, self._high_of):
+                    batch.append(raw)
+                    if len(batch) >= budget:
+                        break
+            return batch
         for task in self.tasks.values():
             if len(batch) >= budget:
                 break
@@ -116,12 +138,37 @@ class Intake:
         return batch
 
     def clear(self) -> None:
-        """Drop every record taken in arrival order (the consumer reads them again)."""
+        """Drop every record not processed yet (the consumer reads them again)."""
         self._unordered = []
+        if self.cross is not None:
+            paused = [self.where(stream) for stream in self.cross.task.paused]
+            if paused:
+                self.consumer.resume(paused)
+            self.cross.reset(self.tasks)
 
     def keep_assigned(self) -> None:
-        """Drop the records taken in arrival order of partitions no longer assigned."""
+        """Drop the records taken in arrival order of partitions no longer assigned.
+
+        The cross-partition merge starts over with the partitions held now (the range
+        assignor revokes every partition before a new assignment, and each is read again
+        from its committed offset).
+        """
         self._unordered = [raw for raw in self._unordered if raw.partition in self.tasks]
+        if self.cross is not None:
+            self.cross.reset(self.tasks)
+
+    def reassigned(self) -> None:
+        """Merge the partitions held now (after an assignment; nothing of theirs is buffered)."""
+        if self.cross is not None and set(self.cross.partitions) != set(self.tasks):
+            self.cross.reset(self.tasks)
+
+    def where(self, stream: str) -> TopicPartition:
+        """Return the partition a cross-merge stream names (physical topic)."""
+        topic, partition = split_stream(stream)
+        return TopicPartition(self._physical(topic), partition)
+
+    def _high_of(self, topic: str, partition: int) -> int:
+        return self._high(topic, partition=partition)
 
     def _high(self, topic: str, *, partition: int) -> int:
         """Return the partition's high watermark as of the last fetch (-1 before any fetch)."""

@@ -15,6 +15,7 @@ import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from streams.errors import TransientError
+from streams.runtime.crossmerge import CrossPartitionMerge
 from streams.runtime.dead_letters import dead_letter
 from streams.runtime.memory_log import InMemoryBroker, LogRecord
 from streams.runtime.records import Output, RawInput
@@ -44,6 +45,7 @@ class InMemoryConsumer:
         group: str,
         batch_max_events: int,
         clock: Callable[[], int],
+        max_idle_ms: int = 200,
     ) -> None:
         self.broker = broker
         self.topology = topology
@@ -60,6 +62,11 @@ class InMemoryConsumer:
         self._fetched: dict[tuple[str, int], int] = {}
         self._unordered: list[RawInput] = []
         self._table_read: dict[tuple[str, int], int] = {}
+        self.cross: CrossPartitionMerge | None = None
+        """The one merge of every partition (``TopologySpec.merge_partitions``), as the runner's."""
+        if self.spec.synchronized and self.spec.merge_partitions:
+            self.cross = CrossPartitionMerge(self.merged, max_idle_ms=max_idle_ms)
+            self.cross.reset(range(broker.partitions))
 
     def set_fetch(self, topic: str, partitions: Iterable[int], mode: Fetch) -> None:
         """Fetch ``topic``'s ``partitions`` as ``mode`` says from now on."""
@@ -74,6 +81,8 @@ class InMemoryConsumer:
     def clear(self) -> None:
         """Drop every record fetched and not yet processed (after a seek, it is read again)."""
         self._unordered = []
+        if self.cross is not None:
+            self.cross.reset(self.cross.partitions)
 
     def fetch(self, tasks: Mapping[int, PartitionTask]) -> list[RawInput]:
         """Fetch, and return the inputs that may be processed now, in order."""
@@ -143,6 +152,8 @@ class InMemoryConsumer:
             raw = _raw(record)
             tasks[raw.partition].positions[raw.topic] = raw.offset + 1
             batch.append(raw)
+        if self.cross is not None:
+            return self._fetch_cross(tasks, self.cross, batch)
         for partition, task in tasks.items():
             for topic in self.merged:
                 for record in self._unread(topic, partition):
@@ -155,6 +166,28 @@ class InMemoryConsumer:
                 batch.append(raw)
                 if len(batch) >= budget:
                     return batch
+        return batch
+
+    def _fetch_cross(
+        self, tasks: Mapping[int, PartitionTask], cross: CrossPartitionMerge, batch: list[RawInput]
+    ) -> list[RawInput]:
+        """Release the merged sources of every partition through one merge, as the runner does."""
+        for partition in tasks:
+            for topic in self.merged:
+                for record in self._unread(topic, partition):
+                    raw = _raw(record)
+                    tasks[partition].positions[raw.topic] = raw.offset + 1
+                    cross.accept(raw, self.topology.event_time(raw))
+                if self.fetch_modes.get((topic, partition), Fetch.LIVE) is Fetch.LIVE:
+                    cross.caught_up(topic, partition)  # the consumer's end-of-partition event
+
+        def high(topic: str, partition: int) -> int:
+            return self._high(partition)(topic)
+
+        for raw in cross.release(self.clock(), high):
+            batch.append(raw)
+            if len(batch) >= self.batch_max_events:
+                break
         return batch
 
     def _fetch_unordered(self, tasks: Mapping[int, PartitionTask]) -> list[RawInput]:

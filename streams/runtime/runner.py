@@ -111,6 +111,7 @@ class StreamRunner(Generic[T]):
             physical=self.physical,
             logical=self._logical,
             unordered_topics=internal if spec.synchronized else sources,
+            max_idle_ms=options.max_idle_ms,
         )
         self.flow = FlowControl(self.consumer, options.pause_above, options.resume_below)
 
@@ -209,6 +210,8 @@ class StreamRunner(Generic[T]):
         if self.txn.checkpoint is not None and (not self._running or self.txn.due()):
             self._commit_open()
         self.flow.update(self.tasks, self.physical)
+        if self.intake.cross is not None:
+            self.flow.update_task(self.intake.cross.task, self.intake.where)
         self.metrics.ready.set(1 if self.ready else 0)
         if time.monotonic() >= self._next_lag_report:
             self._next_lag_report = time.monotonic() + self.options.lag_interval_s
@@ -395,6 +398,7 @@ class StreamRunner(Generic[T]):
         finally:
             self.health.restoring = False
         self.gc.freeze(force=True)  # the restored state is long-lived
+        self.intake.reassigned()
         self.metrics.assigned_partitions.set(len(self.tasks))
 
     def _on_revoke(self, consumer: Consumer, revoked: list[Any]) -> None:

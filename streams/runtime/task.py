@@ -38,12 +38,13 @@ class PartitionTask:
     merge_clock_ms: int | None = None
     merge_wall_ms: int | None = None
 
-    def accept(self, raw: RawInput, event_time_ms: int) -> None:
-        """Queue one consumed record for the merge."""
-        self.merge.add(raw.topic, event_time_ms, raw)
-        self.positions[raw.topic] = raw.offset + 1
-        self.unsettled[raw.topic] = raw.offset + 1
-        self.fetched.add(raw.topic)
+    def accept(self, raw: RawInput, event_time_ms: int, stream: str | None = None) -> None:
+        """Queue one consumed record for the merge (as ``stream``, by default its topic)."""
+        name = raw.topic if stream is None else stream
+        self.merge.add(name, event_time_ms, raw)
+        self.positions[name] = raw.offset + 1
+        self.unsettled[name] = raw.offset + 1
+        self.fetched.add(name)
 
     def caught_up(self, topic: str, end: int | None = None) -> None:
         """Record that the consumer reached the current end of ``topic``'s partition.

@@ -136,6 +136,7 @@ class TopologyDriver(Generic[T]):
             group=self.group,
             batch_max_events=self.options.batch_max_events,
             clock=self.clock,
+            max_idle_ms=self.options.max_idle_ms,
         )
         self.fetch_modes = self.consumer.fetch_modes
         self.commits = 0

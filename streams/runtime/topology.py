@@ -83,6 +83,9 @@ class TopologySpec:
     breaks event-time ties. ``internal`` topics (repartition) are created by the runtime before
     it subscribes, with the sources' partition count; they are sources too when listed there.
     ``changelog`` holds the state (one partition per source partition number).
+    ``merge_partitions`` (with ``synchronized``): the merged sources of every partition the
+    process holds form one event-time merge, for windows that span partitions
+    (:mod:`streams.runtime.crossmerge`); otherwise each partition number is merged apart.
     """
 
     name: str
@@ -91,6 +94,7 @@ class TopologySpec:
     changelog: str
     internal: tuple[str, ...] = ()
     synchronized: bool = True
+    merge_partitions: bool = False
     global_tables: tuple[GlobalTable, ...] = field(default=())
 
 

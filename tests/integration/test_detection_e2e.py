@@ -137,6 +137,18 @@ def _policy(tmp: Path, limit: int | None) -> Path:
     return path
 
 
+def _bulk_episodes(port: int) -> float:
+    """Return the detector's active BULK_EXPORT episodes, from its metrics endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith("consentinel_detector_episode_active{") and (
+            'kind="BULK_EXPORT"' in line and 'subject_kind="recipient"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def _yesterday_noon() -> int:
     return int(time.time() * 1000) // DAY * DAY - DAY + 12 * HOUR
 
@@ -302,10 +314,20 @@ def test_bulk_export_alert_suspends_then_resume_lets_requests_through(
             held = _decisions_of(env, _vendor_reads(env, "held", after, 3))
             assert {(d["verdict"], d["reason"]) for d in held} == {("HOLD", "RECIPIENT_SUSPENDED")}
 
+            # the vendor's hour drains: a read two hours later (held) moves the detectors' clock
+            # past the burst and the episode ends. (A resume while the hour is still above the
+            # limit would raise a new alert and suspension, contract §5: unit-tested.)
+            drained = after + 2 * HOUR
+            later = _decisions_of(env, _vendor_reads(env, "drained", drained, 1))
+            assert {(d["verdict"], d["reason"]) for d in later} == {("HOLD", "RECIPIENT_SUSPENDED")}
+            wait_until(
+                lambda: _bulk_episodes(detector.port) == 0, 60, "the detector to end the episode"
+            )
+
             # an operator resumes the vendor: its requests are decided normally again
             resume_recipient(VENDOR, "checked by the e2e test", producer=env.producer)
             wait_until(lambda: suspensions.suspension(VENDOR) is None, 30, "the gate to resume")
-            allowed = _decisions_of(env, _vendor_reads(env, "resumed", after + 60_000, 3))
+            allowed = _decisions_of(env, _vendor_reads(env, "resumed", drained + 60_000, 3))
             assert {(d["verdict"], d["reason"]) for d in allowed} == {("ALLOW", "CONSENTED")}
 
             # still one alert and one suspension for the episode

@@ -20,8 +20,11 @@ Two triggers, checked on every event, so the alert is raised by the very event t
   that attacks are normal.
 
 One alert per episode (see :mod:`streams.detect.core.windows`): it re-arms only after the volume
-falls below ``rearm_fraction`` * the trigger level. The alert id and the control id are hashes of
-(kind, recipient, the minute of the crossing). With ``auto_suspend: true`` every alert also yields
+falls below ``rearm_fraction`` * the trigger level, or when an operator resumes the recipient
+(:meth:`BulkExportDetector.resume`): a recipient still above its trigger then gets a new alert
+(and suspension) at once, and one that crosses again later gets one then. The alert id and the
+control id are hashes of (kind, recipient, the minute of the crossing; and the resume's id for
+an alert raised by a resume). With ``auto_suspend: true`` every alert also yields
 a ``SUSPEND_RECIPIENT`` control, and the alert's action is ``RECIPIENT_SUSPENDED``.
 """
 
@@ -109,6 +112,8 @@ class BulkExportState:
     folded_through: int | None = None
     samples: list[str] = field(default_factory=list)
     episode: Episode = field(default_factory=Episode)
+    resumed: str | None = None
+    """The id of the last ``RESUME_RECIPIENT`` control applied (each applies once)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict (see :meth:`from_dict`)."""
@@ -122,6 +127,7 @@ class BulkExportState:
             "folded_through": self.folded_through,
             "samples": list(self.samples),
             "episode": self.episode.to_dict(),
+            "resumed": self.resumed,
         }
 
     @classmethod
@@ -138,6 +144,7 @@ class BulkExportState:
             folded_through=data.get("folded_through"),
             samples=[str(s) for s in data.get("samples") or ()],
             episode=Episode.from_dict(data.get("episode")),
+            resumed=data.get("resumed"),
         )
 
 
@@ -209,7 +216,28 @@ class BulkExportDetector:
         """Move the recipient's clock to ``at_ms`` without an event (re-arms, learns hours)."""
         return self._step(state, at_ms, None)
 
-    def _step(self, state: BulkExportState, at_ms: int, event_id: str | None) -> BulkExportOutcome:
+    def resume(
+        self, state: BulkExportState, control_id: str, at_ms: int
+    ) -> BulkExportOutcome | None:
+        """Apply an operator's ``RESUME_RECIPIENT`` (id ``control_id``, issued at ``at_ms``).
+
+        It ends the episode active since before ``at_ms``; the volume is then judged again at
+        the recipient's clock, so one still above its trigger gets a new alert (and control)
+        whose ids name the resume. Returns None when nothing changed (no such episode, or this
+        control was applied already).
+        """
+        if state.resumed == control_id or state.watermark is None:
+            return None
+        state.resumed = control_id
+        episode = state.episode
+        if not episode.active or (episode.started_at is not None and episode.started_at > at_ms):
+            return None
+        episode.end()
+        return self._step(state, state.watermark, None, salt=control_id)
+
+    def _step(
+        self, state: BulkExportState, at_ms: int, event_id: str | None, salt: str = ""
+    ) -> BulkExportOutcome:
         cfg = self.config
         if state.watermark is None:
             state.watermark = at_ms
@@ -244,11 +272,21 @@ class BulkExportDetector:
         if not (static or learned):
             return outcome
         return self._raise(
-            state, outcome, static=static, suspend=bool(limit_spec and limit_spec.auto_suspend)
+            state,
+            outcome,
+            static=static,
+            suspend=bool(limit_spec and limit_spec.auto_suspend),
+            salt=salt,
         )
 
     def _raise(
-        self, state: BulkExportState, outcome: BulkExportOutcome, *, static: bool, suspend: bool
+        self,
+        state: BulkExportState,
+        outcome: BulkExportOutcome,
+        *,
+        static: bool,
+        suspend: bool,
+        salt: str = "",
     ) -> BulkExportOutcome:
         """Start an episode at the crossing; build the alert (and the control if suspending)."""
         now = outcome.at_ms
@@ -259,14 +297,15 @@ class BulkExportDetector:
             assert base is not None  # learned crossed
             trigger = base.threshold
         recipient = state.recipient
-        alert_id = stable_id(AlertKind.BULK_EXPORT.value, recipient, head)
+        ids: tuple[str | int, ...] = (recipient, head, salt) if salt else (recipient, head)
+        alert_id = stable_id(AlertKind.BULK_EXPORT.value, *ids)
         state.episode.start(
             alert_id=alert_id, bucket=head, at_ms=now, trigger=trigger, observed=outcome.observed
         )
         control = None
         if suspend:
             control = Control(
-                control_id=stable_id(ControlKind.SUSPEND_RECIPIENT.value, recipient, head),
+                control_id=stable_id(ControlKind.SUSPEND_RECIPIENT.value, *ids),
                 at=now,
                 kind=ControlKind.SUSPEND_RECIPIENT,
                 recipient_org=recipient,
