@@ -83,6 +83,8 @@ class TopologySpec:
     breaks event-time ties. ``internal`` topics (repartition) are created by the runtime before
     it subscribes, with the sources' partition count; they are sources too when listed there.
     ``changelog`` holds the state (one partition per source partition number).
+    ``source_configs`` are topic config values every external source must have: the runner is
+    not ready, and does not start, until they do (the gate: ``LogAppendTime``).
     """
 
     name: str
@@ -92,6 +94,7 @@ class TopologySpec:
     internal: tuple[str, ...] = ()
     synchronized: bool = True
     global_tables: tuple[GlobalTable, ...] = field(default=())
+    source_configs: tuple[tuple[str, str], ...] = ()
 
 
 class Topology(Protocol):
