@@ -37,7 +37,7 @@ from streams.core.evaluate import decide_safely
 from streams.core.model import AccessRequest, ConsentRecord, PhotoRecord, decision_record
 from streams.core.policy import load_policy
 from streams.errors import ConsentinelError
-from streams.runtime.dead_letters import derived_id
+from streams.gate.ids import decision_id as input_decision_id
 from streams.serde.catalog import prefixed_catalog
 from streams.serde.registry import RegistrySchemaSource
 from streams.serde.wire import AvroCodec
@@ -107,7 +107,9 @@ def _save(state: UserState) -> None:
     users[state.user_id.encode()] = state.to_bytes()
 
 
-async def _request(request: AccessRequest, partition: int, value: bytes, key: bytes) -> None:
+async def _request(
+    request: AccessRequest, topic: str, partition: int, offset: int, value: bytes, key: bytes
+) -> None:
     user = _user(request.owner_id)
     owner = photos.get(request.photo_id.encode())
     decision = decide_safely(
@@ -117,7 +119,7 @@ async def _request(request: AccessRequest, partition: int, value: bytes, key: by
         suspended=suspensions.suspension(request.recipient_org) is not None,
         policy=policy,
     )
-    decision_id = derived_id(f"{request.kind.value}:{request.event_id}")
+    decision_id = input_decision_id(topic, partition, offset, request.event_id)
     head_key = f"h:{partition}".encode()
     prev = heads.get(head_key)
     record = decision_record(
@@ -162,10 +164,14 @@ async def gate(stream: Any) -> None:
                 _save(state)
             elif logical == topics.TOPIC_SHARE_REQUESTS:
                 request = AccessRequest.from_share(record)
-                await _request(request, message.partition, event.value, event.key)
+                await _request(
+                    request, logical, message.partition, message.offset, event.value, event.key
+                )
             elif logical == topics.TOPIC_TRAINING_READS:
                 request = AccessRequest.from_training_read(record)
-                await _request(request, message.partition, event.value, event.key)
+                await _request(
+                    request, logical, message.partition, message.offset, event.value, event.key
+                )
         except ConsentinelError as exc:
             _stats["dead"] += 1
             log.warning("dead letter %s/%s: %s", topic, message.offset, exc)

@@ -90,7 +90,7 @@ def main() -> int:
     from streams.core.model import AccessRequest, ConsentRecord, PhotoRecord, decision_record
     from streams.core.policy import load_policy
     from streams.errors import ConsentinelError
-    from streams.runtime.dead_letters import derived_id
+    from streams.gate.ids import decision_id as input_decision_id
     from streams.serde.catalog import prefixed_catalog
     from streams.serde.registry import RegistrySchemaSource
     from streams.serde.wire import AvroCodec
@@ -137,7 +137,8 @@ def main() -> int:
     heads: dict[int, str] = {}
     stats = {"events": 0, "decisions": 0, "dead": 0, "last": time.monotonic()}
 
-    def request(req: AccessRequest, state: Any, partition: int, value: bytes) -> Any:
+    def request(req: AccessRequest, state: Any, context: Any, value: bytes) -> Any:
+        partition = context.partition
         raw_user = state.get("u")
         user = None if raw_user is None else UserState.from_bytes(raw_user.encode())
         owner = req.owner_id if state.get("p:" + req.photo_id) else None
@@ -148,7 +149,8 @@ def main() -> int:
             suspended=suspensions.suspension(req.recipient_org) is not None,
             policy=policy,
         )
-        decision_id = derived_id(f"{req.kind.value}:{req.event_id}")
+        logical = logical_of[context.topic]
+        decision_id = input_decision_id(logical, partition, context.offset, req.event_id)
         record = decision_record(
             decision,
             decision_id=decision_id,
@@ -189,7 +191,7 @@ def main() -> int:
                 user.apply_consent(consent)
                 state.set("u", user.to_bytes().decode())
                 return None
-            return request(AccessRequest.from_share(record), state, context.partition, value)
+            return request(AccessRequest.from_share(record), state, context, value)
         except ConsentinelError as exc:
             stats["dead"] += 1
             log.warning("dead letter %s/%s: %s", topic, context.offset, exc)

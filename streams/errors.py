@@ -133,6 +133,16 @@ class MisroutedError(InvalidEventError):
     error_kind = "MISROUTED"
 
 
+class UnknownRecipientError(InvalidEventError):
+    """A ``ConsentChanged`` names a recipient the policy does not register (after normalization).
+
+    Kept, it would withdraw (or grant) nothing the gate ever compares it with; dead-lettered, a
+    person sees it (contract section 3, "Recipient ids").
+    """
+
+    error_kind = "UNKNOWN_RECIPIENT"
+
+
 class DuplicateEventError(InvalidEventError):
     """An ``event_id`` seen before with *different* content (an exact duplicate is no error)."""
 

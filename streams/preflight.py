@@ -7,6 +7,10 @@ exit code :data:`EXIT_UNREACHABLE`, instead of minutes of librdkafka log lines a
 The Kafka probe silences librdkafka (``log_level`` 0 and a logger that drops everything) and asks
 for the cluster's metadata with a bounded ``list_topics(timeout=...)``; it gives up early when
 librdkafka reports every broker down or the host name unresolvable a few times in a row.
+
+:func:`check_topic_configs` is the readiness check of a processor's input topics' settings: the
+gate is not ready while an input topic's ``message.timestamp.type`` is not ``LogAppendTime``
+(CONTRACT §3), since its check of producers' clocks trusts the record timestamp as the broker's.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from streams.errors import ConfigError, ConsentinelError
+from streams.errors import ConfigError, ConsentinelError, TopicLayoutError, TransientError
 from streams.settings import Settings
 
 EXIT_OK = 0
@@ -41,6 +46,67 @@ class UnreachableError(ConsentinelError):
     """Kafka or the schema registry does not answer; the command did nothing."""
 
     error_kind = "UNREACHABLE"
+
+
+LOG_APPEND_TIME = (("message.timestamp.type", "LogAppendTime"),)
+"""What every input topic of the gate must be configured with (CONTRACT §3)."""
+
+log = logging.getLogger(__name__)
+
+
+def check_topic_configs(
+    admin: Any, names: Sequence[str], required: Mapping[str, str], *, timeout_s: float = 15.0
+) -> None:
+    """Raise :class:`TopicLayoutError` naming every topic of ``names`` whose config differs.
+
+    ``required`` maps a topic config key to the value it must have. A broker that cannot answer
+    is a :class:`TransientError` (the caller retries). A principal without the DescribeConfigs
+    ACL cannot tell: that is logged as an error and the check passes, since refusing readiness
+    forever would stop a secure deployment that created its topics with ``topics apply``.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
+
+    if not names or not required:
+        return
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+    wrong: list[str] = []
+    denied: list[str] = []
+    try:
+        futures = admin.describe_configs(resources, request_timeout=timeout_s)
+        for resource in resources:
+            try:
+                configs = futures[resource].result()
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                code = error.code() if isinstance(error, KafkaError) else None
+                if code in (
+                    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+                ):
+                    denied.append(resource.name)
+                    continue
+                raise
+            for key, wanted in required.items():
+                entry = configs.get(key)
+                value = None if entry is None else entry.value
+                if value != wanted:
+                    wrong.append(f"{resource.name} has {key}={value} (must be {wanted})")
+    except KafkaException as exc:
+        raise TransientError(f"cannot read the input topics' configs: {exc}") from exc
+    if denied:
+        log.error(
+            "cannot check %s of %s: this principal lacks the DescribeConfigs ACL on them",
+            ", ".join(required),
+            ", ".join(denied),
+        )
+    if wrong:
+        raise TopicLayoutError(
+            "input topic config: " + "; ".join(wrong),
+            hint="set it with `consentinel topics apply` (deploy/topics.yaml) or kafka-configs;"
+            " with CreateTime a producer stamps its own records and can backdate past the"
+            " time.max_lateness_s check",
+        )
 
 
 def probe_timeout() -> float:

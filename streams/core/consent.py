@@ -174,26 +174,27 @@ def _matches(access: AllowedAccess, withdrawal: ConsentRecord) -> bool:
 class AllowedAccessLog:
     """The newest ``max_entries`` allowed accesses of one user, by ``occurred_at``.
 
-    Idempotent per ``subject_event_id`` (one decision per input event, even when replayed).
+    Idempotent per ``decision_id`` (one per input record, the same when replayed): two inputs
+    that carry the same ``event_id`` are two accesses (CONTRACT §3, "Duplicates").
     When full, the access with the oldest ``occurred_at`` is evicted.
     """
 
-    __slots__ = ("_entries", "_subjects", "max_entries")
+    __slots__ = ("_decisions", "_entries", "max_entries")
 
     def __init__(self, max_entries: int = MAX_ALLOWED_ACCESSES) -> None:
         self.max_entries = max_entries
         self._entries: list[AllowedAccess] = []
-        self._subjects: set[str] = set()
+        self._decisions: set[str] = set()
 
     def add(self, access: AllowedAccess) -> bool:
         """Record ``access``; return whether it is now held (not a duplicate, not evicted)."""
-        if access.subject_event_id in self._subjects:
+        if access.decision_id in self._decisions:
             return False
         insort(self._entries, access, key=_access_key)
-        self._subjects.add(access.subject_event_id)
+        self._decisions.add(access.decision_id)
         if len(self._entries) > self.max_entries:
             evicted = self._entries.pop(0)
-            self._subjects.discard(evicted.subject_event_id)
+            self._decisions.discard(evicted.decision_id)
             return evicted is not access
         return True
 
@@ -218,8 +219,8 @@ class AllowedAccessLog:
         return iter(self._entries)
 
 
-def _access_key(access: AllowedAccess) -> tuple[int, str]:
-    return (access.occurred_at_ms, access.subject_event_id)
+def _access_key(access: AllowedAccess) -> tuple[int, str, str]:
+    return (access.occurred_at_ms, access.subject_event_id, access.decision_id)
 
 
 class UserState:

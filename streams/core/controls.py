@@ -2,6 +2,8 @@
 
 Controls are applied in the order they were written (one partition, compacted by recipient): the
 latest control for a recipient decides. Unknown control kinds change nothing and are reported.
+Recipient ids are compared in canonical form (:func:`~streams.core.model.canonical_recipient`):
+a control for ``Acme-Vision`` suspends ``acme-vision``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.core.governance import ControlKind
+from streams.core.model import canonical_recipient
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,7 @@ class SuspensionRegistry:
 
     def apply(self, control: dict[str, Any]) -> bool:
         """Apply one decoded ``Control`` record; return False if its kind is not understood."""
-        recipient = control["recipient_org"]
+        recipient = canonical_recipient(control["recipient_org"])
         kind = control["kind"]
         if kind == ControlKind.SUSPEND_RECIPIENT:
             self._suspended[recipient] = Suspension(
@@ -49,7 +52,7 @@ class SuspensionRegistry:
 
     def hold(self, suspension: Suspension) -> None:
         """Suspend a recipient without a control (fail closed on an unreadable one)."""
-        self._suspended[suspension.recipient_org] = suspension
+        self._suspended[canonical_recipient(suspension.recipient_org)] = suspension
 
     def suspension(self, recipient_org: str) -> Suspension | None:
         """Return the recipient's suspension, or None if it may receive data."""

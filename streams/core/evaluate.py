@@ -8,6 +8,8 @@
    ``internal_only`` for an outside recipient), ``RECIPIENT_SUSPENDED`` (verdict ``HOLD``);
 3. for a purpose whose basis is ``consent``: ``NO_CONSENT``, ``CONSENT_REVOKED``,
    ``CONSENT_EXPIRED`` (``expires_at <= occurred_at``), ``CATEGORY_NOT_CONSENTED``;
+   a request names a photo, so the categories judged are the listed ones plus ``IMAGE``
+   (also for a purpose on another basis: ``IMAGE`` must be among those it may carry);
 4. otherwise ``ALLOW`` with ``CONSENTED`` or ``NOT_CONSENT_BASED``.
 
 Guarantees: the result depends only on the arguments (not on the clock or on the order in which
@@ -24,6 +26,7 @@ from streams.core.policy import Policy
 from streams.core.times import iso_day
 
 _UNKNOWN_ONLY = frozenset({DataCategory.UNKNOWN})
+_IMAGE_ONLY = frozenset({DataCategory.IMAGE})
 
 
 def evaluate(
@@ -47,6 +50,7 @@ def evaluate(
     """
     version = policy.version
     at = request.occurred_at_ms if at_ms is None else at_ms
+    requested = request.categories | _IMAGE_ONLY  # a photo is always IMAGE (CONTRACT §3)
     if photo_owner is None:
         return _no(
             request,
@@ -132,7 +136,7 @@ def evaluate(
         )
 
     if not rule.consent_based:
-        refused = policy.categories_not_carried(purpose, request.categories)
+        refused = policy.categories_not_carried(purpose, requested)
         if refused:
             return _no(
                 request,
@@ -183,7 +187,6 @@ def evaluate(
             f" (consent {record.event_id})",
         )
 
-    requested = request.categories
     sensitive = policy.sensitive_categories
     # A grant listing categories covers exactly those; an empty list covers the non-sensitive.
     missing = requested - record.categories if record.categories else requested & sensitive

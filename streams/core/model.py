@@ -10,6 +10,8 @@ that an event the gate cannot understand never reaches a decision rule.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,6 +90,44 @@ _CATEGORIES: dict[str, DataCategory] = {
 }
 
 
+# --------------------------------------------------------------------------- recipient ids
+
+RECIPIENT_ID_CHARS = re.compile(r"[a-z0-9._-]+")
+"""What a recipient id in the policy may consist of (CONTRACT §3, "Recipient ids")."""
+
+
+def canonical_recipient(value: str) -> str:
+    """Return a recipient id as the gate compares it: NFKC-normalized, case-folded, trimmed.
+
+    ``Acme-Vision`` and ``acme-vision `` are ``acme-vision``; NFKC maps compatibility forms
+    (full-width letters, ligatures) to plain ones, but not look-alikes such as U+2010 HYPHEN,
+    which therefore stay a different recipient. Case folding can undo NFKC, so it runs again.
+    """
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+    return folded.strip()
+
+
+def recipient_id_problem(value: str) -> str | None:
+    """Return why ``value`` may not be a policy's recipient id, or ``None`` if it may.
+
+    A policy's ids must already be canonical (:func:`canonical_recipient`) and use only
+    ``[a-z0-9._-]``, so that what the operator reads is exactly what the gate compares.
+    """
+    canonical = canonical_recipient(value)
+    if not canonical:
+        return "is blank"
+    if canonical != value:
+        return (
+            f"is not in canonical form: recipient ids are compared after NFKC normalization,"
+            f" case folding and trimming, which make it {canonical!r}"
+        )
+    if not RECIPIENT_ID_CHARS.fullmatch(value):
+        bad = sorted({c for c in value if not RECIPIENT_ID_CHARS.fullmatch(c)})
+        shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in bad)
+        return f"uses characters outside [a-z0-9._-]: {shown}"
+    return None
+
+
 # --------------------------------------------------------------------------- field readers
 
 
@@ -103,6 +143,14 @@ def _id(record: Mapping[str, Any], field: str, what: str) -> str:
             f"{_where(record, what)}: field {field!r} is missing or empty (got {value!r})",
             hint="the producer must set every id field of the contract",
         )
+    return value
+
+
+def _recipient(record: Mapping[str, Any], field: str, what: str) -> str:
+    """Return a recipient id field in canonical form (see :func:`canonical_recipient`)."""
+    value = canonical_recipient(_id(record, field, what))
+    if not value:
+        raise InvalidEventError(f"{_where(record, what)}: field {field!r} is blank")
     return value
 
 
@@ -174,7 +222,9 @@ class AccessRequest:
     """A request for a photo to leave: a ``PhotoShareRequested`` or a ``TrainingRead``.
 
     ``actor`` is the share's ``requester`` or the training read's ``job_id``; ``recipient_org`` is
-    the share's ``recipient_org`` or the training read's ``org``. ``categories`` never contains
+    the share's ``recipient_org`` or the training read's ``org``, in canonical form
+    (:func:`canonical_recipient`). ``categories`` are the listed ones (the gate judges them plus
+    ``IMAGE``, see :func:`streams.core.evaluate.evaluate`) and never contain
     :attr:`DataCategory.UNKNOWN` when built by the ``from_*`` constructors.
     """
 
@@ -202,7 +252,7 @@ class AccessRequest:
             photo_id=_id(record, "photo_id", what),
             owner_id=_id(record, "owner_id", what),
             actor=_id(record, "requester", what),
-            recipient_org=_id(record, "recipient_org", what),
+            recipient_org=_recipient(record, "recipient_org", what),
             purpose=_symbol(record, "purpose", what, _PURPOSES),
             categories=_categories(record, what, strict=True),
             share_id=_id(record, "share_id", what),
@@ -220,7 +270,7 @@ class AccessRequest:
             photo_id=_id(record, "photo_id", what),
             owner_id=_id(record, "owner_id", what),
             actor=job_id,
-            recipient_org=_id(record, "org", what),
+            recipient_org=_recipient(record, "org", what),
             purpose=_symbol(record, "purpose", what, _PURPOSES),
             categories=_categories(record, what, strict=True),
             job_id=job_id,
@@ -232,7 +282,8 @@ class AccessRequest:
 class ConsentRecord:
     """One ``ConsentChanged`` event: a grant (``granted``) or a withdrawal for one purpose.
 
-    ``recipient_org`` ``None`` means any recipient. ``categories`` empty means every non-sensitive
+    ``recipient_org`` ``None`` means any recipient (else canonical, :func:`canonical_recipient`;
+    whether the policy knows it is the gate's check). ``categories`` empty means every non-sensitive
     category. A category symbol this version does not know is kept as ``DataCategory.UNKNOWN``: it
     makes the set non-empty yet covers nothing, so an unknown symbol can only narrow a grant, and a
     withdrawal is never lost for carrying one. ``expires_at_ms`` ``None`` means never.
@@ -258,11 +309,13 @@ class ConsentRecord:
         """
         what = "ConsentChanged"
         recipient = _opt_str(record, "recipient_org", what)
-        if recipient is not None and not recipient.strip():
-            raise InvalidEventError(
-                f"{_where(record, what)}: field 'recipient_org' is empty",
-                hint="use null for 'any recipient'",
-            )
+        if recipient is not None:
+            recipient = canonical_recipient(recipient)
+            if not recipient:
+                raise InvalidEventError(
+                    f"{_where(record, what)}: field 'recipient_org' is empty",
+                    hint="use null for 'any recipient'",
+                )
         granted = record.get("granted")
         if not isinstance(granted, bool):
             raise InvalidEventError(f"{_where(record, what)}: field 'granted' must be a boolean")

@@ -13,7 +13,13 @@ through the purposes that may carry it. The loader refuses (at the line that say
 
 - ``ML_TRAINING`` with a ``basis`` other than ``consent``;
 - a purpose whose basis is not ``consent`` that lists a sensitive category
-  (``sensitive_categories``, ``FACE_BIOMETRIC`` by default) under its optional ``categories`` key.
+  (``sensitive_categories``, ``FACE_BIOMETRIC`` by default) under its optional ``categories`` key;
+- a ``sensitive_categories`` list without ``FACE_BIOMETRIC``.
+
+**Recipient ids** are compared after NFKC normalization, case folding and trimming (contract
+section 3); a recipient key not already in that form, or using characters outside
+``[a-z0-9._-]``, is refused, naming the id and why (see
+:func:`streams.core.model.recipient_id_problem`).
 
 A purpose's ``categories`` are the data categories it may carry. Left out, a consent-based purpose
 may carry every category (consent records then decide which), and a purpose with another basis only
@@ -46,7 +52,7 @@ from typing import Any
 
 import yaml
 
-from streams.core.model import DataCategory, Purpose
+from streams.core.model import DataCategory, Purpose, canonical_recipient, recipient_id_problem
 from streams.core.policy_model import (
     DEFAULT_RECALL_WITHIN_DAYS,
     DEFAULT_SENSITIVE,
@@ -229,6 +235,13 @@ class _Parser:
                 top["sensitive_categories"][1], "sensitive_categories", _KNOWN_CATEGORIES
             )
             sensitive = frozenset(DataCategory(v) for _, v in items)
+            if DataCategory.FACE_BIOMETRIC not in sensitive:
+                raise self.fail(
+                    top["sensitive_categories"][1],
+                    "sensitive_categories must include FACE_BIOMETRIC: face data may only go out"
+                    " with the owner's explicit consent",
+                    hint="add FACE_BIOMETRIC to the list (or leave the key out for the default)",
+                )
 
         time = TimeBounds()
         if "time" in top:
@@ -324,8 +337,16 @@ class _Parser:
     ) -> Recipient:
         """Parse one entry of the ``recipients`` section."""
         path = f"recipients.{org}"
-        if not org.strip():
-            raise self.fail(key_node, "recipient names must not be blank")
+        problem = recipient_id_problem(org)
+        if problem is not None:
+            canonical = canonical_recipient(org)
+            raise self.fail(
+                key_node,
+                f"recipient id {org!r} {problem}",
+                hint=f"write it as {canonical!r}"
+                if canonical and recipient_id_problem(canonical) is None
+                else "recipient ids use only lower-case letters, digits, '.', '_' and '-'",
+            )
         spec = self.mapping(node, path, _RECIPIENT_KEYS)
         internal = False
         if "internal" in spec:

@@ -6,8 +6,12 @@ updates the partition's :class:`~streams.gate.state.PartitionState`. Guarantees:
 
 * nothing a producer asserts is believed beyond the contract (§3): an input whose key or partition
   is not its owner's (``MISROUTED``), whose ``occurred_at`` is outside the policy's time bounds of
-  the broker's append time (``INVALID_TIME``), or that reuses a recent ``event_id`` with other
-  content (``DUPLICATE_EVENT_ID``) is dead-lettered; an exact duplicate is decided once;
+  the broker's append time (``INVALID_TIME``), that reuses a recent ``event_id`` with other
+  content (``DUPLICATE_EVENT_ID``), or a consent change naming a recipient the policy does not
+  know (``UNKNOWN_RECIPIENT``) is dead-lettered; an exact duplicate is decided once. The duplicate
+  memory spans ``max_skew_s + max_lateness_s`` of append time (every exact duplicate that passes
+  the time check falls within it); an ``event_id`` reused later is a new input with its own
+  ``decision_id`` (:mod:`streams.gate.ids`);
 * every other ``PhotoShareRequested`` and ``TrainingRead`` gets exactly one decision, judged at
   its effective time (the later of its ``occurred_at`` and the partition's stream time) and
   chained onto the partition's hash chain;
@@ -43,12 +47,12 @@ from streams.core.policy import Policy
 from streams.core.recall import ErasureRequest, Transfer, erased_decision
 from streams.core.times import iso_moment
 from streams.core.trust import check_routing, check_time, conflict
-from streams.errors import ConsentinelError, InvalidEventError
-from streams.gate import metrics, photos
+from streams.errors import ConsentinelError, InvalidEventError, UnknownRecipientError
+from streams.gate import ids, metrics, photos
 from streams.gate.recalls import RecallIssuer
 from streams.gate.state import PartitionState
 from streams.gate.user_queues import ERASED, REQUEST_TOPICS, UserQueues
-from streams.runtime.dead_letters import dead_letter, derived_id
+from streams.runtime.dead_letters import dead_letter
 from streams.runtime.records import Output, Processed, RawInput
 
 log = logging.getLogger(__name__)
@@ -87,6 +91,7 @@ class GateProcessor:
             request_of=self._request_of,
             decide=self._request,
             apply_event=self._apply_event,
+            refuse=lambda raw, exc: self.dead_letter(raw, exc.error_kind, str(exc)),
         )
         bounds = policy.time
         self._seen_window_ms = bounds.max_lateness_ms + bounds.max_skew_ms
@@ -165,8 +170,30 @@ class GateProcessor:
         if seen is not None:
             duplicate = conflict(event_id, raw.partition)
             return self.dead_letter(raw, duplicate.error_kind, str(duplicate))
+        # an event that may wait in a user's queue is checked now: it must not fail later
+        if raw.topic == topics.TOPIC_CONSENT_CHANGES:
+            self._known_recipient(ConsentRecord.from_record(record))
+        elif raw.topic == topics.TOPIC_ERASURE_REQUESTS:
+            ErasureRequest.from_record(record)
         state.remember(event_id, digest, raw.timestamp_ms)
         return None
+
+    def _known_recipient(self, consent: ConsentRecord) -> ConsentRecord:
+        """Return ``consent``; raise ``UnknownRecipientError`` if it names an unknown recipient.
+
+        Its ``recipient_org`` is already canonical (NFKC, case-folded, trimmed), as are the
+        policy's ids: ``Acme-Vision`` is ``acme-vision``; ``acme\u2010vision`` is nobody.
+        """
+        org = consent.recipient_org
+        if org is not None and org not in self.policy.recipients:
+            raise UnknownRecipientError(
+                f"ConsentChanged {consent.event_id} names recipient {org!r}, which policy"
+                f" {self.policy.version} does not register: kept, it would "
+                f"{'grant' if consent.granted else 'withdraw'} nothing",
+                hint="the consent service must name a recipient id of the policy (compared after"
+                " NFKC normalization, case folding and trimming); replay this event once fixed",
+            )
+        return consent
 
     # -- per input kind -------------------------------------------------------------------------
     def _upload(self, photo: PhotoRecord, state: PartitionState) -> Processed:
@@ -237,7 +264,8 @@ class GateProcessor:
         self, raw: RawInput, record: dict[str, Any], state: PartitionState
     ) -> Processed:
         if raw.topic == topics.TOPIC_CONSENT_CHANGES:
-            return self._consent(ConsentRecord.from_record(record), raw, state)
+            consent = self._known_recipient(ConsentRecord.from_record(record))
+            return self._consent(consent, raw, state)
         return self._erasure(ErasureRequest.from_record(record), state)
 
     @staticmethod
@@ -290,7 +318,7 @@ class GateProcessor:
                 policy=self.policy,
                 at_ms=effective_at,
             )
-        decision_id = derived_id(f"{request.kind.value}:{request.event_id}")
+        decision_id = ids.decision_id(raw.topic, raw.partition, raw.offset, request.event_id)
         # a replay stamps the decision with the partition's stream time, production its clock
         decided_at = effective_at if self.stream_clock else self.clock_ms()
         record = decision_record(

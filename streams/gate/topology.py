@@ -22,6 +22,7 @@ from streams.gate import metrics, photos
 from streams.gate.controls import ControlsTable
 from streams.gate.processor import GateProcessor
 from streams.gate.state import PartitionState
+from streams.preflight import LOG_APPEND_TIME
 from streams.runtime.records import Output, Processed, RawInput
 from streams.runtime.stores import KeyValueStore, MemoryStore
 from streams.runtime.topology import GlobalTable, TopologySpec
@@ -83,6 +84,7 @@ class GateTopology:
             changelog=topics.TOPIC_GATE_CHANGELOG,
             internal=(topics.TOPIC_GATE_PHOTO_CLAIMS, topics.TOPIC_GATE_PHOTO_VERDICTS),
             global_tables=(GlobalTable(topics.TOPIC_CONTROLS, self.controls),),
+            source_configs=LOG_APPEND_TIME,  # CONTRACT §3: the append time is the broker's
         )
         self._decision_counters: dict[tuple[str, str, str], Any] = {}
         self._photos_out_counters: dict[tuple[str, str], Any] = {}

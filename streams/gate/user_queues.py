@@ -25,6 +25,7 @@ from typing import Any
 from streams import topics
 from streams.core.model import AccessRequest
 from streams.core.trust import effective_time
+from streams.errors import ConsentinelError, TransientError
 from streams.gate import photos
 from streams.gate.state import PartitionState
 from streams.runtime.records import Output, Processed, RawInput
@@ -41,18 +42,27 @@ RequestOf = Callable[[RawInput, dict[str, Any]], AccessRequest]
 Decide = Callable[[AccessRequest, RawInput, PartitionState, int, Any], Processed]
 """Decides a request whose photo owner is known: (request, input, state, effective time, owner)."""
 ApplyEvent = Callable[[RawInput, dict[str, Any], PartitionState], Processed]
+Refuse = Callable[[RawInput, ConsentinelError], Processed]
+"""Dead-letters a waiting event that can no longer be applied (say, under a new policy)."""
 
 
 class UserQueues:
     """Holds a user's inputs behind a request the photo index must answer, then releases them."""
 
     def __init__(
-        self, *, decode: Decode, request_of: RequestOf, decide: Decide, apply_event: ApplyEvent
+        self,
+        *,
+        decode: Decode,
+        request_of: RequestOf,
+        decide: Decide,
+        apply_event: ApplyEvent,
+        refuse: Refuse,
     ) -> None:
         self.decode = decode
         self.request_of = request_of
         self.decide = decide
         self.apply_event = apply_event
+        self.refuse = refuse
         self.partitions = 0
         """The input topics' partition count (where lookups go); set by the processor."""
 
@@ -157,7 +167,12 @@ class UserQueues:
                 done = self.decide(request, raw, state, effective_at, owner)
                 decisions.append(done.facts)
             else:
-                done = self.apply_event(raw, record, state)
+                try:
+                    done = self.apply_event(raw, record, state)
+                except TransientError:
+                    raise
+                except ConsentinelError as exc:  # its dead letter takes its place in the queue
+                    done = self.refuse(raw, exc)
             outputs += done.outputs
             entries.pop(0)
         state.set_queue(user, entries)

@@ -1,11 +1,11 @@
 """Whether a runner may take traffic (ready), whether its loop still turns (live), and its lag.
 
 Ready means started, every global table whole, no partition being restored, and every topic
-there (:func:`wait_for_topics`); an instance with no partitions assigned (more replicas than
-partitions) is ready. Live means the loop, a restore or a back-off turned within
-``liveness_timeout_s``, and the loop has not ended on an error it cannot recover from
-(:attr:`Health.failed`: a fenced or fatally failed consumer or producer). Consumer lag is
-reported per logical source topic, best effort.
+there and configured as the topology requires (:func:`wait_for_topics`); an instance with no
+partitions assigned (more replicas than partitions) is ready. Live means the loop, a restore or
+a back-off turned within ``liveness_timeout_s``, and the loop has not ended on an error it cannot
+recover from (:attr:`Health.failed`: a fenced or fatally failed consumer or producer). Consumer
+lag is reported per logical source topic, best effort.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import Gauge
 
 from streams.errors import ConsentinelError
+from streams.preflight import check_topic_configs
 from streams.runtime import changelog
 from streams.runtime.global_table import GlobalTableReader
 from streams.runtime.topology import TopologySpec
@@ -84,6 +85,7 @@ def wait_for_topics(
         health.turned()
         try:
             partitions = changelog.check_sources(admin, external)
+            check_topic_configs(admin, external, dict(spec.source_configs))
             changelog.ensure_internal_topics(
                 admin,
                 partitions,

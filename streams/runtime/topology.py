@@ -86,6 +86,8 @@ class TopologySpec:
     ``merge_partitions`` (with ``synchronized``): the merged sources of every partition the
     process holds form one event-time merge, for windows that span partitions
     (:mod:`streams.runtime.crossmerge`); otherwise each partition number is merged apart.
+    ``source_configs`` are topic config values every external source must have: the runner is
+    not ready, and does not start, until they do (the gate: ``LogAppendTime``).
     """
 
     name: str
@@ -96,6 +98,7 @@ class TopologySpec:
     synchronized: bool = True
     merge_partitions: bool = False
     global_tables: tuple[GlobalTable, ...] = field(default=())
+    source_configs: tuple[tuple[str, str], ...] = ()
 
 
 class Topology(Protocol):

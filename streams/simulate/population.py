@@ -130,7 +130,7 @@ def predict(
     if grant.expires_at_ms is not None and at_ms >= grant.expires_at_ms:
         return DENY, "CONSENT_EXPIRED"
     sensitive = {c.value for c in policy.sensitive_categories}
-    requested = set(categories)
+    requested = set(categories) | {"IMAGE"}  # a request names a photo (CONTRACT §3)
     missing = requested - grant.categories if grant.categories else requested & sensitive
     if missing:
         return DENY, "CATEGORY_NOT_CONSENTED"

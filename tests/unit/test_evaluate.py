@@ -397,8 +397,8 @@ CASES = [
         "explicit sensitive grant covers it",
         ALLOW,
         R.CONSENTED,
-        req=request(categories=frozenset({F})),
-        consents=(consent("c1", EARLIER, categories=frozenset({F})),),
+        req=request(categories=frozenset({F})),  # and IMAGE: a request names a photo
+        consents=(consent("c1", EARLIER, categories=frozenset({IMG, F})),),
         consent_id="c1",
     ),
     Case(
