@@ -230,9 +230,28 @@ def test_tail_after_latest_checkpoint_is_noted() -> None:
     assert any("6 decision(s) after the latest checkpoint" in n for n in audit.notes)
 
 
-def test_without_checkpoints_only_hashes_are_verified() -> None:
-    audit = audit_partition(0, chain(4), [], VERIFY)
+def test_without_a_key_and_checkpoints_only_hashes_are_verified() -> None:
+    audit = audit_partition(0, chain(4), [], None)
     assert audit.intact and any("only its hashes" in n for n in audit.notes)
+
+
+def test_with_a_key_a_partition_no_checkpoint_covers_is_a_finding() -> None:
+    # a partition rewritten from genesis with a recomputed chain, its checkpoints gone
+    audit = audit_partition(0, chain(4, tag="forged"), [], VERIFY)
+    assert not audit.intact
+    assert any("no checkpoint signed by the verify key covers" in f for f in audit.findings)
+
+
+def test_with_a_key_checkpoints_by_another_key_cover_nothing() -> None:
+    records = chain(4)
+    other = checkpoints_for(records, 3, key=SigningKey.generate())
+    audit = audit_partition(0, records, other, VERIFY)
+    assert any("no checkpoint signed by the verify key covers" in f for f in audit.findings)
+    assert any("not by the verify key" in f for f in audit.findings)
+
+
+def test_with_a_key_an_empty_unsigned_partition_is_intact() -> None:
+    assert audit_partition(2, [], [], VERIFY).intact
 
 
 def test_altered_checkpointed_decision() -> None:
