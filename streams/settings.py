@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.errors import ConfigError
@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     """The gate's Ed25519 private key file (PEM) it signs chain heads with; never logged."""
     verify_key_path: Path | None = Field(None, alias="CONSENTINEL_VERIFY_KEY")
     """The matching public key file `audit verify` checks checkpoint signatures with."""
+
+    @field_validator("signing_key_path", "verify_key_path", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """Read an empty ``CONSENTINEL_SIGNING_KEY`` or ``CONSENTINEL_VERIFY_KEY`` as not set."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     def registry_basic_auth(self) -> tuple[str, SecretStr] | None:
         """Return the schema registry's basic-auth ``(user, password)``, or ``None`` if unset."""
