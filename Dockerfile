@@ -2,7 +2,12 @@
 # Consentinel service image: the gate, the detectors and the operator commands, built from the
 # wheel. Build:  docker build -t consentinel:0.1.0 .
 # Run:    docker run --rm -e KAFKA_BOOTSTRAP_SERVERS=... -e SCHEMA_REGISTRY_URL=... \
-#                -v $PWD/policy.yaml:/etc/consentinel/policy.yaml:ro consentinel:0.1.0 gate
+#                -v $PWD/policy.yaml:/etc/consentinel/policy.yaml:ro \
+#                -v $PWD/keys:/var/lib/consentinel/keys:ro \
+#                -e CONSENTINEL_SIGNING_KEY=/var/lib/consentinel/keys/consentinel-signing.pem \
+#                consentinel:0.1.0 gate
+# The gate refuses to start without CONSENTINEL_SIGNING_KEY (a 0600 file owned by uid 10001;
+# `consentinel audit keygen --out keys` makes one) unless run `gate --unsigned`.
 # The base is pinned to an exact tag; pin its digest too in your registry mirror
 # (`docker buildx imagetools inspect python:3.11.14-slim-bookworm`).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
@@ -34,8 +39,9 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && groupadd --system --gid 10001 consentinel \
  && useradd --system --uid 10001 --gid consentinel --home-dir /var/lib/consentinel \
     --shell /usr/sbin/nologin consentinel \
- && mkdir -p /var/lib/consentinel/state /etc/consentinel \
- && chown -R consentinel:consentinel /var/lib/consentinel
+ && mkdir -p /var/lib/consentinel/state /var/lib/consentinel/keys /etc/consentinel \
+ && chown -R consentinel:consentinel /var/lib/consentinel \
+ && chmod 0700 /var/lib/consentinel/keys
 WORKDIR /var/lib/consentinel
 USER 10001:10001
 EXPOSE 9464

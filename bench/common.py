@@ -387,6 +387,20 @@ def python_env(settings: Settings, prefix: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def signing_key(work_dir: Path) -> str:
+    """Return the path of the benchmark gates' signing key, made once under ``work_dir``.
+
+    A gate refuses to start without ``CONSENTINEL_SIGNING_KEY`` (contract section 6), and the
+    benchmark measures the gate as deployed: signing its chain heads.
+    """
+    from streams.core.checkpoint import PRIVATE_KEY_FILE, generate_key_pair
+
+    private = work_dir / "keys" / PRIVATE_KEY_FILE
+    if not private.exists():
+        generate_key_pair(private.parent)
+    return str(private)
+
+
 def start(
     argv: list[str], env: dict[str, str], log: Path, cwd: Path = REPO
 ) -> subprocess.Popen[bytes]:

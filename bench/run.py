@@ -55,6 +55,7 @@ from bench.common import (
     new_prefix,
     python_env,
     say,
+    signing_key,
     start,
     stop,
     wait_group_stable,
@@ -255,6 +256,9 @@ class Bench(SystemRuns):
             # decided_at = the stream's event time, so the detectors' windows see the backlog's
             # week and not a pile-up of one minute (see run_detectors)
             CONSENTINEL_DECISION_CLOCK="stream",
+            # the gate refuses to start keyless; a key in the environment (not --unsigned) also
+            # suits a --baseline gate that predates the flag
+            CONSENTINEL_SIGNING_KEY=signing_key(self.work_dir),
             # its runtime histograms (commit time, GC pauses) are read around latency phases
             METRICS_PORT=str(free_port()),
         )

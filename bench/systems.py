@@ -18,6 +18,7 @@ from bench.common import (
     new_prefix,
     python_env,
     say,
+    signing_key,
     start,
     stop,
     wait_consumed,
@@ -328,6 +329,7 @@ class SystemRuns(LiveRuns, DetectorRuns):
                     CONSENTINEL_STATE_STORE=store,
                     CONSENTINEL_INSTANCE_ID="bench-restore",
                     CONSENTINEL_STATE_DIR=str(self.work_dir / "restore-state"),
+                    CONSENTINEL_SIGNING_KEY=signing_key(self.work_dir),
                 )
                 began = time.time()
                 proc = start([sys.executable, "-m", "bench.restore"], env, log)

@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     gate = sub.add_parser("gate", help="run the consent gate (exactly-once)")
     gate.add_argument("--policy", type=Path, default=None, help="policy YAML (CONSENTINEL_POLICY)")
+    gate.add_argument(
+        "--unsigned",
+        action="store_true",
+        help="run without CONSENTINEL_SIGNING_KEY: no signed chain checkpoints (logged, and"
+        " consentinel_gate_unsigned = 1); without this flag the gate refuses to start keyless",
+    )
     gate.set_defaults(handler=commands.gate)
 
     audit = sub.add_parser("audit", help="verify the decision trail; make its signing keys")

@@ -98,7 +98,9 @@ def gate(args: argparse.Namespace, settings: Settings) -> int:
     """``consentinel gate``: run the consent gate until stopped."""
     from streams.gate.app import run_gate
 
-    return run_gate(settings, policy_path=args.policy or settings.policy_path)
+    return run_gate(
+        settings, policy_path=args.policy or settings.policy_path, unsigned=args.unsigned
+    )
 
 
 def audit(args: argparse.Namespace, settings: Settings) -> int:

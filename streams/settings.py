@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.errors import ConfigError
+from streams.secretfile import refuse_shared_secret_file
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
@@ -66,6 +67,12 @@ class Settings(BaseSettings):
     verify_key_path: Path | None = Field(None, alias="CONSENTINEL_VERIFY_KEY")
     """The matching public key file `audit verify` checks checkpoint signatures with."""
 
+    @field_validator("signing_key_path", "verify_key_path", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """Read an empty ``CONSENTINEL_SIGNING_KEY`` or ``CONSENTINEL_VERIFY_KEY`` as not set."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     def registry_basic_auth(self) -> tuple[str, SecretStr] | None:
         """Return the schema registry's basic-auth ``(user, password)``, or ``None`` if unset."""
         if not self.schema_registry_username:
@@ -104,30 +111,65 @@ class Settings(BaseSettings):
         return [s.get_secret_value() for s in held if s is not None and s.get_secret_value()]
 
 
-def refuse_url_credentials(url: str, name: str = "SCHEMA_REGISTRY_URL") -> None:
-    """Raise :class:`ConfigError` if ``url`` carries ``user:password@`` (never echoing them).
+def display_url(url: str) -> str:
+    """Return ``url`` fit for a message: scheme, host, port and path only.
 
-    Credentials in a URL end up in logs, process listings and error messages; the registry's come
-    from ``SCHEMA_REGISTRY_USERNAME``/``SCHEMA_REGISTRY_PASSWORD`` only (contract section 6).
+    User info, query string and fragment are dropped (they may hold a secret); an unparsable URL
+    is shown as ``the URL``.
     """
     try:
         parts = urlsplit(url)
-        has_userinfo = "@" in parts.netloc
-        shown = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
     except ValueError:
-        has_userinfo, shown = "@" in url, "the URL"
+        return "the URL"
+
+
+def refuse_url_credentials(url: str, name: str = "SCHEMA_REGISTRY_URL") -> None:
+    """Raise :class:`ConfigError` if ``url`` may carry credentials, never echoing them.
+
+    Refused: ``user:password@`` before the host, and any query string or fragment (``?token=...``;
+    a registry's base URL needs neither). Credentials in a URL end up in logs, process listings
+    and error messages; the registry's come from ``SCHEMA_REGISTRY_USERNAME`` /
+    ``SCHEMA_REGISTRY_PASSWORD`` only (contract section 6). The message shows
+    :func:`display_url` only. A comma-separated list of URLs is checked URL by URL.
+    """
+    for one in url.split(","):
+        _refuse_one(one.strip(), name)
+
+
+def _refuse_one(url: str, name: str) -> None:
+    shown = display_url(url)
+    try:
+        parts = urlsplit(url)
+        has_userinfo = "@" in parts.netloc
+        has_query = bool(parts.query) or "?" in url
+        has_fragment = bool(parts.fragment) or "#" in url
+    except ValueError:
+        has_userinfo, has_query, has_fragment = "@" in url, "?" in url, "#" in url
+    hint = (
+        "remove them from the URL and set SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD"
+        " instead"
+    )
     if has_userinfo:
         raise ConfigError(
             f"{name} must not contain credentials ({shown} has a user or password before '@')",
-            hint="remove them from the URL and set SCHEMA_REGISTRY_USERNAME and"
-            " SCHEMA_REGISTRY_PASSWORD instead",
+            hint=hint,
+        )
+    if has_query or has_fragment:
+        part = "a query string ('?...')" if has_query else "a fragment ('#...')"
+        raise ConfigError(
+            f"{name} must not contain credentials ({shown} has {part}, which may hold a token;"
+            " it is not shown)",
+            hint=hint,
         )
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate the settings, turning validation failures into :class:`ConfigError`.
 
-    A ``SCHEMA_REGISTRY_URL`` with credentials in it is refused (:func:`refuse_url_credentials`).
+    A ``SCHEMA_REGISTRY_URL`` that may carry credentials (user info, query string) is refused
+    (:func:`refuse_url_credentials`); so is a ``KAFKA_SSL_KEY_LOCATION`` file readable by group or
+    others (:func:`streams.secretfile.refuse_shared_secret_file`).
     Messages never contain a secret's value: only the names and pydantic's description of what is
     wrong, and the original validation error (which holds the input) is not chained.
     """
@@ -141,6 +183,10 @@ def load_settings(**overrides: Any) -> Settings:
             f"invalid settings: {problems}", hint="fix the environment variables named above"
         ) from None
     refuse_url_credentials(loaded.schema_registry_url)
+    if loaded.kafka_ssl_key_location and Path(loaded.kafka_ssl_key_location).exists():
+        refuse_shared_secret_file(
+            Path(loaded.kafka_ssl_key_location), "KAFKA_SSL_KEY_LOCATION", "a private key"
+        )
     return loaded
 
 

@@ -21,8 +21,12 @@ genesis, for logs whose early records are gone. That decision must carry the che
 earlier records and checkpoints are ignored. ``True`` picks the earliest trusted checkpoint still in
 the log; a string picks the checkpoint with that ``checkpoint_id``.
 
+With a key, a non-empty partition that no checkpoint signed by it covers is a finding: its log may
+have been rewritten from the first record with a recomputed chain, and nothing could tell. Without
+a key it is a note (the hashes only were verified).
+
 Not detectable: decisions removed after the latest checkpoint (only the gate's next checkpoint
-covers them); a partition with no trusted checkpoint is covered by its hashes only (a note).
+covers them, within the contract's 10 s while it runs).
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ def audit_partition(
 
     start, base = 0, 0
     start_prev: str | None = GENESIS_HASH
+    anchor_missing = False  # --from-checkpoint found nothing to start at (a finding already)
     if from_checkpoint is not False:
         anchor = _anchor(trusted, first_offset, from_checkpoint)
         if anchor is None and not records and not trusted:
@@ -118,7 +123,7 @@ def audit_partition(
         elif anchor is None:
             wanted = "" if from_checkpoint is True else f" with id {from_checkpoint!r}"
             findings.append(f"no trusted checkpoint{wanted} lies within the log: nothing to verify")
-            readable, trusted = [], []
+            readable, trusted, anchor_missing = [], [], True
         else:
             trusted = [c for c in trusted if int(c["offset"]) >= int(anchor["offset"])]
             start = index_of.get(int(anchor["offset"]), len(readable))
@@ -151,8 +156,18 @@ def audit_partition(
                 f" checkpoint says number {claimed}"
             )
 
-    if not trusted and readable:
-        notes.append("no trusted checkpoint covers this partition: only its hashes were verified")
+    if not trusted and records and not anchor_missing:
+        if key is not None:
+            findings.append(
+                "no checkpoint signed by the verify key covers this non-empty partition: a"
+                " partition rewritten from its first record with a recomputed chain would look"
+                " the same (its checkpoints were removed, or the gate ran --unsigned or with"
+                " another key)"
+            )
+        else:
+            notes.append(
+                "no trusted checkpoint covers this partition: only its hashes were verified"
+            )
     elif trusted and last_offset is not None and last_offset > int(trusted[-1]["offset"]):
         tail = len(readable) - 1 - index_of.get(int(trusted[-1]["offset"]), len(readable) - 1)
         notes.append(f"{tail} decision(s) after the latest checkpoint are covered by hashes only")

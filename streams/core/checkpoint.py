@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from streams.core.times import to_millis
 from streams.errors import SigningKeyError
+from streams.secretfile import refuse_shared_secret_file
 
 SIGNING_DOMAIN = b"consentinel.v1.ChainCheckpoint"
 """Prefix of every signed message (domain separation)."""
@@ -116,9 +117,20 @@ def _read_pem(path: str | os.PathLike[str], what: str, setting: str) -> bytes:
 def load_signing_key(path: str | os.PathLike[str]) -> SigningKey:
     """Load the gate's private key (PKCS#8 PEM, unencrypted Ed25519) from ``path``.
 
+    Like ssh, it refuses a key file readable (or writable) by its group or by others.
+
     Raises:
-        SigningKeyError: the file is missing, unreadable, or not an Ed25519 private key.
+        SigningKeyError: the file is missing, unreadable, accessible by group or others, or not
+            an Ed25519 private key.
     """
+    refuse_shared_secret_file(
+        Path(path),
+        "CONSENTINEL_SIGNING_KEY",
+        "the gate's private signing key",
+        error=SigningKeyError,
+        hint=f"run `chmod 600 {os.fspath(path)}`; if others could read it, make a new pair with"
+        " `consentinel audit keygen` and give auditors the new verify key",
+    )
     data = _read_pem(path, "signing key", "CONSENTINEL_SIGNING_KEY")
     try:
         key = serialization.load_pem_private_key(data, password=None)

@@ -34,6 +34,7 @@ from streams.serde.catalog import prefixed_catalog
 from streams.serde.registry import RegistrySchemaSource
 from streams.serde.wire import AvroCodec
 from streams.settings import Settings
+from streams.stack.keys import ensure_key_pair
 
 
 def _story(p: ConsentinelProducer, tag: str, now: int) -> dict[str, str]:
@@ -186,8 +187,18 @@ def run_demo(settings: Settings, *, policy_path: Path) -> int:
         "   and the gate stamps decisions with stream time (CONSENTINEL_DECISION_CLOCK=stream),"
         " so the detector judges the export in the story's own time."
     )
+    signing_key = settings.signing_key_path
+    if signing_key is None:
+        signing_key, verify_key = ensure_key_pair(settings.stack_home)
+        print(
+            f"== the gate signs its chain heads with the local stack's key {signing_key}"
+            f" (auditors: CONSENTINEL_VERIFY_KEY={verify_key} consentinel audit verify)"
+        )
     detector = DetectorProcess(settings, policy_path, tag)
-    runner = build_runner(settings.model_copy(update={"decision_clock": "stream"}), policy_path)
+    runner = build_runner(
+        settings.model_copy(update={"decision_clock": "stream", "signing_key_path": signing_key}),
+        policy_path,
+    )
     thread = threading.Thread(target=runner.run, name="gate", daemon=True)
     alerts = Tail(settings, topics.TOPIC_ALERTS)  # from now on: this run's alerts
     recalls = Tail(settings, topics.TOPIC_RECALLS)  # and this run's recall orders

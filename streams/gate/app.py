@@ -9,10 +9,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from streams.core.checkpoint import load_signing_key
+from streams.core.checkpoint import SigningKey, load_signing_key
 from streams.core.controls import SuspensionRegistry
 from streams.core.policy import load_policy
-from streams.errors import ConfigError
+from streams.errors import ConfigError, SigningKeyError
 from streams.gate import metrics
 from streams.gate.processor import GateProcessor
 from streams.gate.topology import GateTopology
@@ -24,10 +24,52 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def signing_key_or_refuse(settings: Settings, *, unsigned: bool = False) -> SigningKey | None:
+    """Return the gate's signing key, or ``None`` when it is told to run ``unsigned``.
+
+    Sets the ``consentinel_gate_unsigned`` gauge (1: no signed checkpoints, 0: signing).
+
+    Raises:
+        SigningKeyError: ``CONSENTINEL_SIGNING_KEY`` is not set and ``unsigned`` is false (the
+            gate refuses to start: contract section 6), or the key file is unusable.
+    """
+    if settings.signing_key_path is not None:
+        key = load_signing_key(settings.signing_key_path)
+        if unsigned:
+            log.warning("--unsigned ignored: CONSENTINEL_SIGNING_KEY is set, the gate signs")
+        metrics.UNSIGNED.set(0)
+        log.info("signing chain heads with key %s", key.key_id)
+        return key
+    if not unsigned:
+        raise SigningKeyError(
+            "CONSENTINEL_SIGNING_KEY is not set: the gate refuses to start without a key to sign"
+            " its chain heads",
+            hint="make a pair with `consentinel audit keygen --out DIR` and set"
+            " CONSENTINEL_SIGNING_KEY to its private key, or run `consentinel gate --unsigned`"
+            " (then `audit verify` with a key reports every partition)",
+        )
+    metrics.UNSIGNED.set(1)
+    log.warning(
+        "running --unsigned: the gate writes no signed chain checkpoints, so a partition"
+        " rewritten with a recomputed chain goes unnoticed (consentinel_gate_unsigned = 1)"
+    )
+    return None
+
+
 def build_runner(
-    settings: Settings, policy_path: Path, *, options: RuntimeOptions | None = None
+    settings: Settings,
+    policy_path: Path,
+    *,
+    options: RuntimeOptions | None = None,
+    unsigned: bool = False,
 ) -> StreamRunner[GateTopology]:
-    """Return a ready-to-run gate for ``settings`` and the policy file at ``policy_path``."""
+    """Return a ready-to-run gate for ``settings`` and the policy file at ``policy_path``.
+
+    Raises:
+        SigningKeyError: no ``CONSENTINEL_SIGNING_KEY`` and not ``unsigned``
+            (:func:`signing_key_or_refuse`), or an unusable key file.
+    """
+    signing_key = signing_key_or_refuse(settings, unsigned=unsigned)
     policy = load_policy(policy_path)
     metrics.POLICY_INFO.labels(policy.version).set(1)
     metrics.initialise(policy.recipients)
@@ -42,14 +84,6 @@ def build_runner(
     options.state_store = settings.state_store
     options.commit_interval_ms = settings.commit_interval_ms
     options.state_dir = settings.state_dir / settings.instance_id
-    signing_key = None
-    if settings.signing_key_path is not None:
-        signing_key = load_signing_key(settings.signing_key_path)
-    else:
-        log.warning(
-            "CONSENTINEL_SIGNING_KEY is not set: the gate writes no signed chain checkpoints,"
-            " so `audit verify` can check the decisions' hashes only"
-        )
     return StreamRunner(
         settings.kafka_config(),
         codec,
@@ -85,9 +119,12 @@ def serve(runner: StreamRunner[Any], settings: Settings, what: str) -> int:
     return 0
 
 
-def run_gate(settings: Settings, *, policy_path: Path | None) -> int:
-    """Run the gate until SIGTERM or SIGINT; return the process exit code."""
+def run_gate(settings: Settings, *, policy_path: Path | None, unsigned: bool = False) -> int:
+    """Run the gate until SIGTERM or SIGINT; return the process exit code.
+
+    Refuses to start without ``CONSENTINEL_SIGNING_KEY`` unless ``unsigned``.
+    """
     if policy_path is None:
         raise ConfigError("no policy given", hint="pass --policy FILE or set CONSENTINEL_POLICY")
-    runner = build_runner(settings, policy_path)
+    runner = build_runner(settings, policy_path, unsigned=unsigned)
     return serve(runner, settings, "gate")

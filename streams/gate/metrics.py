@@ -52,6 +52,11 @@ SUSPENDED_RECIPIENTS = Gauge(
 POLICY_INFO = Gauge(
     "consentinel_gate_policy_info", "The policy version in force (value is always 1).", ["version"]
 )
+UNSIGNED = Gauge(
+    "consentinel_gate_unsigned",
+    "1 when the gate runs --unsigned (no signed chain checkpoints: a partition rewritten with a"
+    " recomputed chain goes unnoticed), 0 when it signs its chain heads.",
+)
 
 _ALLOW_REASONS = ("CONSENTED", "NOT_CONSENT_BASED")
 DEAD_LETTER_KINDS = (

@@ -114,10 +114,17 @@ def make_client(
 
 
 def _url(client: SchemaRegistryClient) -> str:
-    """Best-effort URL of a client, for messages."""
+    """Best-effort URL of a client, for messages (without user info or query string)."""
     rest = getattr(client, "_rest_client", None)
     urls = getattr(rest, "base_urls", None)
-    return ",".join(urls) if urls else "the schema registry"
+    return _shown(",".join(urls)) if urls else "the schema registry"
+
+
+def _shown(url: str) -> str:
+    """Return ``url`` (maybe a comma-separated list) as messages may show it: no secrets."""
+    from streams.settings import display_url
+
+    return ",".join(display_url(one.strip()) for one in url.split(","))
 
 
 def _failure(url: str, doing: str, exc: Exception) -> RegistryError:
@@ -150,7 +157,7 @@ class RegistrySchemaSource:
         credentials: Credentials | _FromSettings | None = FROM_SETTINGS,
     ) -> None:
         self._client = make_client(client_or_url, credentials=credentials)
-        self._url = client_or_url if isinstance(client_or_url, str) else _url(self._client)
+        self._url = _shown(client_or_url) if isinstance(client_or_url, str) else _url(self._client)
         self._auto_register = auto_register
 
     @classmethod
@@ -166,7 +173,7 @@ class RegistrySchemaSource:
 
     @property
     def url(self) -> str:
-        """The registry's base URL."""
+        """The registry's base URL as messages show it (no user info, query or fragment)."""
         return self._url
 
     @property

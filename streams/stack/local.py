@@ -31,6 +31,7 @@ from streams.errors import StackError
 from streams.stack import alertmanager, cluster
 from streams.stack.artifacts import ensure_artifacts
 from streams.stack.java import find_java
+from streams.stack.keys import ensure_key_pair
 from streams.stack.prometheus import PROMETHEUS_PORT, identify, prometheus_component, skip_reason
 
 KAFKA_PORT = 9092
@@ -213,7 +214,8 @@ class LocalStack:
         """Start every server that is not running yet and wait until each answers.
 
         ``secure`` adds the SASL/SCRAM broker with ACLs (:mod:`streams.stack.secure`); ``brokers=3``
-        adds the three-node KRaft cluster (:mod:`streams.stack.cluster`).
+        adds the three-node KRaft cluster (:mod:`streams.stack.cluster`). Makes the local signing
+        key pair first if there is none (:mod:`streams.stack.keys`).
         """
         if brokers not in (1, cluster.NODES):
             raise StackError(
@@ -222,6 +224,7 @@ class LocalStack:
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        ensure_key_pair(self.home, say=self.say)  # the gate refuses to start keyless
         for component in [*self._components(), *self._secure_components(secure)]:
             pid = self.running_pid(component.name)
             if pid is not None:

@@ -28,7 +28,6 @@ import os
 import secrets
 import shlex
 import socket
-import stat
 import subprocess
 import time
 import uuid
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.errors import ConfigError, StackError
+from streams.secretfile import refuse_shared_secret_file
 
 SECURE_KAFKA_PORT = 9094
 """The SASL_PLAINTEXT client listener of the secure broker."""
@@ -91,12 +91,12 @@ class PasswordStore:
     def _load(self) -> dict[str, str]:
         if not self.path.exists():
             return {}
-        mode = stat.S_IMODE(self.path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(
-                f"{self.path} is readable by others (mode {mode:o}); it holds Kafka passwords",
-                hint=f"run `chmod 600 {self.path}` and rotate the passwords it holds",
-            )
+        refuse_shared_secret_file(
+            self.path,
+            "the --passwords file",
+            "Kafka passwords",
+            hint=f"run `chmod 600 {self.path}` and rotate the passwords it holds",
+        )
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError) as exc:

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from streams import topics
 from streams.admin.topics import apply_topics, load_topic_specs
+from streams.core.checkpoint import PRIVATE_KEY_FILE, generate_key_pair
 from streams.core.partitioning import partition_for
 from streams.gate.app import build_runner
 from streams.gate.topology import GateTopology
@@ -113,6 +114,19 @@ class GateEnv:
         assert not thread.is_alive(), "the gate did not stop within 60 s"
         assert not errors, f"the gate failed: {errors[0]!r}"
 
+    def signing_key(self) -> Path:
+        """The gate's signing key: ``CONSENTINEL_SIGNING_KEY`` if set, else this environment's.
+
+        A gate refuses to start without one (contract section 6); the environment's key pair is
+        made once, in its work directory (``keys/``, the private key mode 0600).
+        """
+        if os.environ.get("CONSENTINEL_SIGNING_KEY"):
+            return Path(os.environ["CONSENTINEL_SIGNING_KEY"])
+        private = self.work_dir / "keys" / PRIVATE_KEY_FILE
+        if not private.exists():
+            generate_key_pair(private.parent)
+        return private
+
     def gate_process(
         self, instance: str, metrics_port: int | None = None
     ) -> subprocess.Popen[bytes]:
@@ -125,6 +139,7 @@ class GateEnv:
             "CONSENTINEL_INSTANCE_ID": instance,
             "CONSENTINEL_STATE_DIR": str(self.work_dir / "state"),
             "CONSENTINEL_DECISION_CLOCK": self.decision_clock,
+            "CONSENTINEL_SIGNING_KEY": str(self.signing_key()),
         }
         if metrics_port is not None:
             env["METRICS_PORT"] = str(metrics_port)
@@ -149,6 +164,7 @@ class GateEnv:
             CONSENTINEL_INSTANCE_ID=instance,
             CONSENTINEL_STATE_DIR=str(self.work_dir / "state"),
             CONSENTINEL_DECISION_CLOCK=self.decision_clock,
+            CONSENTINEL_SIGNING_KEY=str(self.signing_key()),
         )
 
     # -- writing and reading --------------------------------------------------------------------

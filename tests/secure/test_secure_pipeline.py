@@ -23,6 +23,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streams import topics
+from streams.core.checkpoint import generate_key_pair
 from streams.detect.app import build_detector
 from streams.errors import ConsentinelError
 from streams.gate.app import build_runner
@@ -118,7 +119,9 @@ def test_the_gate_and_detectors_run_as_their_own_principals(
     policy = policy.replace("max_photos_per_hour: 5000", f"max_photos_per_hour: {LIMIT}")
     policy_path = tmp_path / "policy.yaml"
     policy_path.write_text(policy)
+    signing_key, _, _ = generate_key_pair(tmp_path / "keys")  # the gate refuses to run keyless
     state = {"CONSENTINEL_STATE_DIR": str(tmp_path / "state"), "CONSENTINEL_INSTANCE_ID": "sec"}
+    state["CONSENTINEL_SIGNING_KEY"] = str(signing_key)
     gate = build_runner(_settings(as_principal("consentinel-gate"), prefix, **state), policy_path)
     detector = build_detector(
         _settings(as_principal("consentinel-detector"), prefix, **state), policy_path

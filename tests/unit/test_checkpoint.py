@@ -61,6 +61,7 @@ def test_key_material_is_not_in_repr_or_errors(tmp_path: Path) -> None:
     assert key.key_id in repr(key)
     wrong = tmp_path / "wrong.pem"
     wrong.write_text(pem.replace(body[:10], "AAAAAAAAAA"))
+    wrong.chmod(0o600)
     with pytest.raises(SigningKeyError) as caught:
         load_signing_key(wrong)
     assert body[10:30] not in str(caught.value)
@@ -74,6 +75,7 @@ def test_key_errors_are_config_errors_naming_the_file(tmp_path: Path, loader: An
     assert isinstance(caught.value, ConfigError) and "keygen" in str(caught.value)
     junk = tmp_path / "junk.pem"
     junk.write_text("not a key")
+    junk.chmod(0o600)
     with pytest.raises(SigningKeyError, match=r"junk\.pem"):
         loader(junk)
 
@@ -88,6 +90,7 @@ def test_non_ed25519_keys_are_refused(tmp_path: Path) -> None:
             serialization.NoEncryption(),
         )
     )
+    private.chmod(0o600)
     public = tmp_path / "ec.pub.pem"
     public.write_bytes(
         ec.public_key().public_bytes(
@@ -98,6 +101,26 @@ def test_non_ed25519_keys_are_refused(tmp_path: Path) -> None:
         load_signing_key(private)
     with pytest.raises(SigningKeyError, match="not an Ed25519"):
         load_verify_key(public)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o620, 0o660])
+def test_a_signing_key_group_or_others_can_access_is_refused(tmp_path: Path, mode: int) -> None:
+    private, public, _ = generate_key_pair(tmp_path)
+    pem = private.read_text()
+    os.chmod(private, mode)
+    with pytest.raises(SigningKeyError, match=f"mode {mode:o}") as refused:
+        load_signing_key(private)
+    message = str(refused.value)
+    assert "CONSENTINEL_SIGNING_KEY" in message and "chmod 600" in message
+    assert "".join(pem.splitlines()[1:-1])[:20] not in message
+    os.chmod(private, 0o400)  # read-only by its owner is fine
+    assert load_signing_key(private).key_id == load_verify_key(public).key_id
+
+
+def test_a_verify_key_is_public_and_may_be_world_readable(tmp_path: Path) -> None:
+    _, public, key_id = generate_key_pair(tmp_path)
+    os.chmod(public, 0o644)
+    assert load_verify_key(public).key_id == key_id
 
 
 def test_signature_covers_every_other_field() -> None:
@@ -230,9 +253,28 @@ def test_tail_after_latest_checkpoint_is_noted() -> None:
     assert any("6 decision(s) after the latest checkpoint" in n for n in audit.notes)
 
 
-def test_without_checkpoints_only_hashes_are_verified() -> None:
-    audit = audit_partition(0, chain(4), [], VERIFY)
+def test_without_a_key_and_checkpoints_only_hashes_are_verified() -> None:
+    audit = audit_partition(0, chain(4), [], None)
     assert audit.intact and any("only its hashes" in n for n in audit.notes)
+
+
+def test_with_a_key_a_partition_no_checkpoint_covers_is_a_finding() -> None:
+    # a partition rewritten from genesis with a recomputed chain, its checkpoints gone
+    audit = audit_partition(0, chain(4, tag="forged"), [], VERIFY)
+    assert not audit.intact
+    assert any("no checkpoint signed by the verify key covers" in f for f in audit.findings)
+
+
+def test_with_a_key_checkpoints_by_another_key_cover_nothing() -> None:
+    records = chain(4)
+    other = checkpoints_for(records, 3, key=SigningKey.generate())
+    audit = audit_partition(0, records, other, VERIFY)
+    assert any("no checkpoint signed by the verify key covers" in f for f in audit.findings)
+    assert any("not by the verify key" in f for f in audit.findings)
+
+
+def test_with_a_key_an_empty_unsigned_partition_is_intact() -> None:
+    assert audit_partition(2, [], [], VERIFY).intact
 
 
 def test_altered_checkpointed_decision() -> None:
