@@ -210,6 +210,8 @@ class RecallStage:
             source.value,
         )
         at = self.clock_ms() if now_ms is None else now_ms
+        # counted here: the runtime counts only the dead letter an input itself turns into
+        metrics.DEAD_LETTERS.labels(UnverifiedAckError.error_kind, source.topic).inc()
         return dead_letter(raw, UnverifiedAckError.error_kind, refused.reason, at_ms=at)
 
     def gauge(self, states: Collection[RecallState], now_ms: int) -> None:
