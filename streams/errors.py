@@ -159,3 +159,13 @@ class DeliveryError(ConsentinelError):
     """Kafka did not acknowledge a produced record."""
 
     error_kind = "DELIVERY"
+
+
+class UnverifiedAckError(InvalidEventError):
+    """A ``RecallAcknowledged`` that does not count (it closes nothing).
+
+    Unsigned, signed by a key the policy does not list for its recipient, keyed by another
+    recipient, or naming an order not issued to it.
+    """
+
+    error_kind = "UNVERIFIED_ACK"

@@ -52,6 +52,7 @@ from typing import Any
 
 import yaml
 
+from streams.core.ack_signing import parse_ack_key
 from streams.core.model import DataCategory, Purpose, canonical_recipient, recipient_id_problem
 from streams.core.policy_model import (
     DEFAULT_RECALL_WITHIN_DAYS,
@@ -91,7 +92,14 @@ _TOP_KEYS = (
     "recipients",
 )
 _PURPOSE_KEYS = ("basis", "internal_only", "categories")
-_RECIPIENT_KEYS = ("internal", "agreement", "purposes", "bulk_export", "recall_within_days")
+_RECIPIENT_KEYS = (
+    "internal",
+    "agreement",
+    "purposes",
+    "bulk_export",
+    "recall_within_days",
+    "ack_keys",
+)
 _TIME_KEYS = ("max_skew_s", "max_lateness_s")
 _AGREEMENT_KEYS = ("id", "expires")
 _BULK_KEYS = ("max_photos_per_hour", "auto_suspend")
@@ -382,7 +390,24 @@ class _Parser:
             recall = self.number(
                 spec["recall_within_days"][1], f"{path}.recall_within_days", positive=True
             )
-        return Recipient(org, internal, agreement, frozenset(allowed), bulk, recall)
+        keys = self.ack_keys(spec["ack_keys"][1], f"{path}.ack_keys") if "ack_keys" in spec else {}
+        return Recipient(org, internal, agreement, frozenset(allowed), bulk, recall, keys)
+
+    def ack_keys(self, node: yaml.Node, path: str) -> Mapping[str, bytes]:
+        """Parse ``ack_keys``: a list of PEM Ed25519 public keys -> ``{key_id: raw key}``."""
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, f"{path} must be a list of PEM Ed25519 public keys")
+        keys: dict[str, bytes] = {}
+        for item in node.value:
+            pem = self.value(item, path)
+            if not isinstance(pem, str):
+                raise self.fail(item, f"{path}: each key is a PEM text block (use '|')")
+            try:
+                key_id, raw = parse_ack_key(pem)
+            except ValueError as exc:
+                raise self.fail(item, f"{path}: {exc}", hint=_PEM_HINT) from None
+            keys[key_id] = raw
+        return MappingProxyType(keys)
 
     def agreement(self, node: yaml.Node, path: str) -> Agreement:
         """Parse ``agreement: {id, expires}``."""
@@ -426,6 +451,9 @@ class _Parser:
         if "auto_suspend" in spec:
             auto = self.boolean(spec["auto_suspend"][1], f"{path}.auto_suspend")
         return BulkExportLimit(limit, auto)
+
+
+_PEM_HINT = "paste the recipient's public key: openssl pkey -in key.pem -pubout"
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:

@@ -77,6 +77,9 @@ class Recipient:
     bulk_export: BulkExportLimit | None = None
     recall_within_days: float | None = None
     """This recipient's own recall deadline in days, or ``None`` for the policy's default."""
+    ack_keys: Mapping[str, bytes] = field(default_factory=dict)
+    """Keys that may sign this recipient's recall acks: key id -> raw Ed25519 public key
+    (:mod:`streams.core.ack_signing`); empty: no ack of it counts."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,11 @@ A ledger holds
   flag once the whole account is erased (the ledger is then empty and stays so).
 
 Order builders (:func:`orders_for_withdrawal`, :func:`orders_for_erasure`,
-:func:`orders_for_violation`) return at most one :class:`RecallOrder` per recipient, none for a
-recipient that got nothing; the ``order_id`` is a UUIDv5 of (cause, triggering event id,
-recipient), so a replay issues the same ids. ``due_at`` is ``issued_at`` plus the recipient's
+:func:`orders_for_violation`) return one :class:`RecallOrder` per recipient (split into parts
+when it would not fit in one record, :mod:`streams.core.recall_split`), none for a recipient
+that got nothing; the ``order_id`` is a UUIDv5 of (cause, triggering event id, recipient), so a
+replay issues the same ids. :func:`orders_for_unconsented_read` keeps one order per recipient,
+model and user across reads. ``due_at`` is ``issued_at`` plus the recipient's
 ``recall_within_days`` (a callable such as ``Policy.recall_within_days``; fractions allowed).
 The records themselves are in :mod:`streams.core.recall_model` (re-exported here).
 """
@@ -31,6 +33,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from streams.core.consent import order_key
 from streams.core.model import AccessRequest, ConsentRecord, Decision, Reason, Verdict
@@ -41,6 +44,7 @@ from streams.core.recall_model import (
     RecallOrder,
     Transfer,
 )
+from streams.core.recall_split import MAX_ORDER_BYTES, split_order
 from streams.errors import ConfigError, SerdeError
 
 __all__ = [
@@ -58,9 +62,11 @@ __all__ = [
     "erased_decision",
     "order_id",
     "orders_for_erasure",
+    "orders_for_unconsented_read",
     "orders_for_violation",
     "orders_for_withdrawal",
     "photo_digest",
+    "unconsented_order_id",
 ]
 
 LEDGER_FORMAT = 1
@@ -205,6 +211,11 @@ def order_id(cause: RecallCause, trigger_id: str, recipient_org: str) -> str:
     return str(uuid.uuid5(_ORDER_NAMESPACE, f"{cause.value}\x1f{trigger_id}\x1f{recipient_org}"))
 
 
+def _part_id(cause: RecallCause, trigger_id: str, recipient_org: str, part: int) -> str:
+    """Return the id of part ``part`` > 0 of a split order."""
+    return order_id(cause, f"{trigger_id}#{part}", recipient_org)
+
+
 def due_at(issued_at_ms: int, days: float) -> int:
     """Return ``issued_at`` plus ``days`` (fractions allowed); ``ConfigError`` unless positive."""
     if not math.isfinite(days) or days <= 0:
@@ -223,12 +234,15 @@ def build_orders(
     trigger_id: str,
     issued_at_ms: int,
     recall_days: RecallDays,
+    max_bytes: int = MAX_ORDER_BYTES,
 ) -> list[RecallOrder]:
     """Return one order per recipient of ``concerned``, sorted by recipient.
 
     Each names the recipient's concerned photos, every model of that recipient the ledger shows
     reading one of those photos, and the decisions of the concerned transfers (the evidence).
-    ``cause`` may be a function of (recipient, its concerned transfers).
+    ``cause`` may be a function of (recipient, its concerned transfers). An order larger than
+    ``max_bytes`` is split into parts that each fit (:func:`~streams.core.recall_split.
+    split_order`): no order is lost to the record size limit.
     """
     by_org: dict[str, list[Transfer]] = {}
     for transfer in concerned:
@@ -237,24 +251,31 @@ def build_orders(
     for org in sorted(by_org):
         group = by_org[org]
         photos = {t.photo_id for t in group}
-        models = {
-            t.model_id
-            for t in ledger.transfers
-            if t.recipient_org == org and t.model_id is not None and t.photo_id in photos
-        }
+        models_of: dict[str, set[str]] = {}
+        for t in ledger.transfers:
+            if t.recipient_org == org and t.model_id is not None and t.photo_id in photos:
+                models_of.setdefault(t.photo_id, set()).add(t.model_id)
+        decisions_of: dict[str, set[str]] = {}
+        for t in group:
+            decisions_of.setdefault(t.photo_id, set()).add(t.decision_id)
         why = cause(org, group) if callable(cause) else cause
-        orders.append(
-            RecallOrder(
-                order_id=order_id(why, trigger_id, org),
-                issued_at=issued_at_ms,
-                recipient_org=org,
-                user_id=ledger.user_id,
-                photo_ids=tuple(sorted(photos)),
-                model_ids=tuple(sorted(models)),
-                cause=why,
-                decision_ids=tuple(sorted({t.decision_id for t in group})),
-                due_at=due_at(issued_at_ms, recall_days(org)),
-            )
+        order = RecallOrder(
+            order_id=order_id(why, trigger_id, org),
+            issued_at=issued_at_ms,
+            recipient_org=org,
+            user_id=ledger.user_id,
+            photo_ids=tuple(sorted(photos)),
+            model_ids=tuple(sorted({m for ms in models_of.values() for m in ms})),
+            cause=why,
+            decision_ids=tuple(sorted({t.decision_id for t in group})),
+            due_at=due_at(issued_at_ms, recall_days(org)),
+        )
+        orders += split_order(
+            order,
+            decisions_of,
+            models_of,
+            partial(_part_id, why, trigger_id, org),
+            max_bytes,
         )
     return orders
 
@@ -292,6 +313,7 @@ def orders_for_withdrawal(
     issued_at_ms: int,
     recall_days: RecallDays,
     consent_time: Callable[[str], tuple[int, bool, str] | None] | None = None,
+    max_bytes: int = MAX_ORDER_BYTES,
 ) -> list[RecallOrder]:
     """Return orders for the transfers allowed under the consent that ``withdrawal`` withdraws.
 
@@ -314,11 +336,17 @@ def orders_for_withdrawal(
         trigger_id=withdrawal.event_id,
         issued_at_ms=issued_at_ms,
         recall_days=recall_days,
+        max_bytes=max_bytes,
     )
 
 
 def orders_for_erasure(
-    ledger: RecallLedger, erasure: ErasureRequest, *, issued_at_ms: int, recall_days: RecallDays
+    ledger: RecallLedger,
+    erasure: ErasureRequest,
+    *,
+    issued_at_ms: int,
+    recall_days: RecallDays,
+    max_bytes: int = MAX_ORDER_BYTES,
 ) -> list[RecallOrder]:
     """Return orders for every recipient that got the erased photo (or, ``ACCOUNT``, any photo).
 
@@ -335,6 +363,7 @@ def orders_for_erasure(
         trigger_id=erasure.event_id,
         issued_at_ms=issued_at_ms,
         recall_days=recall_days,
+        max_bytes=max_bytes,
     )
 
 
@@ -346,6 +375,7 @@ def orders_for_violation(
     trigger_id: str,
     issued_at_ms: int,
     recall_days: RecallDays,
+    max_bytes: int = MAX_ORDER_BYTES,
 ) -> list[RecallOrder]:
     """Return orders for the transfers of ``decision_ids``.
 
@@ -361,7 +391,57 @@ def orders_for_violation(
         trigger_id=trigger_id,
         issued_at_ms=issued_at_ms,
         recall_days=recall_days,
+        max_bytes=max_bytes,
     )
+
+
+def orders_for_unconsented_read(
+    ledger: RecallLedger, decision_id: str, *, issued_at_ms: int, recall_days: RecallDays
+) -> list[RecallOrder]:
+    """Return the order for a training read that was not allowed: one per recipient, model, user.
+
+    The order's id is a function of (recipient, model, user) only (:func:`unconsented_order_id`),
+    so every unconsented read of one user's photos by one model of one recipient belongs to one
+    order: the first read opens it, each later read of another photo issues a record with the
+    same ``order_id`` naming that photo and its decision, which adds them to the order (readers
+    merge records by ``order_id``). A photo the model already read without consent issues
+    nothing (a training job reads its data set once per epoch). Empty when the ledger does not
+    hold ``decision_id``.
+    """
+    read = next((t for t in reversed(ledger.transfers) if t.decision_id == decision_id), None)
+    if read is None or read.allowed:
+        return []
+    model = read.model_id or ""
+    for earlier in ledger.transfers:
+        if earlier is read:
+            break
+        if (
+            not earlier.allowed
+            and earlier.job_id is not None
+            and (earlier.recipient_org, earlier.model_id or "", earlier.photo_id)
+            == (read.recipient_org, model, read.photo_id)
+        ):
+            return []  # that photo is in the order already
+    cause = RecallCause.UNCONSENTED_TRAINING
+    return [
+        RecallOrder(
+            order_id=unconsented_order_id(read.recipient_org, model, ledger.user_id),
+            issued_at=issued_at_ms,
+            recipient_org=read.recipient_org,
+            user_id=ledger.user_id,
+            photo_ids=(read.photo_id,),
+            model_ids=(model,) if model else (),
+            cause=cause,
+            decision_ids=(decision_id,),
+            due_at=due_at(issued_at_ms, recall_days(read.recipient_org)),
+        )
+    ]
+
+
+def unconsented_order_id(recipient_org: str, model_id: str, user_id: str) -> str:
+    """Return the id of the ``UNCONSENTED_TRAINING`` order of one recipient, model and user."""
+    trigger = f"model\x1f{model_id}\x1fuser\x1f{user_id}"
+    return order_id(RecallCause.UNCONSENTED_TRAINING, trigger, recipient_org)
 
 
 def erased_decision(

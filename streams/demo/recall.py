@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from streams import topics
-from streams.core.times import iso_moment
+from streams.core.times import iso_day, iso_moment
 from streams.demo.script import (
     ACKNOWLEDGED,
     BURST_PHOTOS,
@@ -15,6 +15,7 @@ from streams.demo.script import (
     ERASED_USERS,
     MODEL,
     VENDOR,
+    vendor_ack_key,
 )
 from streams.demo.tail import Tail, decisions_for
 from streams.sdk import ConsentinelProducer
@@ -25,9 +26,10 @@ def recall_story(settings: Settings, recalls: Tail, alerts: Tail, tag: str) -> b
     """Erase some of the export's users; return True if the recall loop ran as the contract says.
 
     One order per erased user to acme-vision naming ``faceprint-2014`` and the user's photos;
+    acme-vision acknowledges with acks signed by its key (the demo policy's ``ack_keys``);
     fully acknowledged orders close without an alert; the partly acknowledged one and the
-    unacknowledged ones each raise exactly one ``RECALL_OVERDUE``; the gate denies the erased
-    photos (``ERASED``).
+    unacknowledged ones raise one ``RECALL_OVERDUE`` (per recipient, cause and deadline) naming
+    them; the gate denies the erased photos (``ERASED``).
     """
     users = {f"burst{i:04d}-{tag}": i for i in range(ERASED_USERS)}
     photos = {
@@ -36,7 +38,8 @@ def recall_story(settings: Settings, recalls: Tail, alerts: Tail, tag: str) -> b
     }
     decisions = Tail(settings, topics.TOPIC_DECISIONS)
     try:
-        with ConsentinelProducer(settings, source="consentinel-demo") as producer:
+        ack_key = vendor_ack_key(settings.state_dir.parent)
+        with ConsentinelProducer(settings, source="consentinel-demo", ack_key=ack_key) as producer:
             print(
                 f"\n== erasure: {len(users)} of the export's users ask for their accounts to be"
                 " erased (ErasureRequested ACCOUNT, reason USER_REQUEST, through the SDK's"
@@ -69,7 +72,9 @@ def recall_story(settings: Settings, recalls: Tail, alerts: Tail, tag: str) -> b
                 print(f"!! recall orders that do not name {MODEL} and the user's photos: {wrong}")
                 return False
             first = orders[0]
-            others = Counter(o["cause"] for o in seen if not ours(o))
+            others = Counter(
+                o["cause"] for o in {o["order_id"]: o for o in seen}.values() if not ours(o)
+            )
             print(
                 f" * the gate issued {len(orders)} recall orders to {VENDOR}, one per erased user,"
                 f" each naming the model {MODEL} and the user's {BURST_PHOTOS} photos it read,"
@@ -84,7 +89,8 @@ def recall_story(settings: Settings, recalls: Tail, alerts: Tail, tag: str) -> b
                 print(
                     f"   (this run's gate also issued {listed} orders for the training reads it"
                     f" did not allow; under the demo's {DEMO_RECALL_DAYS}-day deadline they go"
-                    " overdue too, and the detector alerts on each of them)"
+                    " overdue too: one order per recipient, model and user, and one alert per"
+                    " recipient, cause and deadline)"
                 )
 
             asked = _ask_for_erased(producer, tag, users)
@@ -120,7 +126,8 @@ def recall_story(settings: Settings, recalls: Tail, alerts: Tail, tag: str) -> b
         print(
             f" * {VENDOR} acknowledges {len(full)} orders in full (photos deleted, {MODEL}"
             f" purged) and 1 in part (photos deleted, model not purged); {len(silent)} get no"
-            " answer (RecallAcknowledged through the SDK's acknowledge_recall)"
+            " answer (RecallAcknowledged through the SDK's acknowledge_recall, signed with"
+            f" {VENDOR}'s Ed25519 key, whose public half the demo policy lists under ack_keys)"
         )
         return _overdue_checked(alerts, full, [partial, *silent], partial)
     finally:
@@ -151,48 +158,59 @@ def _overdue_checked(
     unacknowledged: list[dict[str, Any]],
     partial: dict[str, Any],
 ) -> bool:
-    """Wait for the ``RECALL_OVERDUE`` alerts; True if exactly the unacknowledged orders got one."""
+    """Wait for ``RECALL_OVERDUE``; True if one alert per deadline names exactly the open orders."""
     expected = {o["order_id"] for o in unacknowledged}
+    deadlines = {iso_day(o["due_at"]) for o in unacknowledged}  # one, unless at midnight UTC
     due = max(o["due_at"] for o in unacknowledged)
     wait_s = max(due / 1000 - time.time(), 0)
     print(
         f"\n== waiting for the deadline ({wait_s:.0f} s) and the detector's RECALL_OVERDUE alerts"
     )
+    ours = expected | {o["order_id"] for o in acknowledged}
 
-    def overdue(records: list[dict[str, Any]]) -> Counter[str]:
-        return Counter(
-            a["sample_event_ids"][0]
-            for a in records
-            if a["kind"] == "RECALL_OVERDUE" and a["sample_event_ids"]
-        )
+    def latest(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Return the latest version of each RECALL_OVERDUE alert naming one of our orders."""
+        found: dict[str, dict[str, Any]] = {}
+        for a in records:
+            if a["kind"] == "RECALL_OVERDUE" and ours & set(a["sample_event_ids"]):
+                found[a["alert_id"]] = a
+        return found
 
-    raised = alerts.until(lambda r: expected <= set(overdue(r)), timeout_s=wait_s + 60)
+    def named(records: list[dict[str, Any]]) -> set[str]:
+        return {o for a in latest(records).values() for o in a["sample_event_ids"]}
+
+    raised = alerts.until(lambda r: expected <= named(r), timeout_s=wait_s + 60)
     raised += alerts.until(lambda _: False, timeout_s=3)  # and nothing more for our orders
-    counts = overdue(raised)
-    missing = expected - set(counts)
+    found = latest(raised)
+    missing = expected - named(raised)
     if missing:
-        print(f"!! no RECALL_OVERDUE for {len(missing)} unacknowledged orders: {sorted(missing)}")
+        print(f"!! no RECALL_OVERDUE names {len(missing)} unacknowledged orders: {sorted(missing)}")
         return False
-    closed = {o["order_id"] for o in acknowledged} & set(counts)
+    closed = {o["order_id"] for o in acknowledged} & named(raised)
     if closed:
-        print(f"!! RECALL_OVERDUE raised for acknowledged orders: {sorted(closed)}")
+        print(f"!! RECALL_OVERDUE names acknowledged orders: {sorted(closed)}")
         return False
-    repeated = sorted(o for o in expected if counts[o] > 1)
-    if repeated:
-        print(f"!! more than one RECALL_OVERDUE alert for orders {repeated}")
+    if len(found) != len(deadlines):
+        print(
+            f"!! {len(found)} RECALL_OVERDUE alerts for {len(deadlines)} deadline(s), not one each"
+        )
         return False
-    by_order = {a["sample_event_ids"][0]: a for a in raised if a["kind"] == "RECALL_OVERDUE"}
-    example = by_order[partial["order_id"]]
+    if sum(a["observed"] for a in found.values()) != len(expected):
+        print(f"!! the alerts count {[a['observed'] for a in found.values()]} overdue orders,"
+              f" not {len(expected)}")  # fmt: skip
+        return False
+    example = next(a for a in found.values() if partial["order_id"] in a["sample_event_ids"])
     print(
-        f" * the detector raised one RECALL_OVERDUE per order not fully acknowledged by its"
-        f" due_at ({len(expected)}: the partly acknowledged one and the {len(expected) - 1} without"
-        f" an answer), none for the {len(acknowledged)} acknowledged ones; e.g.\n"
+        f" * the detector raised one RECALL_OVERDUE for {VENDOR}'s ERASURE_REQUESTED orders due"
+        f" {', '.join(sorted(deadlines))}, naming the {len(expected)} orders not fully"
+        f" acknowledged by their due_at (the partly acknowledged one and the {len(expected) - 1}"
+        f" without an answer), none of the {len(acknowledged)} acknowledged ones:\n"
         f"   {example['severity']} {example['kind']} {example['subject']}: {example['summary']}"
     )
     print(
         "\n== the recall loop ran: erasures -> recall orders naming"
-        f" {MODEL} -> acknowledgements -> RECALL_OVERDUE for the rest. The decisions that let the"
-        " photos out stay in governance.decisions (`consentinel audit verify` still passes);"
-        " `consentinel report recalls` lists the orders."
+        f" {MODEL} -> signed acknowledgements -> RECALL_OVERDUE for the rest. The decisions that"
+        " let the photos out stay in governance.decisions (`consentinel audit verify` still"
+        " passes); `consentinel report recalls` lists the orders."
     )
     return True

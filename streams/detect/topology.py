@@ -71,7 +71,7 @@ class DetectorTopology:
     ) -> None:
         self.steps = detector
         self.partitions = 0
-        self.recall_stage = RecallStage(detector.registered, clock_ms)
+        self.recall_stage = RecallStage(detector.registered, clock_ms, detector.policy)
         self._codec = StateCodec(detector.detectors)
         self._last_forwarded: tuple[bytes, dict[str, Any]] | None = None
         self._recalls: dict[int, RecallState] = {}
@@ -155,9 +155,8 @@ class DetectorTopology:
             if raw.topic in (topics.TOPIC_RECALLS, topics.TOPIC_RECALL_ACKS):
                 record = self.steps.codec.decode(self.steps.topic(raw.topic), raw.value)
                 if raw.topic == topics.TOPIC_RECALLS:
-                    self.recall_stage.on_order(record, state.recalls)
-                else:
-                    self.recall_stage.on_ack(record, state.recalls)
+                    return Processed(self.recall_stage.on_order(record, state.recalls))
+                self.recall_stage.on_ack(raw, record, state.recalls)
                 return Processed()
             forwarded = self._decode_forwarded(raw.value or b"{}")
             key = (raw.key or b"").decode("utf-8")

@@ -2,9 +2,10 @@
 
 Pure: builds ``governance.recalls`` outputs from a user's :class:`~streams.core.recall.RecallLedger`
 and applies erasures to the partition's state and, by messages, to the photo index. One order per
-recipient that received affected photos, none for a recipient that got nothing; order ids are
-functions of the triggering event, so a batch redone after an aborted transaction writes the same
-orders.
+recipient that received affected photos (in parts when it would exceed ``max_order_bytes``),
+none for a recipient that got nothing; for unconsented training one order per recipient, model
+and user. Order ids are functions of the input, so a batch redone after an aborted transaction
+writes the same orders.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from streams.core.partitioning import partition_for
 from streams.core.recall import (
     ErasureRequest,
     ErasureScope,
-    RecallCause,
     RecallOrder,
     orders_for_erasure,
-    orders_for_violation,
+    orders_for_unconsented_read,
     orders_for_withdrawal,
 )
+from streams.core.recall_split import MAX_ORDER_BYTES
 from streams.gate import photos
 from streams.gate.state import PartitionState
 from streams.runtime.records import Output
@@ -33,9 +34,16 @@ RecallDays = Callable[[str], float]
 class RecallIssuer:
     """Turns withdrawals, erasures and unconsented reads into recall orders."""
 
-    def __init__(self, recall_days: RecallDays, clock_ms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        recall_days: RecallDays,
+        clock_ms: Callable[[], int],
+        max_order_bytes: int = MAX_ORDER_BYTES,
+    ) -> None:
         self.recall_days = recall_days
         self.clock_ms = clock_ms
+        self.max_order_bytes = max_order_bytes
+        """Orders larger than this are split into parts (never dead-lettered for their size)."""
         self.partitions = 1
 
     def on_withdrawal(self, withdrawal: ConsentRecord, state: PartitionState) -> list[Output]:
@@ -60,6 +68,7 @@ class RecallIssuer:
             issued_at_ms=self.clock_ms(),
             recall_days=self.recall_days,
             consent_time=consent_time,
+            max_bytes=self.max_order_bytes,
         )
         return self._outputs(orders)
 
@@ -73,7 +82,11 @@ class RecallIssuer:
         user = erasure.user_id
         ledger = state.ledger_for_update(user)
         orders = orders_for_erasure(
-            ledger, erasure, issued_at_ms=self.clock_ms(), recall_days=self.recall_days
+            ledger,
+            erasure,
+            issued_at_ms=self.clock_ms(),
+            recall_days=self.recall_days,
+            max_bytes=self.max_order_bytes,
         )
         ledger.forget(erasure)
         account = erasure.scope is ErasureScope.ACCOUNT
@@ -96,17 +109,16 @@ class RecallIssuer:
     def on_unconsented_read(
         self, user_id: str, decision_id: str, state: PartitionState
     ) -> list[Output]:
-        """Return the order for a training read that was not allowed (the model read it anyway)."""
+        """Return the order for a training read that was not allowed (the model read it anyway).
+
+        One order per recipient, model and user: see
+        :func:`~streams.core.recall.orders_for_unconsented_read`.
+        """
         ledger = state.ledger(user_id)
         if ledger is None:
             return []
-        orders = orders_for_violation(
-            ledger,
-            RecallCause.UNCONSENTED_TRAINING,
-            [decision_id],
-            trigger_id=decision_id,
-            issued_at_ms=self.clock_ms(),
-            recall_days=self.recall_days,
+        orders = orders_for_unconsented_read(
+            ledger, decision_id, issued_at_ms=self.clock_ms(), recall_days=self.recall_days
         )
         return self._outputs(orders)
 

@@ -27,7 +27,9 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from streams import topics
+from streams.core.ack_signing import sign_ack
 from streams.errors import ConfigError, DeliveryError, InvalidEventError
+from streams.sdk.ack_key import AckKey, resolve_ack_key
 from streams.sdk.validation import id_list, symbol_list
 from streams.sdk.validation import validate_event as validate_event
 from streams.serde.catalog import TOPIC_RECORDS, default_catalog
@@ -76,6 +78,8 @@ class ConsentinelProducer:
         codec: The codec to encode with (default: one over the settings' schema registry).
         topic_names: Contract topic → the topic actually written (e.g. scratch topics in tests).
         config: Extra librdkafka settings (e.g. ``linger.ms``); cannot weaken the required ones.
+        ack_key: A recipient's Ed25519 private key (or its PEM file's path) that signs
+            :meth:`acknowledge_recall`'s acknowledgements.
     """
 
     def __init__(
@@ -87,7 +91,9 @@ class ConsentinelProducer:
         topic_names: Mapping[str, str] | None = None,
         config: Mapping[str, Any] | None = None,
         producer: Producer | None = None,
+        ack_key: AckKey | None = None,
     ) -> None:
+        self._ack_key = None if ack_key is None else resolve_ack_key(ack_key)
         self._settings = settings if settings is not None else current_settings()
         self._source = source
         if topic_names is None and self._settings.topic_prefix:
@@ -287,12 +293,16 @@ class ConsentinelProducer:
         deleted_photo_ids: Iterable[str] = (),
         purged_model_ids: Iterable[str] = (),
         acknowledged_at: Timestamp | None = None,
+        signing_key: AckKey | None = None,
     ) -> str:
-        """Produce a ``RecallAcknowledged`` to ``governance.recall.acks``, key ``recipient_org``.
+        """Produce a signed ``RecallAcknowledged`` to ``governance.recall.acks`` (key: recipient).
 
         Name the photos deleted and the models purged for order ``order_id`` (all of them, or some
         for a partial acknowledgement) and where the proof of deletion is kept (``evidence``).
-        The Kafka timestamp is ``acknowledged_at`` (default now). Returns ``order_id``.
+        The ack is signed (``key_id``, ``signature``) with ``signing_key``, default the
+        producer's ``ack_key``: one of the keys the policy lists for ``recipient_org`` (an
+        unsigned ack never counts, so none is sent). The Kafka timestamp is ``acknowledged_at``
+        (default now). Returns ``order_id``.
         """
         record: Record = {
             "order_id": order_id,
@@ -309,6 +319,17 @@ class ConsentinelProducer:
                 f"acknowledgement of order {order_id!r} names nothing deleted",
                 hint="list the deleted_photo_ids and/or purged_model_ids of the order",
             )
+        key = self._ack_key if signing_key is None else resolve_ack_key(signing_key)
+        if key is None:
+            raise ConfigError(
+                f"acknowledgement of order {order_id!r} cannot be signed: no key given",
+                hint="pass signing_key= (or ack_key= to the producer): the recipient's Ed25519"
+                " private key whose public key the policy lists under ack_keys",
+            )
+        try:
+            record = sign_ack(record, key)
+        except (KeyError, TypeError) as exc:
+            raise InvalidEventError(f"acknowledgement of order {order_id!r}: {exc}") from exc
         topic = self.topic(topics.TOPIC_RECALL_ACKS)
         validate_event(self._codec.catalog.for_topic(topic), record)
         self.produce(topic, recipient_org, record, timestamp_ms=record["acknowledged_at"])

@@ -148,6 +148,8 @@ SAMPLE_RECORDS: dict[str, dict[str, Any]] = {
         "deleted_photo_ids": ["p1"],
         "purged_model_ids": ["m1"],
         "evidence": "https://acme-vision.example/deletions/77",
+        "key_id": "fe812c12f3ab4ce6",
+        "signature": b"\x00" * 64,
     },
     "ChainCheckpoint": {
         "checkpoint_id": "k1",

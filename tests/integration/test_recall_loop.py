@@ -24,6 +24,8 @@ import pytest
 
 from streams import topics
 from streams.core.recall import DAY_MS
+from streams.core.times import iso_day
+from tests.ack_support import ACK_KEY, OTHER_KEY, with_ack_keys
 from tests.integration.harness import POLICY, GateEnv, content_hash
 from tests.integration.test_detection_e2e import DetectorProcess
 from tests.support import wait_until
@@ -39,7 +41,8 @@ def short_deadline_policy(tmp: Path) -> Path:
     text = POLICY.read_text()
     assert "recall_within_days: 14" in text, "the example policy's acme-vision deadline changed"
     path = tmp / "policy-recall.yaml"
-    path.write_text(text.replace("recall_within_days: 14", f"recall_within_days: {DAYS}"))
+    text = with_ack_keys(text.replace("recall_within_days: 14", f"recall_within_days: {DAYS}"))
+    path.write_text(text)
     return path
 
 
@@ -138,13 +141,26 @@ def test_acknowledged_orders_close_and_unacknowledged_ones_alert_once(
             deleted_photo_ids=full["photo_ids"],
             purged_model_ids=full["model_ids"],
             evidence="s3://acme-vision-dpa/deletions/full.pdf",
+            signing_key=ACK_KEY,
         )
         p.acknowledge_recall(  # the photo is deleted, the model not yet purged
             order_id=part["order_id"],
             recipient_org=VENDOR,
             deleted_photo_ids=part["photo_ids"],
             evidence="s3://acme-vision-dpa/deletions/part.pdf",
+            signing_key=ACK_KEY,
         )
+        # two forged full acks of the last order: signed by another recipient's key, and unsigned
+        forged = {
+            "order_id": none["order_id"],
+            "recipient_org": VENDOR,
+            "deleted_photo_ids": none["photo_ids"],
+            "purged_model_ids": none["model_ids"],
+            "evidence": "forged",
+        }
+        p.acknowledge_recall(**forged, signing_key=OTHER_KEY)
+        unsigned = {**forged, "acknowledged_at": now, "key_id": "", "signature": b""}
+        p.produce(p.topic(topics.TOPIC_RECALL_ACKS), VENDOR, unsigned, timestamp_ms=now)
         p.flush()
 
         # before the deadline: the full acknowledgement closed its order, the partial one did not
@@ -155,10 +171,11 @@ def test_acknowledged_orders_close_and_unacknowledged_ones_alert_once(
         )
         assert time.time() * 1000 < part["due_at"], "the deadline passed before the check"
 
-        alerts = overdue_alerts(gate_env, until=lambda a: len(a) >= 2)
-        assert len(alerts) == 2, alerts
-        time.sleep(5)  # five more punctuations of the detector: still one alert per order
-        alerts = overdue_alerts(gate_env, until=lambda a: len(a) > 2)
+        deadlines = {iso_day(o["due_at"]) for o in (part, none)}  # one, unless at midnight
+        alerts = overdue_alerts(gate_env, until=lambda a: len(a) >= len(deadlines))
+        assert len(alerts) == len(deadlines), alerts
+        time.sleep(5)  # five more punctuations of the detector: still one alert per group
+        alerts = overdue_alerts(gate_env, until=lambda a: len(a) > len(deadlines))
         wait_until(
             lambda: recall_gauge(detector.port) == {"open": 0.0, "overdue": 2.0},
             timeout_s=10,
@@ -166,14 +183,25 @@ def test_acknowledged_orders_close_and_unacknowledged_ones_alert_once(
         )
     finally:
         detector.stop()
-    by_order = {a["sample_event_ids"][0]: a for a in alerts}
-    assert len(alerts) == 2 and set(by_order) == {part["order_id"], none["order_id"]}
-    for order in (part, none):
-        alert = by_order[order["order_id"]]
+    named = sorted(o for a in alerts for o in a["sample_event_ids"])
+    assert len(alerts) == len(deadlines) and named == sorted([part["order_id"], none["order_id"]])
+    for alert in alerts:
         assert (alert["subject"], alert["severity"]) == (VENDOR, "CRITICAL")
-        assert alert["raised_at"] >= order["due_at"]
-        assert (alert["window_start"], alert["window_end"]) == (order["issued_at"], order["due_at"])
-    assert by_order[part["order_id"]]["observed"] == 1  # the model is still to purge
-    assert "partly acknowledged" in by_order[part["order_id"]]["summary"]
-    assert by_order[none["order_id"]]["observed"] == 2  # the photo and the model
-    assert "not acknowledged" in by_order[none["order_id"]]["summary"]
+        assert alert["observed"] == len(alert["sample_event_ids"])  # overdue orders counted
+        assert "ERASURE_REQUESTED" in alert["summary"]
+        assert alert["raised_at"] >= alert["window_end"] >= alert["window_start"]
+    if len(alerts) == 1:
+        [alert] = alerts
+        dues = sorted([part["due_at"], none["due_at"]])
+        assert [alert["window_start"], alert["window_end"]] == dues
+        assert "1 of them partly acknowledged" in alert["summary"]
+        assert "2 photo(s) and 2 model purge(s)" not in alert["summary"]
+        assert "1 photo(s) and 2 model purge(s)" in alert["summary"]
+    letters = gate_env.read(
+        topics.TOPIC_DLQ,
+        until=lambda r: sum(d["error_kind"] == "UNVERIFIED_ACK" for d in r) >= 2,
+        timeout_s=60,
+    )
+    refused = [d for d in letters if d["error_kind"] == "UNVERIFIED_ACK"]
+    assert len(refused) == 2 and all(d["source_topic"] == topics.TOPIC_RECALL_ACKS for d in refused)
+    assert [d for d in letters if d["source_topic"] == topics.TOPIC_RECALLS] == []

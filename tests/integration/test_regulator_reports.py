@@ -20,6 +20,7 @@ from confluent_kafka import Consumer
 from streams import topics
 from streams.cli import main
 from streams.report.spool import plan_read
+from tests.ack_support import ACK_KEY, OTHER_KEY
 from tests.integration.harness import GateEnv
 
 pytestmark = pytest.mark.integration
@@ -112,11 +113,12 @@ def test_transfers_recalls_and_user_reports_from_the_command_line(
     p.flush()
     p.acknowledge_recall(
         order_id="o1", recipient_org="acme-vision", evidence="ticket-1",
-        deleted_photo_ids=["o1-p1"],
+        deleted_photo_ids=["o1-p1"], signing_key=ACK_KEY,
     )  # fmt: skip
     p.acknowledge_recall(
         order_id="o3", recipient_org="lovebird-partners", evidence="cert-3",
         deleted_photo_ids=["o3-p1", "o3-p2"], purged_model_ids=["o3-m"],
+        signing_key=OTHER_KEY,
     )  # fmt: skip
     p.flush()
 

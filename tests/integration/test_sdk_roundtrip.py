@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from streams import topics
+from streams.core.ack_signing import ack_problem, parse_ack_key
 from streams.errors import (
     IncompatibleSchemaError,
     SchemaMismatchError,
@@ -28,6 +29,7 @@ from streams.serde.catalog import TOPIC_RECORDS, Catalog, default_catalog
 from streams.serde.registry import RegistrySchemaSource, register_all, register_schema
 from streams.serde.wire import AvroCodec
 from streams.settings import Settings
+from tests.ack_support import ACK_KEY, public_pem
 
 pytestmark = pytest.mark.integration
 
@@ -185,6 +187,7 @@ def test_recall_ack_round_trips_keyed_by_recipient(
         purged_model_ids=["m-1"],
         evidence=f"https://acme.example/proof/{unique}",
         acknowledged_at=1_764_000_000_100,
+        signing_key=ACK_KEY,
     )
     producer.flush(30)
     topic = names[topics.TOPIC_RECALL_ACKS]
@@ -194,6 +197,8 @@ def test_recall_ack_round_trips_keyed_by_recipient(
     assert message.timestamp()[1] == record["acknowledged_at"] == 1_764_000_000_100
     assert record["order_id"] == f"order-{unique}"
     assert (record["deleted_photo_ids"], record["purged_model_ids"]) == (["p1", "p2"], ["m-1"])
+    key_id, raw = parse_ack_key(public_pem(ACK_KEY))
+    assert ack_problem(record, {key_id: raw}) is None, "signed over what the broker delivered"
 
 
 def test_bad_bytes_on_a_topic_raise_typed_errors(

@@ -34,7 +34,8 @@ from streams.core.recall import (
     orders_for_violation,
     orders_for_withdrawal,
 )
-from streams.detect.core.recall_overdue import Ack, RecallTracker, overdue_alert
+from streams.detect.core.overdue_groups import OverdueGroups
+from streams.detect.core.recall_overdue import Ack, RecallTracker
 from streams.errors import ConfigError, InvalidEventError, SerdeError, UnknownEnumSymbolError
 from streams.serde.catalog import default_catalog
 
@@ -447,15 +448,18 @@ def test_overdue_alert_is_a_valid_deterministic_record() -> None:
     tracker = RecallTracker()
     tracker.add_order(_order())
     tracker.apply_ack(_ack(("p1",)))
-    [late] = tracker.overdue(NOW + 2 * DAY_MS)
-    alert = overdue_alert(late, NOW + 2 * DAY_MS)
+    groups = OverdueGroups()
+    groups.add(tracker.overdue(NOW + 2 * DAY_MS))
+    [(_, alert)] = groups.publish(NOW + 2 * DAY_MS)
     record = _avro_round_trip("Alert", alert.to_record())
     assert record["kind"] == "RECALL_OVERDUE" and record["subject"] == "acme"
-    assert record["observed"] == 2  # p2 and m-1
-    assert record["window_start"] == NOW and record["window_end"] == NOW + DAY_MS
-    assert record["sample_event_ids"] == ["o1", "d1", "d6"]
+    assert record["observed"] == 1  # one overdue order
+    assert record["window_start"] == NOW + DAY_MS and record["window_end"] == NOW + DAY_MS
+    assert record["sample_event_ids"] == ["o1"]
     assert (
-        "partly acknowledged" in record["summary"]
-        and "1 photo(s) and 1 model(s)" in record["summary"]
+        "1 of them partly acknowledged" in record["summary"]
+        and "1 photo(s) and 1 model purge(s)" in record["summary"]
     )
-    assert overdue_alert(late, NOW + 3 * DAY_MS).alert_id == alert.alert_id
+    again = OverdueGroups()
+    again.add(tracker.orders.values())
+    assert again.publish(NOW + 3 * DAY_MS)[0][1].alert_id == alert.alert_id

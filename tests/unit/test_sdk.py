@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
-from streams.errors import DeliveryError, InvalidEventError
+from streams.core.ack_signing import ack_problem, parse_ack_key
+from streams.errors import ConfigError, DeliveryError, InvalidEventError
 from streams.sdk import REQUIRED_PRODUCER_CONFIG, ConsentinelProducer
 from streams.serde.testing import InMemorySchemaSource
 from streams.serde.wire import AvroCodec
 from streams.settings import load_settings
+from tests.ack_support import ACK_KEY, ACK_PUBLIC_PEM
 
 
 class FakeMessage:
@@ -214,6 +216,7 @@ def test_recall_ack_is_keyed_by_recipient_and_decodable(codec: AvroCodec) -> Non
         purged_model_ids=["m1"],
         evidence="https://acme.example/proof/1",
         acknowledged_at=datetime(2026, 12, 1, tzinfo=UTC),
+        signing_key=ACK_KEY,
     )
     producer.flush()
     assert returned == "o1"
@@ -222,6 +225,19 @@ def test_recall_ack_is_keyed_by_recipient_and_decodable(codec: AvroCodec) -> Non
     record = codec.decode("governance.recall.acks", sent["value"])
     assert record["deleted_photo_ids"] == ["p1", "p2"] and record["purged_model_ids"] == ["m1"]
     assert sent["timestamp"] == record["acknowledged_at"] == 1_796_083_200_000
+    key_id, raw = parse_ack_key(ACK_PUBLIC_PEM)
+    assert record["key_id"] == key_id and len(record["signature"]) == 64
+    assert ack_problem(record, {key_id: raw}) is None
+    assert ack_problem({**record, "deleted_photo_ids": ["p1"]}, {key_id: raw}) is not None
+
+
+def test_recall_ack_without_a_key_is_not_sent(codec: AvroCodec) -> None:
+    fake = FakeProducer()
+    with pytest.raises(ConfigError, match="cannot be signed"):
+        make(codec, fake).acknowledge_recall(
+            order_id="o1", recipient_org="acme", deleted_photo_ids=["p1"], evidence="ticket-1"
+        )
+    assert fake.sent == []
 
 
 @pytest.mark.parametrize(
@@ -240,5 +256,5 @@ def test_invalid_recall_acks_are_refused(
     fake = FakeProducer()
     base: dict[str, Any] = {"order_id": "o1", "recipient_org": "acme", "evidence": "ticket-1"}
     with pytest.raises(InvalidEventError, match=fragment):
-        make(codec, fake).acknowledge_recall(**{**base, **kwargs})
+        make(codec, fake).acknowledge_recall(**{**base, **kwargs}, signing_key=ACK_KEY)
     assert fake.sent == []
