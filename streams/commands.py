@@ -40,8 +40,9 @@ def credentials(args: argparse.Namespace, settings: Settings) -> int:
             "`stack credentials` needs a PRINCIPAL",
             hint="e.g. consentinel stack credentials egress",
         )
-    known = load_acl_plan(ACLS_FILE).principals
-    for line in credentials_lines(settings.stack_home, args.principal, known):
+    prefix = settings.topic_prefix
+    known = load_acl_plan(ACLS_FILE, prefix=prefix).principals
+    for line in credentials_lines(settings.stack_home, args.principal, known, prefix=prefix):
         print(line)
     return 0
 

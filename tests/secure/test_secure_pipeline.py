@@ -119,10 +119,13 @@ def test_the_gate_and_detectors_run_as_their_own_principals(
     policy_path = tmp_path / "policy.yaml"
     policy_path.write_text(policy)
     state = {"CONSENTINEL_STATE_DIR": str(tmp_path / "state"), "CONSENTINEL_INSTANCE_ID": "sec"}
-    gate = build_runner(_settings(as_principal("consentinel-gate"), prefix, **state), policy_path)
-    detector = build_detector(
-        _settings(as_principal("consentinel-detector"), prefix, **state), policy_path
-    )
+    gate_settings = _settings(as_principal("consentinel-gate"), prefix, **state)
+    detector_settings = _settings(as_principal("consentinel-detector"), prefix, **state)
+    # the deployment's own principals (contract section 6, "Deployments side by side")
+    assert gate_settings.kafka_sasl_username == f"{prefix}consentinel-gate"
+    assert detector_settings.kafka_sasl_username == f"{prefix}consentinel-detector"
+    gate = build_runner(gate_settings, policy_path)
+    detector = build_detector(detector_settings, policy_path)
     producers = {
         name: ConsentinelProducer(_settings(as_principal(name), prefix), source="secure-it")
         for name in ("uploads-app", "consent-service", "share-requester", "training-loader")
