@@ -238,3 +238,12 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.resources import example_policy
 
     return int(run_demo(settings, policy_path=args.policy or example_policy()))
+
+
+def egress(args: argparse.Namespace, settings: Settings) -> int:
+    """``consentinel egress check --ledger FILE``: approved shares against their decisions."""
+    from streams.egress.check import run_egress_check
+
+    return run_egress_check(
+        settings, ledger_path=args.ledger, out_path=args.out, timeout_s=args.timeout
+    )
