@@ -35,7 +35,7 @@ from streams.core.egress import (
     header_value,
 )
 from streams.egress.ledger import SqliteLedger
-from streams.errors import ConsentinelError, MissingTopicError, TransientError
+from streams.errors import ConfigError, ConsentinelError, MissingTopicError, TransientError
 from streams.runtime.read_to_end import READER_CONFIG, read_to_end
 from streams.serde.factory import codec_from_settings
 from streams.serde.wire import AvroCodec
@@ -73,11 +73,18 @@ def _read_all(settings: Settings, logical: str, timeout_s: float) -> list[Messag
     out: list[Message] = []
     try:
         meta = consumer.list_topics(name, timeout=min(timeout_s, 30.0)).topics.get(name)
+        if meta is not None and meta.error is not None and "AUTHORIZATION" in str(meta.error):
+            who = settings.kafka_sasl_username or "anonymous"
+            raise ConfigError(
+                f"the principal we run as ({who}) may not read {name}",
+                hint="egress runs as its deployment's egress principal, which `consentinel acls"
+                " apply` lets read the approved shares and the decisions"
+                ' (`eval "$(consentinel stack credentials egress)"` locally)',
+            )
         if meta is None or meta.error is not None or not meta.partitions:
             raise MissingTopicError(
                 f"topic {name} cannot be read: {meta.error if meta else 'missing'}",
-                hint="run `consentinel topics apply`; run egress as User:egress"
-                ' (`eval "$(consentinel stack credentials egress)"` locally)',
+                hint="run `consentinel topics apply` (and check CONSENTINEL_TOPIC_PREFIX)",
             )
         starts = [TopicPartition(name, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)]
         read_to_end(consumer, starts, out.extend, timeout_s=timeout_s, what=name)
@@ -130,18 +137,17 @@ def check_approved_shares(
         digest = header_value(headers, DECISION_HASH_HEADER)
         decision = decisions.get(digest) if digest else None
         share: dict[str, Any] | None = None
-        verdict: EgressVerdict | None = None
+        unreadable = ""
         if message.value() is not None:
             try:
                 share = dict(codec.decode(approved_topic, message.value()))
             except TransientError:
                 raise
             except ConsentinelError as exc:
-                verdict = EgressVerdict(
-                    ship=False, problem=f"the record's value cannot be decoded ({exc})"
-                )
-        if verdict is None:
-            verdict = check_approved(headers, decision, share, ledger=ledger, record_at=where)
+                unreadable = f" ({exc})"
+        verdict = check_approved(headers, decision, share, ledger=ledger, record_at=where)
+        if unreadable and verdict.problem and "no share payload" in verdict.problem:
+            verdict = EgressVerdict(ship=False, problem=verdict.problem + unreadable)
         decision_id = decision.get("decision_id") if decision else None
         if verdict.ship and share is not None:
             tally.shipped.append(share)

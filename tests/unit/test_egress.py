@@ -231,3 +231,13 @@ def test_an_unusable_ledger_file_is_a_clear_error(tmp_path: Any) -> None:
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="cannot open the egress ledger"):
         SqliteLedger(blocker / "ledger.sqlite")
+
+
+def test_the_command_needs_its_ledger_file(capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli import build_parser
+
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(["egress", "check"])
+    assert refused.value.code == 2 and "--ledger" in capsys.readouterr().err
+    args = build_parser().parse_args(["egress", "check", "--ledger", "l.sqlite"])
+    assert str(args.ledger) == "l.sqlite" and args.out is None
