@@ -191,6 +191,38 @@ def build_parser() -> argparse.ArgumentParser:
         )
     recipients.set_defaults(handler=commands.recipients)
 
+    egress = sub.add_parser("egress", help="check approved shares against their decisions")
+    egress_actions = egress.add_subparsers(dest="action", required=True)
+    egress_check = egress_actions.add_parser(
+        "check",
+        help="let an approved share out only under its own ALLOW decision, once",
+        description="Read photo.share.approved and governance.decisions (as User:egress) and check"
+        " each approved record: its headers must name an ALLOW decision of that very share (share"
+        " id, photo, owner, recipient, purpose, categories, requester) whose hash holds, and no"
+        " record may have left under that decision before (the --ledger file remembers). One line"
+        " per record: ship, = (already delivered), or REFUSED with the reason.",
+        epilog="exit codes:\n"
+        "  0  nothing refused\n"
+        "  1  a record was refused (a finding)\n"
+        "  2  usage or configuration error (e.g. a ledger file that cannot be written)\n"
+        "  3  Kafka or the registry cannot be read\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    egress_check.add_argument(
+        "--ledger",
+        type=Path,
+        required=True,
+        help="SQLite file of the decision ids delivered (created if missing; keep it: the same"
+        " file on every run of this deployment)",
+    )
+    egress_check.add_argument(
+        "--out", type=Path, default=None, help="append the shares that may leave as JSON lines"
+    )
+    egress_check.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to read each topic to its end"
+    )
+    egress.set_defaults(handler=commands.egress)
+
     report = sub.add_parser("report", help="reports over governance.decisions")
     report_kinds = report.add_subparsers(dest="kind", required=True)
     totals = report_kinds.add_parser("decisions", help="totals by verdict, recipient, kind, day")

@@ -40,8 +40,9 @@ def credentials(args: argparse.Namespace, settings: Settings) -> int:
             "`stack credentials` needs a PRINCIPAL",
             hint="e.g. consentinel stack credentials egress",
         )
-    known = load_acl_plan(ACLS_FILE).principals
-    for line in credentials_lines(settings.stack_home, args.principal, known):
+    prefix = settings.topic_prefix
+    known = load_acl_plan(ACLS_FILE, prefix=prefix).principals
+    for line in credentials_lines(settings.stack_home, args.principal, known, prefix=prefix):
         print(line)
     return 0
 
@@ -239,3 +240,12 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.resources import example_policy
 
     return int(run_demo(settings, policy_path=args.policy or example_policy()))
+
+
+def egress(args: argparse.Namespace, settings: Settings) -> int:
+    """``consentinel egress check --ledger FILE``: approved shares against their decisions."""
+    from streams.egress.check import run_egress_check
+
+    return run_egress_check(
+        settings, ledger_path=args.ledger, out_path=args.out, timeout_s=args.timeout
+    )

@@ -228,6 +228,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "gate": ("kafka", "registry"),
     "detect": ("kafka", "registry"),
     "recipients": ("kafka", "registry"),
+    "egress": ("kafka", "registry"),
     "lineage": ("kafka", "registry"),
     "simulate": ("kafka", "registry"),
     "demo": ("kafka", "registry"),

@@ -4,10 +4,18 @@
 transactional ids, with the deployment's topic prefix) into exact :class:`Acl` entries, and
 refuses a file it cannot read with the file and the entry in the message. Applying the plan to a
 broker is :mod:`streams.admin.acls`.
+
+Deployments side by side (contract section 6): with a topic prefix, every principal of the file
+is ``<prefix><name>`` (``staging.consentinel-gate``), a SCRAM user of its own, so one deployment's
+credentials hold no right on another's topics. A plan manages exactly the ACLs whose principal is
+one of its own principals, compared as whole names: the unprefixed deployment never touches
+``User:staging.egress``, and prefix ``prod`` never touches ``prod2.`` (``User:prodegress`` is not
+``User:prod2.egress``). Super users are never prefixed: they are the broker's, not a deployment's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -93,19 +101,46 @@ class AclPlan:
     """What ``acls.yaml`` declares, with the deployment's topic prefix applied."""
 
     principals: tuple[str, ...]
-    """Principals that get a SCRAM user and ACLs (bare names, without ``User:``)."""
+    """Principals that get a SCRAM user and ACLs (bare names with the prefix, no ``User:``)."""
     super_users: tuple[str, ...]
     acls: frozenset[Acl]
     prefix: str = ""
     unprefixed_names: frozenset[str] = field(default_factory=frozenset)
 
+    def principal(self, name: str) -> str:
+        """Return this deployment's principal for ``name``; super users stay as they are.
+
+        ``name`` may be ``egress``, ``User:egress`` or already ``<prefix>egress``.
+
+        Raises:
+            ConfigError: ``name`` is neither a principal of the file nor a super user.
+        """
+        bare = name.removeprefix("User:")
+        if bare in self.super_users or bare in self.principals:
+            return bare
+        if self.prefix + bare in self.principals:
+            return self.prefix + bare
+        known = sorted({*self.super_users, *(p.removeprefix(self.prefix) for p in self.principals)})
+        where = f" (topic prefix {self.prefix!r})" if self.prefix else ""
+        raise ConfigError(
+            f"unknown principal {name!r}{where}",
+            hint=f"one of: {', '.join(known)} (declared in deploy/acls.yaml)",
+        )
+
     def manages(self, acl: Acl) -> bool:
-        """Return whether ``acl`` is in this plan's scope (so undeclared means deleted)."""
-        if acl.principal not in {f"User:{p}" for p in self.principals}:
-            return False
-        if not self.prefix or acl.resource_type == ResourceType.BROKER:
-            return True
-        return acl.name.startswith(self.prefix) or acl.name in self.unprefixed_names
+        """Return whether ``acl`` is in this plan's scope (so undeclared means deleted).
+
+        The scope is this deployment's own principals, matched as whole names, whatever the
+        resource: another deployment's principals (another prefix, or none) are never in it.
+        """
+        return acl.principal in {f"User:{p}" for p in self.principals}
+
+    def changes(self, current: Iterable[Acl]) -> tuple[list[Acl], list[Acl]]:
+        """Return ``(missing, extra)``: ACLs to create, and ACLs in scope to delete, sorted."""
+        ours = {acl for acl in current if self.manages(acl)}
+        missing = sorted(self.acls - ours, key=Acl.describe)
+        extra = sorted(ours - self.acls, key=Acl.describe)
+        return missing, extra
 
 
 def _names(value: Any, where: str) -> list[str]:
@@ -172,6 +207,9 @@ def _expand_principal(user: str, body: Any, prefix: str, where: str) -> tuple[se
 def load_acl_plan(path: Path = ACLS_FILE, *, prefix: str = "") -> AclPlan:
     """Read ``acls.yaml`` and expand it into ACLs for a deployment with topic prefix ``prefix``.
 
+    Every principal ``name`` of the file becomes ``<prefix><name>``, in :attr:`AclPlan.principals`
+    and in its ACLs; super users are not prefixed.
+
     Raises:
         ConfigError: the file is unreadable or names an unknown key or operation.
     """
@@ -187,10 +225,10 @@ def load_acl_plan(path: Path = ACLS_FILE, *, prefix: str = "") -> AclPlan:
     principals: list[str] = []
     for name, body in doc["principals"].items():
         where = f"{path}: principal {name}"
-        if name in supers:
+        if name in supers or prefix + name in supers:
             raise ConfigError(f"{where} is a super user; it needs no ACLs")
-        principals.append(name)
-        granted, fixed = _expand_principal(f"User:{name}", body or {}, prefix, where)
+        principals.append(prefix + name)
+        granted, fixed = _expand_principal(f"User:{prefix}{name}", body or {}, prefix, where)
         acls |= granted
         unprefixed |= fixed
     return AclPlan(

@@ -5,10 +5,11 @@ user (password from the 0600 password file, generated once) and every declared A
 ACLs of declared principals that the file no longer lists, and reports each change as one line:
 ``+ ACL ...``, ``- ACL ...``, ``+ SCRAM user ...``; a second run prints ``= up to date``.
 
-The scope of deletion is the declared principals (super users excluded) and, when
-``CONSENTINEL_TOPIC_PREFIX`` is set, only resources under that prefix (plus cluster ACLs and the
-unprefixed names the file declares): two deployments with different prefixes can share a cluster.
-Nothing here ever puts a password in a message.
+With ``CONSENTINEL_TOPIC_PREFIX`` set, the principals are ``<prefix><name>``
+(:mod:`streams.admin.acl_plan`): each deployment has SCRAM users of its own, and the scope of
+creation and deletion is exactly that deployment's principals (super users excluded), so two
+deployments (or a prefixed one and the unprefixed one) can share a cluster without touching each
+other's ACLs. Nothing here ever puts a password in a message.
 """
 
 from __future__ import annotations
@@ -231,9 +232,7 @@ class AclApplier:
 
     def apply_acls(self, plan: AclPlan) -> list[str]:
         """Create the missing ACLs of ``plan`` and delete the undeclared ones in its scope."""
-        current = {acl for acl in self.current_acls() if plan.manages(acl)}
-        missing = sorted(plan.acls - current, key=Acl.describe)
-        extra = sorted(current - plan.acls, key=Acl.describe)
+        missing, extra = plan.changes(self.current_acls())
         lines: list[str] = []
         if missing:
             futures = self.admin.create_acls(

@@ -414,6 +414,7 @@ def decision_record(
         "occurred_at": request.occurred_at_ms,
         "partition": partition,
         "model_id": request.model_id,
+        "share_id": request.share_id,
     }
     record["hash"] = plain_chain_hash(record, prev_hash)  # every value above is plain JSON
     return record

@@ -85,6 +85,7 @@ SAMPLE_RECORDS: dict[str, dict[str, Any]] = {
         "occurred_at": _T,
         "partition": 3,
         "model_id": None,
+        "share_id": "s1",
     },
     "Alert": {
         "alert_id": "a1",

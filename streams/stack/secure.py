@@ -126,6 +126,15 @@ class PasswordStore:
             self._save(data)
         return {p: data[p] for p in wanted}
 
+    def forget(self, principals: Iterable[str]) -> None:
+        """Remove the passwords of ``principals`` (after their SCRAM users were deleted)."""
+        data = self._load()
+        gone = [p for p in principals if p in data]
+        if gone:
+            for principal in gone:
+                del data[principal]
+            self._save(data)
+
     def values(self) -> list[str]:
         """Return every stored password (for :func:`scrub`)."""
         return list(self._load().values())
@@ -178,19 +187,30 @@ def client_config(home: Path, principal: str) -> dict[str, Any]:
     }
 
 
-def credentials_lines(home: Path, principal: str, known: Iterable[str]) -> list[str]:
+def credentials_lines(
+    home: Path, principal: str, known: Iterable[str], *, prefix: str = ""
+) -> list[str]:
     """Return ``export KAFKA_...=...`` lines for ``principal`` (its password generated if new).
+
+    ``known`` are the deployment's principals as :func:`~streams.admin.acl_plan.load_acl_plan`
+    gives them for topic prefix ``prefix`` (``<prefix><name>``); ``principal`` may be named with or
+    without the prefix (``egress`` and ``staging.egress`` both mean ``staging.egress`` when the
+    prefix is ``staging.``), so the lines are always the prefixed principal's. ``admin`` is never
+    prefixed.
 
     Raises:
         ConfigError: ``principal`` is not one of ``known`` (the principals of ``acls.yaml``).
     """
-    names = sorted(set(known) | {ADMIN})
-    if principal.startswith("User:"):
-        principal = principal[len("User:") :]
+    names = set(known) | {ADMIN}
+    principal = principal.removeprefix("User:")
+    if principal not in names and prefix + principal in names:
+        principal = prefix + principal
     if principal not in names:
+        shown = sorted({n.removeprefix(prefix) for n in names})
+        where = f" (topic prefix {prefix!r})" if prefix else ""
         raise ConfigError(
-            f"unknown principal {principal!r}",
-            hint=f"one of: {', '.join(names)} (declared in deploy/acls.yaml)",
+            f"unknown principal {principal!r}{where}",
+            hint=f"one of: {', '.join(shown)} (declared in deploy/acls.yaml)",
         )
     if principal == ADMIN:
         password = PasswordStore(passwords_file(home)).get(ADMIN)

@@ -13,7 +13,12 @@ import uuid
 import pytest
 
 from streams import topics
-from streams.core.egress import DECISION_HASH_HEADER, DECISION_ID_HEADER, egress_check
+from streams.core.egress import (
+    DECISION_HASH_HEADER,
+    DECISION_ID_HEADER,
+    MemoryLedger,
+    egress_check,
+)
 from streams.core.partitioning import partition_for
 from tests.integration.harness import EXAMPLE_POLICY, GateEnv, content_hash
 
@@ -210,12 +215,16 @@ def test_approved_shares_carry_the_decision_that_egress_can_check(gate_env: Gate
     headers = approved[0].headers()
     assert dict(headers)[DECISION_ID_HEADER].decode() == decision["decision_id"]
     assert dict(headers)[DECISION_HASH_HEADER].decode() == decision["hash"]
-    assert egress_check(headers, decision)
+    share = env.codec.decode(env.prefix + topics.TOPIC_SHARE_APPROVED, approved[0].value())
+    assert decision["share_id"] == share["share_id"]
+    ledger = MemoryLedger()
+    assert egress_check(headers, decision, share, ledger=ledger)
+    assert not egress_check(headers, decision, share, ledger=ledger)  # once only
     forged = [
         (DECISION_ID_HEADER, decision["decision_id"].encode()),
         (DECISION_HASH_HEADER, b"0" * 64),
     ]
-    assert not egress_check(forged, decision)
+    assert not egress_check(forged, decision, share, ledger=MemoryLedger())
 
 
 def _on_other_partition(owner: str, partitions: int) -> str:

@@ -122,13 +122,20 @@ def test_operator_writes_controls_but_not_decisions(as_principal: Config, prefix
 
 
 @pytest.mark.usefixtures("seeded")
-def test_egress_reads_approved_shares_but_not_decisions(as_principal: Config, prefix: str) -> None:
+def test_egress_reads_approved_shares_and_their_decisions_but_nothing_else(
+    as_principal: Config, prefix: str
+) -> None:
     config = as_principal("egress")
     group = f"{prefix}egress-test-{uuid.uuid4().hex[:8]}"
     value, error = _read_one(config, prefix + "photo.share.approved", group)
     assert error is None and value is not None
-    value, error = _read_one(config, prefix + "governance.decisions", group)
+    value, error = _read_one(config, prefix + "governance.decisions", group)  # to check them
+    assert error is None and value is not None
+    value, error = _read_one(config, prefix + "photo.share.requests", group)
     assert value is None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, error
+    for forbidden in ("governance.decisions", "photo.share.approved"):
+        error = _produce(config, prefix + forbidden)
+        assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, error
 
 
 @pytest.mark.usefixtures("seeded")
@@ -204,8 +211,10 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def _env_of(
     secure_home: Path, principal: str, prefix: str, password: str | None = None
 ) -> dict[str, str]:
+    from streams.admin.acl_plan import ACLS_FILE, load_acl_plan
     from streams.stack.secure import client_config
 
+    principal = load_acl_plan(ACLS_FILE, prefix=prefix).principal(principal)
     config = client_config(secure_home, principal)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CONSENTINEL_"))}
     env.update(
@@ -229,9 +238,9 @@ def test_acls_apply_removes_undeclared_and_is_idempotent(
         ResourceType.TOPIC,
         prefix + "governance.decisions",
         ResourcePatternType.LITERAL,
-        "User:egress",
+        f"User:{prefix}egress",
         "*",
-        AclOperation.READ,
+        AclOperation.WRITE,
         AclPermissionType.ALLOW,
     )
     admin = AdminClient(quiet(as_principal("admin")))
@@ -241,7 +250,7 @@ def test_acls_apply_removes_undeclared_and_is_idempotent(
 
     first = _cli(env, "acls", "apply")
     assert first.returncode == 0, first.stderr
-    assert f"- ACL User:egress READ topic:{prefix}governance.decisions" in first.stdout
+    assert f"- ACL User:{prefix}egress WRITE topic:{prefix}governance.decisions" in first.stdout
 
     second = _cli(env, "acls", "apply")
     assert second.returncode == 0, second.stderr
@@ -260,7 +269,7 @@ def test_stack_credentials_prints_export_lines(secure_home: Path, prefix: str) -
         "export KAFKA_SASL_USERNAME",
         "export KAFKA_SASL_PASSWORD",
     ]
-    assert "KAFKA_SASL_USERNAME=egress" in shown.stdout
+    assert f"KAFKA_SASL_USERNAME={prefix}egress" in shown.stdout  # the deployment's own user
 
 
 def test_a_failing_command_never_shows_the_password(secure_home: Path, prefix: str) -> None:

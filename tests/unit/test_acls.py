@@ -91,14 +91,15 @@ def test_the_topic_prefix_goes_in_front_of_every_name_but_the_fixed_ones() -> No
             assert acl.name in plan.unprefixed_names
         else:
             assert acl.name.startswith("t1."), acl
-    gate = _grants(plan.acls, "consentinel-gate")
+    gate = _grants(plan.acls, "t1.consentinel-gate")
     assert ("WRITE", "TRANSACTIONAL_ID", "t1.consentinel-gate-", "PREFIXED") in gate
     assert ("READ", "GROUP", "t1.governance.controls-global-reader", "LITERAL") in gate
     stray = Acl(
-        "User:egress", AclOperation.READ, ResourceType.TOPIC, "t2.governance.decisions", LIT
+        "User:t2.egress", AclOperation.READ, ResourceType.TOPIC, "t2.governance.decisions", LIT
     )
     assert not plan.manages(stray)  # another deployment's ACL is left alone
-    assert plan.manages(stray._replace(name="t1.governance.decisions"))
+    assert not plan.manages(stray._replace(principal="User:egress"))  # the unprefixed one's too
+    assert plan.manages(stray._replace(principal="User:t1.egress"))
     assert not plan.manages(stray._replace(principal="User:someone-else", name="t1.x"))
 
 
@@ -202,3 +203,90 @@ def test_a_failing_command_does_not_print_the_passwords(tmp_path: Path) -> None:
         assert result.returncode != 0, args
         assert secret not in result.stdout + result.stderr, args
         assert "cannot reach" in result.stderr, (args, result.stderr)
+
+
+# -- deployments side by side (contract section 6; issue #18 item 9) -------------------------
+
+
+def test_with_a_prefix_every_principal_is_the_prefixed_name() -> None:
+    plan = load_acl_plan(ACLS_FILE, prefix="staging.")
+    assert set(plan.principals) == {f"staging.{p}" for p in SECTION_6}
+    assert {a.principal for a in plan.acls} == {f"User:staging.{p}" for p in SECTION_6}
+    assert plan.super_users == ("admin",)  # the broker's, never a deployment's
+    assert plan.principal("consentinel-gate") == "staging.consentinel-gate"
+    assert plan.principal("User:egress") == "staging.egress"
+    assert plan.principal("staging.egress") == "staging.egress"
+    assert plan.principal("admin") == "admin"
+    with pytest.raises(ConfigError, match="unknown principal 'mallory'"):
+        plan.principal("mallory")
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [("", "staging."), ("staging.", ""), ("prod", "prod2."), ("prod2.", "prod"), ("a.", "b.")],
+)
+def test_applying_one_deployment_never_touches_another(ours: str, theirs: str) -> None:
+    plan = load_acl_plan(ACLS_FILE, prefix=ours)
+    other = load_acl_plan(ACLS_FILE, prefix=theirs)
+    assert not set(plan.principals) & set(other.principals)  # no shared SCRAM user
+    assert not any(plan.manages(acl) for acl in other.acls)
+    own_stray = Acl(
+        f"User:{ours}egress", AclOperation.WRITE, ResourceType.TOPIC, "governance.decisions", LIT
+    )
+    missing, extra = plan.changes(other.acls | plan.acls | {own_stray})
+    assert missing == [] and extra == [own_stray]  # its own stray goes, theirs all stay
+    missing, extra = plan.changes(other.acls)
+    assert extra == [] and set(missing) == plan.acls
+
+
+def test_staging_credentials_hold_no_right_on_prod_topics() -> None:
+    staging = load_acl_plan(ACLS_FILE, prefix="staging.")
+    prod = load_acl_plan(ACLS_FILE, prefix="prod.")
+    staging_gate = {a for a in staging.acls if a.principal == "User:staging.consentinel-gate"}
+    assert staging_gate
+    for acl in staging_gate:
+        if acl.resource_type != ResourceType.BROKER:
+            assert acl.name.startswith("staging."), acl.describe()
+    assert not any(a.principal == "User:staging.consentinel-gate" for a in prod.acls)
+
+
+def test_egress_may_read_the_decisions_it_checks_and_write_nothing() -> None:
+    grants = _grants(load_acl_plan(ACLS_FILE).acls, "egress")
+    reads = {name for op, kind, name, _ in grants if op == "READ" and kind == "TOPIC"}
+    assert reads == {"photo.share.approved", "governance.recalls", "governance.decisions"}
+    assert not any(op in ("WRITE", "CREATE", "IDEMPOTENT_WRITE") for op, *_ in grants)
+
+
+def test_credentials_with_a_prefix_are_the_prefixed_principals(tmp_path: Path) -> None:
+    known = load_acl_plan(ACLS_FILE, prefix="staging.").principals
+    for asked in ("egress", "User:egress", "staging.egress"):
+        lines = credentials_lines(tmp_path, asked, known, prefix="staging.")
+        assert "export KAFKA_SASL_USERNAME=staging.egress" in lines
+    password = PasswordStore(passwords_file(tmp_path)).get("staging.egress")
+    assert password is not None and f"export KAFKA_SASL_PASSWORD={password}" in lines
+    assert PasswordStore(passwords_file(tmp_path)).get("egress") is None
+    with pytest.raises(ConfigError, match="unknown principal"):
+        credentials_lines(tmp_path, "prod.egress", known, prefix="staging.")
+
+
+def test_the_credentials_command_follows_the_topic_prefix(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CONSENTINEL_"))}
+    env.update({"CONSENTINEL_STACK_HOME": str(tmp_path), "CONSENTINEL_TOPIC_PREFIX": "staging."})
+    shown = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "stack", "credentials", "consentinel-gate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "export KAFKA_SASL_USERNAME=staging.consentinel-gate" in shown.stdout.splitlines()
+
+
+def test_forgetting_a_password_keeps_the_others(tmp_path: Path) -> None:
+    store = PasswordStore(passwords_file(tmp_path))
+    kept = store.ensure(["a.egress", "b.egress"])["b.egress"]
+    store.forget(["a.egress", "never-there"])
+    assert store.get("a.egress") is None and store.get("b.egress") == kept
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600

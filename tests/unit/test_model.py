@@ -172,9 +172,10 @@ def test_decision_record_fields() -> None:
         "decision_id", "decided_at", "subject_event_id", "subject_kind", "photo_id", "owner_id",
         "actor", "recipient_org", "purpose", "verdict", "reason", "explanation", "policy_version",
         "consent_event_id", "prev_hash", "hash", "categories", "occurred_at", "partition",
-        "model_id",
+        "model_id", "share_id",
     }  # fmt: skip
     assert record["model_id"] is None
+    assert record["share_id"] == SHARE["share_id"]
     assert record["categories"] == ["FACE_BIOMETRIC", "IMAGE"]
     assert record["subject_kind"] == "SHARE" and type(record["subject_kind"]) is str
     assert record["verdict"] == "DENY" and record["reason"] == "NO_CONSENT"
