@@ -305,7 +305,9 @@ class GateEnv:
         finally:
             consumer.close()
 
-    def assert_approved(self, timeout_s: float = 60) -> list[dict[str, Any]]:
+    def assert_approved(
+        self, timeout_s: float = 60, *, settle: bool = True
+    ) -> list[dict[str, Any]]:
         """Assert ``photo.share.approved`` holds exactly the ALLOW shares, each once.
 
         Settles the gate (:meth:`settle`), then reads both topics to their ends: every approved
@@ -313,9 +315,11 @@ class GateEnv:
         header naming an ``ALLOW`` decision of a share on ``governance.decisions`` and that
         decision's chain hash; its value is that share request (event, photo, owner, recipient,
         purpose); and every ALLOW share decision has exactly one approved record. Returns the
-        approved records' decoded values.
+        approved records' decoded values. ``settle=False`` checks the topics as they are (a gate
+        that stopped on an error never commits the rest of its inputs).
         """
-        self.settle(timeout_s)
+        if settle:
+            self.settle(timeout_s)
         decisions = self.read_to_end(topics.TOPIC_DECISIONS)
         messages = self.read_to_end(topics.TOPIC_SHARE_APPROVED, messages=True)
         allowed = {

@@ -14,6 +14,7 @@ headers, and nothing of the held or failed one.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -22,7 +23,9 @@ import pytest
 
 import streams.core.evaluate
 from streams import topics
+from streams.gate.processor import GateProcessor
 from tests.integration.harness import GateEnv, content_hash
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +153,44 @@ def test_an_error_inside_the_gate_denies_that_share_and_approves_nothing_of_it(
         shipped: ("ALLOW", "CONSENTED"),
     }
     assert approved == [shipped]
+
+
+def test_an_error_in_the_processor_aborts_its_batch_and_a_restart_decides_each_once(
+    gate_env: GateEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside evaluation an error stops the gate: its open transaction, ALLOWs and all, aborts."""
+    env = gate_env
+    now = int(time.time() * 1000)
+    # both wait for their photo's index verdict and are decided together, `other` first
+    other, failed = _shares(env, now)
+    request = GateProcessor._request
+    calls: list[str] = []
+
+    def failing(self: GateProcessor, access: Any, *args: Any) -> Any:
+        calls.append(access.event_id)
+        if access.event_id == failed:
+            raise KeyError("injected: the gate's processor fails on this request")
+        return request(self, access, *args)
+
+    monkeypatch.setattr(GateProcessor, "_request", failing)
+    with (
+        pytest.raises(AssertionError, match="the gate failed: KeyError"),
+        env.gate_thread("broken"),
+    ):
+        wait_until(
+            lambda: not any(t.name == "gate-broken" for t in threading.enumerate()),
+            120,
+            "the gate to stop on the error",
+        )
+    assert calls == [other, failed], "other is decided, then the error, in one transaction"
+    assert env.read_to_end(topics.TOPIC_DECISIONS) == []
+    # `other`'s ALLOW was in the aborted transaction: neither its decision nor its share is out
+    assert env.assert_approved(settle=False) == []
+
+    monkeypatch.setattr(GateProcessor, "_request", request)  # the bug is fixed: restart
+    with env.gate_thread("fixed"):
+        decisions = env.read_exactly(topics.TOPIC_DECISIONS, 2)
+        approved = env.assert_approved()
+    verdicts = {d["subject_event_id"]: (d["verdict"], d["reason"]) for d in decisions}
+    assert verdicts == {other: ("ALLOW", "CONSENTED"), failed: ("ALLOW", "CONSENTED")}
+    assert sorted(a["event_id"] for a in approved) == sorted([failed, other])
