@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,9 +22,11 @@ from confluent_kafka.admin import AdminClient
 from streams import topics
 from streams.admin.topics import apply_topics, load_topic_specs
 from streams.core.checkpoint import PRIVATE_KEY_FILE, generate_key_pair
+from streams.core.egress import DECISION_HASH_HEADER, DECISION_ID_HEADER
 from streams.core.partitioning import partition_for
 from streams.gate.app import build_runner
-from streams.gate.topology import GateTopology
+from streams.gate.topology import GATE_NAME, STREAM_ORDER, GateTopology
+from streams.runtime.read_to_end import READER_CONFIG, read_to_end
 from streams.runtime.runner import RuntimeOptions as RunnerOptions
 from streams.runtime.runner import StreamRunner
 from streams.sdk import ConsentinelProducer
@@ -58,6 +61,9 @@ def content_hash(photo_id: str) -> str:
 
 POLICY = replay_policy()
 """The policy the gate tests run with: the example policy, trusting backdated events."""
+
+GATE_INTERNAL = (topics.TOPIC_GATE_PHOTO_CLAIMS, topics.TOPIC_GATE_PHOTO_VERDICTS)
+"""The gate's photo index topics: sources of the gate like its inputs."""
 
 
 @dataclass
@@ -232,11 +238,150 @@ class GateEnv:
         return found
 
     def read_exactly(self, logical: str, count: int, *, timeout_s: float = 60) -> list[Any]:
-        """Read until ``count`` records are there, then briefly more to catch any extra."""
-        records = self.read(logical, until=lambda r: len(r) >= count, timeout_s=timeout_s)
-        assert len(records) >= count, f"{logical}: {len(records)} records, expected {count}"
-        time.sleep(1.0)
-        return self.read(logical, until=lambda r: len(r) > count, timeout_s=3)
+        """Return the topic's records, asserting there are exactly ``count`` of them.
+
+        Waits (up to ``timeout_s``) until ``count`` committed records are there, then until the
+        gate has committed every input written so far (:meth:`settle`: whatever they lead to
+        is written by then), then reads the topic with ``read_committed`` to its end offsets:
+        a record missing or one too many fails the test.
+        """
+        self.read(logical, until=lambda r: len(r) >= count, timeout_s=timeout_s, decode=False)
+        self.settle(timeout_s)
+        records = self.read_to_end(logical)
+        assert len(records) == count, (
+            f"{logical}: {len(records)} records, expected exactly {count}: {records}"
+        )
+        return records
+
+    def read_to_end(self, logical: str, *, messages: bool = False) -> list[Any]:
+        """Read every committed record of a topic, up to its end offsets as of now.
+
+        Decoded values, or the consumer's messages with their headers (``messages=True``).
+        """
+        topic = self.topic(logical)
+        found: list[Any] = []
+        self._read_to_end([topic], found.extend)
+        if messages:
+            return found
+        return [self.codec.decode(topic, m.value()) for m in found]
+
+    def _read_to_end(self, names: list[str], on_records: Callable[[list[Any]], None]) -> None:
+        consumer = Consumer(
+            {**self.settings.kafka_config(), **READER_CONFIG, "group.id": f"{self.prefix}reader"}
+        )
+        try:
+            starts = [
+                TopicPartition(name, p, OFFSET_BEGINNING)
+                for name in names
+                for p in consumer.list_topics(name, timeout=30).topics[name].partitions
+            ]
+            read_to_end(consumer, starts, on_records, timeout_s=60, what=", ".join(names))
+        finally:
+            consumer.close()
+
+    def settle(self, timeout_s: float = 60) -> None:
+        """Wait until the gate's group has committed every input record written so far.
+
+        Inputs are the gate's sources (its five input topics and its photo index topics); a
+        record counts once it is committed (``read_committed``). The gate commits an input's
+        offset in the transaction that writes its outputs, so once this returns everything the
+        inputs lead to is on the output topics. Returns at once when no gate ever ran here.
+        """
+        group = self.prefix + GATE_NAME
+        names = [self.topic(t) for t in (*STREAM_ORDER, *GATE_INTERNAL)]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found: list[Any] = []
+            self._read_to_end(names, found.extend)
+            ends: dict[tuple[str, int], int] = {}
+            for m in found:
+                key = (m.topic(), m.partition())
+                ends[key] = max(ends.get(key, 0), m.offset() + 1)
+            committed = self._committed(group, names)
+            if not any(offset >= 0 for offset in committed.values()):
+                return  # no gate has committed anything in this environment
+            behind = {k: end for k, end in ends.items() if committed.get(k, -1) < end}
+            if not behind:
+                return
+            assert time.monotonic() < deadline, (
+                f"the gate did not commit its inputs within {timeout_s:g}s: {behind} vs "
+                f"{ {k: committed.get(k) for k in behind} }"
+            )
+            time.sleep(0.3)
+
+    def _committed(self, group: str, names: list[str]) -> dict[tuple[str, int], int]:
+        consumer = Consumer({**self.settings.kafka_config(), "group.id": group})
+        try:
+            wanted = [
+                TopicPartition(name, p)
+                for name in names
+                for p in consumer.list_topics(name, timeout=30).topics[name].partitions
+            ]
+            return {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(wanted, 30)}
+        finally:
+            consumer.close()
+
+    def assert_approved(
+        self, timeout_s: float = 60, *, settle: bool = True
+    ) -> list[dict[str, Any]]:
+        """Assert ``photo.share.approved`` holds exactly the ALLOW shares, each once.
+
+        Settles the gate (:meth:`settle`), then reads both topics to their ends: every approved
+        record carries one ``consentinel-decision-id`` and one ``consentinel-decision-hash``
+        header naming an ``ALLOW`` decision of a share on ``governance.decisions`` and that
+        decision's chain hash; its value is that share request (event, photo, owner, recipient,
+        purpose); and every ALLOW share decision has exactly one approved record. Returns the
+        approved records' decoded values. ``settle=False`` checks the topics as they are (a gate
+        that stopped on an error never commits the rest of its inputs).
+        """
+        if settle:
+            self.settle(timeout_s)
+        decisions = self.read_to_end(topics.TOPIC_DECISIONS)
+        messages = self.read_to_end(topics.TOPIC_SHARE_APPROVED, messages=True)
+        allowed = {
+            d["decision_id"]: d
+            for d in decisions
+            if d["verdict"] == "ALLOW" and d["subject_kind"] == "SHARE"
+        }
+        approved_topic = self.topic(topics.TOPIC_SHARE_APPROVED)
+        shipped: list[str] = []
+        values = []
+        for message in messages:
+            headers = message.headers() or []
+            ids = [v for k, v in headers if k == DECISION_ID_HEADER]
+            hashes = [v for k, v in headers if k == DECISION_HASH_HEADER]
+            assert len(ids) == 1 and len(hashes) == 1, f"approved record headers: {headers}"
+            decision_id, decision_hash = ids[0].decode(), hashes[0].decode()
+            value = self.codec.decode(approved_topic, message.value())
+            decision = allowed.get(decision_id)
+            assert decision is not None, (
+                f"approved share {value['event_id']} names {decision_id}, no ALLOW share decision"
+            )
+            assert decision_hash == decision["hash"], f"{decision_id}: the hash header differs"
+            shipped_as = (
+                value["event_id"],
+                value["photo_id"],
+                value["owner_id"],
+                value["recipient_org"],
+                value["purpose"],
+            )
+            decided = (
+                decision["subject_event_id"],
+                decision["photo_id"],
+                decision["owner_id"],
+                decision["recipient_org"],
+                decision["purpose"],
+            )
+            assert shipped_as == decided, f"{decision_id} approved another share: {value}"
+            assert message.key() == decision["owner_id"].encode()
+            shipped.append(decision_id)
+            values.append(value)
+        twice = sorted(k for k, n in Counter(shipped).items() if n > 1)
+        assert not twice, f"ALLOW decisions shipped more than once: {twice}"
+        assert set(shipped) == set(allowed), (
+            f"ALLOW shares never shipped: {sorted(set(allowed) - set(shipped))}"
+        )
+        return values
 
 
 def make_gate_env(

@@ -102,9 +102,7 @@ def assert_exactly_once(env: GateEnv, request_ids: list[str]) -> None:
     assert not wrong, f"{len(wrong)} decisions differ from an uncrashed run, e.g. {wrong[:5]}"
     allowed = {d["subject_event_id"] for d in decisions if d["verdict"] == "ALLOW"}
     assert allowed, "the load must include allowed shares"
-    approved = env.read(
-        topics.TOPIC_SHARE_APPROVED, until=lambda r: len(r) > len(allowed), timeout_s=5
-    )
+    approved = env.assert_approved(timeout_s=180)
     approved_counts = Counter(a["event_id"] for a in approved)
     assert set(approved_counts) == allowed and max(approved_counts.values()) == 1
     reports = verify_partitions(env.settings)

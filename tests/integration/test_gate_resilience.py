@@ -138,6 +138,7 @@ def test_a_registry_outage_is_retried_never_dead_lettered(gate_env: GateEnv) -> 
         assert env.read(topics.TOPIC_DECISIONS, until=lambda _: False, timeout_s=1) == []
         proxy.up()
         decisions = env.read_exactly(topics.TOPIC_DECISIONS, 1, timeout_s=60)
+        assert env.assert_approved() == []  # training reads: nothing to approve
     assert [(d["subject_event_id"], d["verdict"]) for d in decisions] == [(event_id, "ALLOW")]
     assert env.read(topics.TOPIC_DLQ, until=lambda _: False, timeout_s=2) == []
     proxy.cut()
@@ -174,5 +175,6 @@ def test_an_unreadable_control_holds_its_recipient_and_the_gate_is_not_ready(
         wait_until(lambda: runner.ready, 30, "the gate to be ready again")
         allowed = _story(env, int(time.time() * 1000))
         both = env.read_exactly(topics.TOPIC_DECISIONS, 2)
+        assert env.assert_approved() == []  # training reads: nothing to approve
     later = next(d for d in both if d["subject_event_id"] == allowed)
     assert (later["verdict"], later["reason"]) == ("ALLOW", "CONSENTED"), later["explanation"]

@@ -94,7 +94,7 @@ def test_every_rule_end_to_end(gate_env: GateEnv) -> None:
 
     with gate_env.gate_thread():
         decisions = gate_env.read_exactly(topics.TOPIC_DECISIONS, len(STORIES))
-        approved = gate_env.read(topics.TOPIC_SHARE_APPROVED, until=lambda r: False, timeout_s=2)
+        approved = gate_env.assert_approved()
 
     by_subject: dict[str, list[dict[str, Any]]] = {}
     for decision in decisions:
@@ -127,7 +127,7 @@ def test_suspended_recipient_is_held_and_resumed(gate_env: GateEnv) -> None:
             "actor": "it",
         },
     )
-    write_story(gate_env, Story("held", "", "", consents=[grant()]), now)
+    _, held = write_story(gate_env, Story("held", "", "", consents=[grant()]), now)
     p.flush()
     with gate_env.gate_thread():
         first = gate_env.read_exactly(topics.TOPIC_DECISIONS, 1)
@@ -150,7 +150,10 @@ def test_suspended_recipient_is_held_and_resumed(gate_env: GateEnv) -> None:
         )
         p.flush()
         both = gate_env.read_exactly(topics.TOPIC_DECISIONS, 2)
+        approved = gate_env.assert_approved()
     assert [(d["verdict"], d["reason"]) for d in first] == [("HOLD", "RECIPIENT_SUSPENDED")]
+    assert [a["event_id"] for a in approved] == [resumed], "the held share never leaves"
+    assert held not in {a["event_id"] for a in approved}
     later = next(d for d in both if d["subject_event_id"] == resumed)
     assert (later["verdict"], later["reason"]) == ("ALLOW", "CONSENTED")
 
@@ -171,6 +174,8 @@ def test_late_withdrawal_raises_retroactive_violation(gate_env: GateEnv) -> None
         )
         gate_env.producer.flush()
         (alert,) = gate_env.read_exactly(topics.TOPIC_ALERTS, 1)
+        approved = gate_env.assert_approved()
+    assert [a["event_id"] for a in approved] == [request]
     assert alert["kind"] == "RETROACTIVE_VIOLATION"
     assert decision["decision_id"] in alert["summary"]
     assert set(alert["sample_event_ids"]) == {request, withdrawal}
@@ -182,6 +187,7 @@ def test_audit_verify_reports_a_forged_decision(gate_env: GateEnv) -> None:
     gate_env.producer.flush()
     with gate_env.gate_thread():
         (decision,) = gate_env.read_exactly(topics.TOPIC_DECISIONS, 1)
+        assert gate_env.assert_approved() == []
     assert all(r.intact for r in verify_partitions(gate_env.settings))
 
     # Someone with write access appends a forged ALLOW that claims to follow the real decision.

@@ -60,6 +60,8 @@ def test_a_new_gate_decides_from_restored_state(gate_env: GateEnv, store: str) -
     p.flush()
     with gate_env.gate_thread("after", store=store):
         decisions = gate_env.read_exactly(topics.TOPIC_DECISIONS, 2)
+        approved = gate_env.assert_approved()
+    assert [a["event_id"] for a in approved] == [first, second]
     by_event = {d["subject_event_id"]: d for d in decisions}
     assert by_event[first]["verdict"] == by_event[second]["verdict"] == "ALLOW"
     assert by_event[second]["reason"] == "CONSENTED"
@@ -96,6 +98,7 @@ def test_gate_serves_readiness_and_metrics(gate_env: GateEnv) -> None:
         )
         gate_env.producer.flush()
         gate_env.read_exactly(topics.TOPIC_DECISIONS, 1)
+        assert gate_env.assert_approved() == []
         status, body = get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200
         assert (

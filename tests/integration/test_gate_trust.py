@@ -84,6 +84,7 @@ def test_a_backdated_read_cannot_slip_past_a_withdrawal(gate_env: GateEnv) -> No
         env.producer.flush()
         decisions = env.read_exactly(topics.TOPIC_DECISIONS, 1)
         dead = env.read_exactly(topics.TOPIC_DLQ, 1)
+        assert env.assert_approved() == []
     assert [(d["subject_event_id"], d["verdict"], d["reason"]) for d in decisions] == [
         (within_bounds, "DENY", "CONSENT_REVOKED")
     ]
@@ -104,6 +105,7 @@ def test_a_future_dated_event_is_refused(gate_env: GateEnv) -> None:
     with env.gate_thread(policy=EXAMPLE_POLICY):
         decisions = env.read_exactly(topics.TOPIC_DECISIONS, 1)
         dead = env.read_exactly(topics.TOPIC_DLQ, 1)
+        assert env.assert_approved() == []
     assert [d["error_kind"] for d in dead] == ["INVALID_TIME"]
     assert [(d["verdict"], d["reason"]) for d in decisions] == [("DENY", "NO_CONSENT")]
 
@@ -138,6 +140,7 @@ def test_misrouted_and_unkeyed_withdrawals_are_dead_lettered_not_lost(gate_env: 
         after = _read(env, owner, photo, now)
         env.producer.flush()
         decisions = env.read_exactly(topics.TOPIC_DECISIONS, 1)
+        assert env.assert_approved() == []
     assert sorted(d["error_kind"] for d in dead) == ["MISROUTED"] * 3
     assert all(d["source_topic"] == topics.TOPIC_CONSENT_CHANGES for d in dead)
     assert [(d["subject_event_id"], d["reason"]) for d in decisions] == [(after, "NO_CONSENT")]
@@ -160,6 +163,7 @@ def test_a_reused_event_id_is_refused_and_an_exact_duplicate_decided_once(
     with env.gate_thread(policy=EXAMPLE_POLICY):
         decisions = env.read_exactly(topics.TOPIC_DECISIONS, 1)
         dead = env.read_exactly(topics.TOPIC_DLQ, 1)
+        assert env.assert_approved() == []  # training reads: nothing to approve
     assert [(d["subject_event_id"], d["photo_id"], d["verdict"]) for d in decisions] == [
         (event_id, photo, "ALLOW")
     ]
@@ -179,6 +183,7 @@ def test_an_oversize_input_is_dead_lettered_cut_and_the_gate_goes_on(gate_env: G
     with env.gate_thread(policy=EXAMPLE_POLICY):
         dead = env.read_exactly(topics.TOPIC_DLQ, 1)
         decisions = env.read_exactly(topics.TOPIC_DECISIONS, 1)
+        assert env.assert_approved() == []  # training reads: nothing to approve
     assert [d["error_kind"] for d in dead] == ["INPUT_TOO_LARGE"]
     assert len(dead[0]["value"]) <= 64 * 1024 and "cut from" in dead[0]["error"]
     assert [(d["subject_event_id"], d["verdict"]) for d in decisions] == [(after, "ALLOW")]
@@ -197,7 +202,7 @@ def test_approved_shares_carry_the_decision_that_egress_can_check(gate_env: Gate
         categories=["IMAGE"],
         occurred_at=now - 20_000,
     )
-    env.producer.share_requested(
+    share = env.producer.share_requested(
         photo_id=photo,
         owner_id=owner,
         requester="share-svc",
@@ -210,6 +215,7 @@ def test_approved_shares_carry_the_decision_that_egress_can_check(gate_env: Gate
     with env.gate_thread(policy=EXAMPLE_POLICY):
         decisions = env.read_exactly(topics.TOPIC_DECISIONS, 1)
         approved = env.read_messages(topics.TOPIC_SHARE_APPROVED, 1)
+        assert [a["event_id"] for a in env.assert_approved()] == [share]
     decision = decisions[0]
     assert decision["verdict"] == "ALLOW", decision["explanation"]
     headers = approved[0].headers()
@@ -262,6 +268,7 @@ def test_a_photo_belongs_to_its_first_uploader_whatever_the_partitions(gate_env:
         copied = _read(env, attacker, copy, now - 5_000)
         env.producer.flush()
         decisions = env.read_exactly(topics.TOPIC_DECISIONS, 2)
+        assert env.assert_approved() == []  # training reads: nothing to approve
     by_event = {d["subject_event_id"]: (d["verdict"], d["reason"]) for d in decisions}
     assert by_event == {
         stolen: ("DENY", "OWNER_MISMATCH"),
