@@ -551,10 +551,17 @@ CONSENT_ENFORCEMENT = Board(
           "Inputs the gate refused on trust grounds (CONTRACT section 3) by kind and input topic: "
           "INVALID_TIME (occurred_at outside the policy's time bounds around the broker's append "
           "time), MISROUTED (key or partition not the owner's), DUPLICATE_EVENT_ID (an event id "
-          "reused with other content), INPUT_TOO_LARGE.",
+          "reused with other content), INPUT_TOO_LARGE, UNKNOWN_RECIPIENT (a consent change naming "
+          "a recipient the policy does not know: a withdrawal that would withdraw nothing), "
+          "UNVERIFIED_ACK (a recall acknowledgement not signed by the recipient's key, or naming "
+          "another recipient's order: it closed nothing).",
           (0, 52, 24, 8),
           [Q("sum by (kind, topic) (increase(consentinel_gate_dead_letters_total"
-             '{kind=~"INVALID_TIME|MISROUTED|DUPLICATE_EVENT_ID|INPUT_TOO_LARGE"}[5m]))',
+             '{kind=~"INVALID_TIME|MISROUTED|DUPLICATE_EVENT_ID|INPUT_TOO_LARGE|'
+             'UNKNOWN_RECIPIENT"}[5m]))',
+             "{{kind}} on {{topic}}"),
+           Q("sum by (kind, topic) (increase(consentinel_detector_dead_letters_total"
+             '{kind="UNVERIFIED_ACK"}[5m]))',
              "{{kind}} on {{topic}}")],
           unit="short", min=0),
     ),

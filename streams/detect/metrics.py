@@ -124,6 +124,7 @@ def initialise(limited_recipients: Collection[str]) -> None:
         EPISODE_ACTIVE.labels(kind, subject_kind)
     for kind in DEAD_LETTER_KINDS:
         DEAD_LETTERS.labels(kind, topics.TOPIC_DECISIONS)
+    DEAD_LETTERS.labels("UNVERIFIED_ACK", topics.TOPIC_RECALL_ACKS)
     for recipient in limited_recipients:
         SUSPENSIONS.labels(recipient)
 
