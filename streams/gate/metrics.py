@@ -90,7 +90,7 @@ def initialise(recipients: Iterable[str]) -> None:
     for dead_letter_kind in DEAD_LETTER_KINDS:
         for topic in topics.INPUT_TOPICS:
             DEAD_LETTERS.labels(dead_letter_kind, topic)
-    DEAD_LETTERS.labels("UNKNOWN_RECIPIENT", topics.TOPIC_CONSENT)
+    DEAD_LETTERS.labels("UNKNOWN_RECIPIENT", topics.TOPIC_CONSENT_CHANGES)
     DEAD_LETTERS.labels("MISROUTED", topics.TOPIC_CONTROLS)
     for outcome in ("committed", "aborted"):
         TRANSACTIONS.labels(outcome)
