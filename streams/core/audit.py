@@ -54,13 +54,27 @@ def _normalize(value: Any) -> Any:
     return value
 
 
+HASHED_ONLY_WHEN_SET = frozenset({"share_id"})
+"""Fields added to ``Decision`` after decisions were first chained: hashed only when not null.
+
+A reader fills a missing field with its default (null), so a decision written before the field
+existed hashes as it did when it was written, and ``audit verify`` still passes after an upgrade.
+"""
+
+
 def canonical_content(record: Mapping[str, Any]) -> bytes:
     """Return the deterministic bytes hashed for ``record``: every field but ``hash``.
+
+    Fields of :data:`HASHED_ONLY_WHEN_SET` are left out while null.
 
     The result is JSON with sorted keys and no whitespace, UTF-8 encoded. Two records with equal
     field values give equal bytes regardless of key order or of how timestamps were decoded.
     """
-    content = {k: _normalize(v) for k, v in record.items() if k != HASH_FIELD}
+    content = {
+        k: _normalize(v)
+        for k, v in record.items()
+        if k != HASH_FIELD and not (v is None and k in HASHED_ONLY_WHEN_SET)
+    }
     return json.dumps(
         content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
@@ -78,6 +92,8 @@ def plain_chain_hash(record_without_hash: Mapping[str, Any], prev_hash: str) -> 
     normalise. The hash is the same; skipping the normalisation is half of the cost, which
     matters on the gate's hot path. The record must not hold a ``hash`` key.
     """
+    if record_without_hash.get("share_id", "") is None:  # see HASHED_ONLY_WHEN_SET
+        record_without_hash = {k: v for k, v in record_without_hash.items() if k != "share_id"}
     digest = hashlib.sha256(_PLAIN_JSON.encode(record_without_hash).encode("utf-8"))
     digest.update(prev_hash.encode("ascii"))
     return digest.hexdigest()

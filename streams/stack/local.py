@@ -254,24 +254,29 @@ class LocalStack:
                     hint=f"stop it (`ss -ltnp 'sport = :{component.port}'` shows which), or use "
                     "that server through KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL",
                 )
-            log = self.log_dir / f"{component.name}.log"
-            self.say(f"{component.name}: starting (log {log})...")
-            with log.open("ab") as out:
-                proc = subprocess.Popen(
-                    component.command,
-                    cwd=component.cwd,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                    env=component.env,
-                )
-            self._pid_file(component.name).write_text(f"{proc.pid}\n")
+            proc, log = self._spawn(component)
             self._wait_ready(component, proc, log)
             self.say(f"{component.name}: ready (pid {proc.pid}) at {component.where}")
         if brokers == cluster.NODES:
             self.up_cluster()
         self.say(f"stack home: {self.home} (logs in {self.log_dir})")
+
+    def _spawn(self, component: Component) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start ``component`` in its own session, its output to its log; record its pid."""
+        log = self.log_dir / f"{component.name}.log"
+        self.say(f"{component.name}: starting (log {log})...")
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                component.command,
+                cwd=component.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=component.env,
+            )
+        self._pid_file(component.name).write_text(f"{proc.pid}\n")
+        return proc, log
 
     def up_cluster(self) -> None:
         """Start the cluster's missing nodes together (a lone node has no quorum), then wait."""
@@ -298,18 +303,7 @@ class LocalStack:
                 ready_timeout_s=120,
                 where=node.where,
             )
-            log = self.log_dir / f"{node.name}.log"
-            self.say(f"{node.name}: starting (log {log})...")
-            with log.open("ab") as out:
-                proc = subprocess.Popen(
-                    node.command,
-                    cwd=node.cwd,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            self._pid_file(node.name).write_text(f"{proc.pid}\n")
+            proc, log = self._spawn(component)
             started.append((component, proc, log))
         for component, proc, log in started:
             self._wait_ready(component, proc, log)

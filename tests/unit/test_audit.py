@@ -157,3 +157,15 @@ def test_any_single_tampering_is_caught_at_its_position(index: int, how: str) ->
         expected = index + 1
     found = verify_chain(records)
     assert (found.index if found else None) == expected
+
+
+def test_a_decision_written_before_share_id_existed_still_verifies() -> None:
+    """A reader fills ``share_id`` with null on an older decision: its hash must not change."""
+    from streams.core.audit import GENESIS_HASH, chain_hash, plain_chain_hash
+
+    older = {"decision_id": "d1", "verdict": "DENY", "prev_hash": GENESIS_HASH}
+    stored = chain_hash(older, GENESIS_HASH)
+    as_read_today = {**older, "share_id": None}
+    assert chain_hash(as_read_today, GENESIS_HASH) == stored
+    assert plain_chain_hash(as_read_today, GENESIS_HASH) == stored
+    assert chain_hash({**older, "share_id": "s1"}, GENESIS_HASH) != stored
