@@ -72,6 +72,12 @@ class MissingTopicError(StackError):
     error_kind = "MISSING_TOPIC"
 
 
+class AuthorizationError(ConfigError):
+    """The broker refuses this principal an operation it needs (an ACL is missing)."""
+
+    error_kind = "AUTHORIZATION"
+
+
 class TopicLayoutError(ConsentinelError):
     """The topics on the broker do not match what Consentinel needs (e.g. partition counts)."""
 

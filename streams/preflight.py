@@ -21,7 +21,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from streams.errors import ConfigError, ConsentinelError, TopicLayoutError, TransientError
+from streams.errors import (
+    AuthorizationError,
+    ConfigError,
+    ConsentinelError,
+    TopicLayoutError,
+    TransientError,
+)
 from streams.settings import Settings
 
 EXIT_OK = 0
@@ -61,8 +67,8 @@ def check_topic_configs(
 
     ``required`` maps a topic config key to the value it must have. A broker that cannot answer
     is a :class:`TransientError` (the caller retries). A principal without the DescribeConfigs
-    ACL cannot tell: that is logged as an error and the check passes, since refusing readiness
-    forever would stop a secure deployment that created its topics with ``topics apply``.
+    ACL cannot tell: that is an :class:`AuthorizationError`, so the processor stays not ready
+    (fail closed) until the ACL is granted.
     """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
@@ -95,10 +101,11 @@ def check_topic_configs(
     except KafkaException as exc:
         raise TransientError(f"cannot read the input topics' configs: {exc}") from exc
     if denied:
-        log.error(
-            "cannot check %s of %s: this principal lacks the DescribeConfigs ACL on them",
-            ", ".join(required),
-            ", ".join(denied),
+        raise AuthorizationError(
+            f"cannot check {', '.join(required)} of {', '.join(denied)}: this principal lacks"
+            " the DescribeConfigs ACL on them",
+            hint="grant it (deploy/acls.yaml `describe_configs`, then `consentinel acls apply`);"
+            " unchecked, a producer's own timestamps could pass for the broker's",
         )
     if wrong:
         raise TopicLayoutError(

@@ -44,6 +44,7 @@ _TOPIC_OPERATIONS = {
     "write": AclOperation.WRITE,
     "create": AclOperation.CREATE,
     "describe": AclOperation.DESCRIBE,
+    "describe_configs": AclOperation.DESCRIBE_CONFIGS,
 }
 _PRINCIPAL_KEYS = frozenset(
     {
@@ -51,6 +52,7 @@ _PRINCIPAL_KEYS = frozenset(
         "read",
         "write",
         "create",
+        "describe_configs",
         "topic_prefixes",
         "groups",
         "group_prefixes",
@@ -167,7 +169,7 @@ def _expand_principal(user: str, body: Any, prefix: str, where: str) -> tuple[se
         )
     acls: set[Acl] = set()
     unprefixed: set[str] = set()
-    for key in ("read", "write", "create"):
+    for key in ("read", "write", "create", "describe_configs"):
         for topic in _names(body.get(key), f"{where}: {key}"):
             acls.add(Acl(user, _TOPIC_OPERATIONS[key], ResourceType.TOPIC, prefix + topic, _LIT))
     topic_prefixes = body.get("topic_prefixes") or {}

@@ -20,9 +20,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from streams.errors import ConsentinelError, MissingTopicError, TransientError
+from streams.errors import AuthorizationError, ConsentinelError, MissingTopicError, TransientError
 from streams.runtime.dead_letters import dead_letter
-from streams.runtime.read_to_end import READER_CONFIG, read_to_end
+from streams.runtime.read_to_end import READER_CONFIG, REFUSALS, read_to_end
 from streams.runtime.records import Output, RawInput
 from streams.runtime.topology import GlobalTable
 
@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 """Waits between attempts to read a record that failed transiently."""
+
+
+def reader_group(physical_topic: str) -> str:
+    """Return the consumer group id of a global table's reader.
+
+    The reader never joins nor commits, but its principal still needs READ on the group
+    (``deploy/acls.yaml``).
+    """
+    return f"{physical_topic}-global-reader"
 
 
 def void(_: object) -> None:
@@ -55,7 +64,7 @@ class GlobalTableReader:
         """Dead letters of unreadable records, until the runner has committed them."""
         self._clock_ms = clock_ms
         self._consumer = Consumer(
-            {**kafka_config, **READER_CONFIG, "group.id": f"{physical_topic}-global-reader"}
+            {**kafka_config, **READER_CONFIG, "group.id": reader_group(physical_topic)}
         )
 
     @property
@@ -67,6 +76,14 @@ class GlobalTableReader:
         """Read the topic from its beginning to its current end (blocking)."""
         metadata = self._consumer.list_topics(self.physical_topic, timeout=30)
         topic = metadata.topics.get(self.physical_topic)
+        if topic is not None and topic.error is not None and topic.error.code() in REFUSALS:
+            raise AuthorizationError(
+                f"the broker refuses to let this principal describe {self.physical_topic}:"
+                f" {topic.error.str()}",
+                hint="grant it READ on the topic and on the group"
+                f" {reader_group(self.physical_topic)}: deploy/acls.yaml, then"
+                " `consentinel acls apply`",
+            )
         if topic is None or topic.error is not None:
             raise MissingTopicError(
                 f"the topic {self.physical_topic} does not exist",

@@ -23,7 +23,13 @@ from collections.abc import Callable, Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from streams.errors import TransientError
+from streams.errors import AuthorizationError, TransientError
+
+REFUSALS = frozenset(
+    {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED}
+)
+"""Errors that no retry cures: the principal lacks an ACL. (A reader's group refused is not one:
+an assigned consumer that never commits reads on without it.)"""
 
 READER_CONFIG = {
     "enable.auto.commit": False,
@@ -69,6 +75,13 @@ def watermarks(
                 break
             except KafkaException as exc:
                 error = exc.args[0]
+                if getattr(error, "code", lambda: None)() in REFUSALS:
+                    raise AuthorizationError(
+                        f"the broker refuses to tell this principal the end of"
+                        f" {tp.topic}[{tp.partition}]: {error}",
+                        hint="grant it READ on the topic: deploy/acls.yaml, then"
+                        " `consentinel acls apply`",
+                    ) from exc
                 retriable = getattr(error, "retriable", lambda: False)()
                 if time.monotonic() < deadline and (retriable or _leader_moving(error)):
                     time.sleep(0.2)  # a topic just created has no leader yet, for instance
@@ -98,7 +111,8 @@ def read_to_end(
     ``consumer`` must have ``enable.partition.eof`` (see :data:`READER_CONFIG`). Records come in
     batches, in offset order per partition. Returns how many records were handed over. Raises
     :class:`~streams.errors.TransientError` when the ends are not reached within ``timeout_s``
-    (the broker is unreachable, or a transaction stays open that long).
+    (the broker is unreachable, or a transaction stays open that long), and
+    :class:`~streams.errors.AuthorizationError` at once when the principal may not read them.
 
     ``stop_at`` bounds the read: ``{(topic, partition): offset}`` to stop before, where that is
     earlier than the high watermark (a report's ``--until`` found with ``offsets_for_times``).
@@ -146,6 +160,12 @@ def read_to_end(
                     if (message.offset() or 0) >= ends.get(key, 0):
                         remaining.discard(key)
                     continue
+                if error.code() in REFUSALS:
+                    raise AuthorizationError(
+                        f"the broker refuses to let this principal read {what}: {error.str()}",
+                        hint="grant it READ on the topic (and its reader group): "
+                        "deploy/acls.yaml, then `consentinel acls apply`",
+                    )
                 if error.fatal():
                     raise TransientError(f"reading {what} failed: {error}")
                 continue  # librdkafka retries transient errors itself

@@ -28,6 +28,11 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from streams.errors import AuthorizationError
+from streams.gate.topology import STREAM_ORDER
+from streams.preflight import LOG_APPEND_TIME, check_topic_configs
+from streams.runtime.global_table import GlobalTableReader
+from streams.runtime.topology import GlobalTable
 from streams.stack.secure import bootstrap_servers, can_authenticate, quiet
 
 pytestmark = [pytest.mark.integration, pytest.mark.secure, pytest.mark.timeout(120)]
@@ -119,6 +124,56 @@ def test_operator_writes_controls_but_not_decisions(as_principal: Config, prefix
     assert _produce(config, prefix + "governance.controls") is None
     error = _produce(config, prefix + "governance.decisions")
     assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, error
+
+
+class IgnoreAll:
+    """A global table handler that keeps nothing."""
+
+    whole = True
+
+    def apply(self, raw: Any) -> bool:
+        return False
+
+    def broken(self, raw: Any, error: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize("principal", ["operator", "egress"])
+def test_a_refused_read_to_end_fails_at_once_and_names_the_acl(
+    as_principal: Config, prefix: str, principal: str
+) -> None:
+    """A processor whose principal lacks READ (the detector lacked it on the controls) stops at
+    its global table's catch-up with the ACL to add, instead of waiting out the timeout.
+    ``operator`` writes the controls (so it may describe them and learn their end) but may not
+    read them; ``egress`` may not even describe them."""
+    topic = prefix + "governance.controls"
+    assert _produce(as_principal("operator"), topic) is None  # something to read
+    reader = GlobalTableReader(
+        quiet(as_principal(principal)),
+        GlobalTable("governance.controls", IgnoreAll()),
+        physical_topic=topic,
+        clock_ms=lambda: 0,
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(AuthorizationError, match="acls apply") as refused:
+            reader.catch_up(timeout_s=120)
+    finally:
+        reader.close()
+    assert topic in str(refused.value)
+    assert time.monotonic() - started < 4 * BOUND_S, "waited for the read's timeout"
+
+
+def test_the_gate_may_check_that_its_inputs_are_log_append_time(
+    as_principal: Config, prefix: str
+) -> None:
+    """Without DescribeConfigs the gate cannot tell the broker's time from a producer's own: it
+    then stays not ready (an AuthorizationError), never skips the check."""
+    inputs = [prefix + t for t in STREAM_ORDER]
+    required = dict(LOG_APPEND_TIME)
+    check_topic_configs(AdminClient(quiet(as_principal("consentinel-gate"))), inputs, required)
+    with pytest.raises(AuthorizationError, match="DescribeConfigs"):
+        check_topic_configs(AdminClient(quiet(as_principal("egress"))), inputs, required)
 
 
 @pytest.mark.usefixtures("seeded")

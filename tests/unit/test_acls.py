@@ -9,12 +9,14 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
 from streams.admin.acl_plan import ACLS_FILE, Acl, load_acl_plan
 from streams.errors import ConfigError
+from streams.runtime.global_table import reader_group
 from streams.settings import load_settings
 from streams.stack.secure import (
     PasswordStore,
@@ -23,6 +25,7 @@ from streams.stack.secure import (
     scram_bootstrap_argument,
     scrub,
 )
+from streams.testing.topologies import detector_driver, gate_driver
 
 SECTION_6 = {
     "uploads-app",
@@ -290,3 +293,38 @@ def test_forgetting_a_password_keeps_the_others(tmp_path: Path) -> None:
     store.forget(["a.egress", "never-there"])
     assert store.get("a.egress") is None and store.get("b.egress") == kept
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+
+
+def _granted(grants: set[tuple[str, str, str, str]], op: str, kind: str, name: str) -> bool:
+    return any(
+        g_op == op
+        and g_kind == kind
+        and (g_name == name if pattern == "LITERAL" else name.startswith(g_name))
+        for g_op, g_kind, g_name, pattern in grants
+    )
+
+
+@pytest.mark.parametrize("build", [gate_driver, detector_driver], ids=["gate", "detector"])
+def test_each_processor_may_do_everything_its_topology_declares(build: Any) -> None:
+    """The ACLs follow the topologies: a source, global table, output or group the runtime uses
+    and ``acls.yaml`` forgets would stall that processor on a secure cluster (the detector's
+    controls reader did: TOPIC_AUTHORIZATION_FAILED until its catch-up timed out)."""
+    spec = build().topology.spec
+    grants = _grants(load_acl_plan(ACLS_FILE).acls, spec.name)
+    assert grants, f"no principal {spec.name} in acls.yaml"
+    tables = tuple(table.topic for table in spec.global_tables)
+    wanted = [
+        *(("READ", "TOPIC", t) for t in (*spec.sources, *tables, spec.changelog)),
+        *(("WRITE", "TOPIC", t) for t in (*spec.outputs, spec.changelog)),
+        *(("CREATE", "TOPIC", t) for t in (*spec.internal, spec.changelog)),
+        *(
+            ("DESCRIBE_CONFIGS", "TOPIC", t)
+            for t in spec.sources
+            if spec.source_configs and t not in spec.internal
+        ),
+        ("READ", "GROUP", spec.name),
+        ("READ", "GROUP", spec.name + "-restore"),
+        *(("READ", "GROUP", reader_group(t)) for t in tables),
+    ]
+    missing = [w for w in wanted if not _granted(grants, *w)]
+    assert not missing, f"{spec.name} lacks {missing}"

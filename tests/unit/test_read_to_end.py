@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import TopicPartition
+import pytest
+from confluent_kafka import KafkaError, TopicPartition
 
+from streams.errors import AuthorizationError
 from streams.runtime.read_to_end import read_to_end
 
 
@@ -81,3 +83,34 @@ def test_without_stop_at_every_record_up_to_the_high_watermark() -> None:
     )
     assert seen == [(0, 7), (0, 8), (0, 9)]
     assert consumer.paused == []
+
+
+class RefusedMessage(FakeMessage):
+    """The consumer error a fetch the principal may not make returns."""
+
+    def error(self) -> Any:
+        return KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+
+
+class RefusingConsumer(FakeConsumer):
+    """A topic this principal may describe (it writes it) but not read."""
+
+    fetches = 0
+
+    def consume(self, num: int, timeout: float) -> list[Any]:
+        self.fetches += 1
+        return [RefusedMessage("t", 0, 0)]
+
+
+def test_a_refused_read_fails_at_once_naming_the_acl() -> None:
+    consumer = RefusingConsumer()
+    with pytest.raises(AuthorizationError, match="acls apply") as refused:
+        read_to_end(
+            consumer,  # type: ignore[arg-type]
+            [TopicPartition("t", 0, 0)],
+            lambda batch: None,
+            timeout_s=60,
+            what="governance.controls",
+        )
+    assert "governance.controls" in str(refused.value)
+    assert consumer.fetches == 1  # not retried until the timeout: no retry cures it
