@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from streams.core.ack_signing import ack_key_id
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_POLICY = REPO / "deploy" / "policy.example.yaml"
@@ -47,3 +50,16 @@ def with_ack_keys(text: str, keys: dict[str, Ed25519PrivateKey] | None = None) -
                 out.append("      - |")
                 out.extend(f"        {row}" for row in pem)
     return "\n".join(out) + "\n"
+
+
+def ack_keys_of(keys: dict[str, Ed25519PrivateKey]) -> Callable[[str], dict[str, bytes]]:
+    """Return each recipient's ack keys (key id -> raw public key), as a policy lists them."""
+    listed = {
+        org: {
+            ack_key_id(key.public_key()): key.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+        }
+        for org, key in keys.items()
+    }
+    return lambda org: listed.get(org, {})

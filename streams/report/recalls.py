@@ -12,23 +12,42 @@ Each order gets one :data:`STATES` symbol at the report's instant ``as_of``:
 - ``OPEN``: nothing acknowledged yet, not yet due.
 
 Orders issued and acks made after ``as_of`` are left out, so a report "as of" a past instant
-shows what was known then. An ack from a recipient other than the order's is *rejected* (it
-cannot close another's order), an ack for an order never seen is an *orphan*; both are listed.
+shows what was known then. An ack counts only as the detectors count it (contract section 5):
+signed by one of the ``ack_keys`` the policy lists for its recipient and naming an order issued to
+that recipient; any other is *rejected* and listed. Without the policy's keys no ack can be
+verified, so none counts and the report says how many it left out. An ack for an order never
+seen is an *orphan* (listed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import polars as pl
 
+from streams.core.ack_signing import ack_problem
+from streams.core.policy_model import Policy
 from streams.core.recall_model import RecallOrder
 from streams.detect.core.recall_overdue import Ack, OpenOrder, RecallTracker
 from streams.errors import InvalidEventError
 from streams.report.frame import TIME
+
+AckKeys = Callable[[str], Mapping[str, bytes]]
+"""A recipient's ack keys (key id -> raw Ed25519 public key), as the policy lists them."""
+
+
+def policy_ack_keys(policy: Policy) -> AckKeys:
+    """Return the ack keys ``policy`` lists for each recipient (none for an unknown one)."""
+
+    def keys(org: str) -> Mapping[str, bytes]:
+        recipient = policy.recipient(org)
+        return {} if recipient is None else recipient.ack_keys
+
+    return keys
+
 
 STATES: Final = ("OPEN", "PARTIAL", "OVERDUE", "ACKNOWLEDGED")
 """The states of an order, in the order the report shows them."""
@@ -75,8 +94,10 @@ class RecallsReport:
         orders: One row per order (:data:`ORDER_SCHEMA`).
         by_recipient: Counts per recipient (:data:`BY_RECIPIENT_SCHEMA`).
         orphan_acks: ``(order_id, recipient_org)`` of acks for orders not found.
-        rejected_acks: One line per ack refused (another recipient's order).
+        rejected_acks: One line per ack refused (unsigned, a key the policy does not list for
+            its recipient, or another recipient's order).
         unusable_orders: One line per order record that could not be used.
+        unverified_acks: Acks left out because no policy keys were given to verify them.
     """
 
     as_of: int
@@ -85,6 +106,7 @@ class RecallsReport:
     orphan_acks: list[tuple[str, str]] = field(default_factory=list)
     rejected_acks: list[str] = field(default_factory=list)
     unusable_orders: list[str] = field(default_factory=list)
+    unverified_acks: int = 0
 
     def state_counts(self) -> dict[str, int]:
         """Orders per state, every state present (0 if none)."""
@@ -110,10 +132,13 @@ class RecallBook:
         self,
         as_of_ms: int,
         *,
+        ack_keys: AckKeys | None,
         recipients: Collection[str] | None = None,
         user_id: str | None = None,
     ) -> None:
         self.as_of = as_of_ms
+        self.ack_keys = ack_keys
+        self.unverified = 0
         self.recipients = frozenset(recipients) if recipients else None
         self.user_id = user_id
         self.tracker = RecallTracker()
@@ -139,7 +164,7 @@ class RecallBook:
             self.unusable.append(str(exc))
 
     def add_ack(self, record: Mapping[str, Any]) -> None:
-        """Apply an ack record made by ``as_of`` (rejected ones listed).
+        """Apply an ack record made by ``as_of`` if it verifies (rejected ones listed).
 
         With a recipient or user filter, feed the orders first: acks of orders not tracked are
         then out of scope and skipped (without a filter they are held, and listed as orphans).
@@ -150,6 +175,16 @@ class RecallBook:
         try:
             ack = Ack.from_record(record)
             if ack.acknowledged_at > self.as_of:
+                return
+            if self.ack_keys is None:
+                self.unverified += 1
+                return
+            problem = ack_problem(record, self.ack_keys(ack.recipient_org))
+            if problem is not None:
+                self.rejected.append(
+                    f"ack of order {ack.order_id} from {ack.recipient_org!r} does not count:"
+                    f" {problem}"
+                )
                 return
             self.tracker.apply_ack(ack)
         except InvalidEventError as exc:
@@ -176,6 +211,7 @@ class RecallBook:
             orphan_acks=orphan,
             rejected_acks=list(self.rejected),
             unusable_orders=list(self.unusable),
+            unverified_acks=self.unverified,
         )
 
 
@@ -225,11 +261,15 @@ def recall_states(
     acks: Iterable[Mapping[str, Any]],
     as_of_ms: int,
     *,
+    ack_keys: AckKeys | None,
     recipients: Collection[str] | None = None,
     user_id: str | None = None,
 ) -> RecallsReport:
-    """Return the state of every order at ``as_of_ms`` from records in memory (any order)."""
-    book = RecallBook(as_of_ms, recipients=recipients, user_id=user_id)
+    """Return the state of every order at ``as_of_ms`` from records in memory (any order).
+
+    ``ack_keys``: each recipient's keys (:func:`policy_ack_keys`); ``None`` counts no ack.
+    """
+    book = RecallBook(as_of_ms, ack_keys=ack_keys, recipients=recipients, user_id=user_id)
     for order in orders:
         book.add_order(order)
     for ack in acks:

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from streams.core.policy import load_policy
 from streams.errors import ConfigError, MissingTopicError
 from streams.report.frame import parse_instant
 from streams.report.pages import moment, recalls_page, transfers_page, transfers_view
-from streams.report.recalls import STATES, RecallBook, RecallsReport
+from streams.report.recalls import STATES, RecallBook, RecallsReport, policy_ack_keys
 from streams.report.render import _csv, _table
 from streams.report.spool import Say, Spool, _stderr, spool_topic, stream_topic
 from streams.report.transfers import (
@@ -67,9 +68,13 @@ def read_recalls(
 ) -> RecallsReport | None:
     """Read every order, then every ack, into a report; ``None`` if the recalls topic is missing.
 
-    A missing acks topic reads as no acks.
+    A missing acks topic reads as no acks. Acks are verified with the ``ack_keys`` of the policy
+    ``CONSENTINEL_POLICY`` names; without it none counts (the report says so).
     """
-    book = RecallBook(as_of_ms, recipients=recipients, user_id=user_id)
+    keys = (
+        None if settings.policy_path is None else policy_ack_keys(load_policy(settings.policy_path))
+    )
+    book = RecallBook(as_of_ms, ack_keys=keys, recipients=recipients, user_id=user_id)
 
     def order(_partition: int, _offset: int, record: dict[str, Any] | None) -> None:
         if record is not None:
@@ -210,6 +215,11 @@ def problems(report: RecallsReport) -> list[str]:
     if report.orphan_acks:
         ids = ", ".join(f"{o} ({r})" for o, r in report.orphan_acks[:5])
         lines.append(f"{len(report.orphan_acks)} ack(s) name an order not found: {ids}")
+    if report.unverified_acks:
+        lines.append(
+            f"{report.unverified_acks} recall ack(s) NOT counted: no policy to verify their"
+            " signatures (set CONSENTINEL_POLICY to the detectors' policy file)"
+        )
     lines += [f"ack rejected: {line}" for line in report.rejected_acks[:10]]
     lines += [f"order unusable: {line}" for line in report.unusable_orders[:10]]
     return lines

@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
+from streams.core.ack_signing import sign_ack
 from streams.report.html import SERIES_COLOURS, STATE_COLOURS
 from streams.report.pages import transfers_page, transfers_view
 from streams.report.recalls import recall_states
 from streams.report.transfers import transfers_frame
+from tests.ack_support import ack_keys_of, fixed_key
 from tests.browser.png import read_png
 
 pytestmark = pytest.mark.browser
@@ -97,7 +99,9 @@ def sample_page() -> str:
     frame = transfers_frame(decisions(), consents).lazy()
     view = transfers_view(frame, recipients=None, start=None, end=None, top=25)
     orders, acks = recall_records()
-    recalls = recall_states(orders, acks, T0 + 2 * DAY)
+    signers = {org: fixed_key(20 + i) for i, org in enumerate(RECIPIENTS)}
+    acks = [sign_ack(a, signers[a["recipient_org"]]) for a in acks]
+    recalls = recall_states(orders, acks, T0 + 2 * DAY, ack_keys=ack_keys_of(signers))
     return transfers_page(view, recalls, "governance.decisions: in-memory sample")
 
 

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer
 from streams import topics
 from streams.cli import main
 from streams.report.spool import plan_read
-from tests.ack_support import ACK_KEY, OTHER_KEY
+from tests.ack_support import ACK_KEY, EXAMPLE_POLICY, OTHER_KEY, with_ack_keys
 from tests.integration.harness import GateEnv
 
 pytestmark = pytest.mark.integration
@@ -120,7 +120,13 @@ def test_transfers_recalls_and_user_reports_from_the_command_line(
         deleted_photo_ids=["o3-p1", "o3-p2"], purged_model_ids=["o3-m"],
         signing_key=OTHER_KEY,
     )  # fmt: skip
+    p.acknowledge_recall(
+        order_id="o2", recipient_org="acme-vision", evidence="forged",
+        deleted_photo_ids=["o2-p1", "o2-p2"], purged_model_ids=["o2-m"], signing_key=OTHER_KEY,
+    )  # fmt: skip  # lovebird's key on acme-vision's ack: closes nothing
     p.flush()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(with_ack_keys(EXAMPLE_POLICY.read_text()))
 
     since, until = iso(now - HOUR), iso(now + 30 * MINUTE)
     # The broker refuses timestamps over an hour ahead (Kafka 4: message.timestamp.after.max.ms),
@@ -138,6 +144,7 @@ def test_transfers_recalls_and_user_reports_from_the_command_line(
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", gate_env.settings.kafka_bootstrap_servers)
     monkeypatch.setenv("SCHEMA_REGISTRY_URL", gate_env.settings.schema_registry_url)
     monkeypatch.setenv("CONSENTINEL_TOPIC_PREFIX", gate_env.prefix)
+    monkeypatch.setenv("CONSENTINEL_POLICY", str(policy))  # the ack keys acks are verified with
     capsys.readouterr()
     args = ["report", "transfers", "--recipient", "acme-vision", "--since", since, "--until", until]
     assert main([*args, "--format", "csv"]) == 0
@@ -178,6 +185,15 @@ def test_transfers_recalls_and_user_reports_from_the_command_line(
     assert (acme["partial"], acme["overdue"], acme["total"]) == (1, 1, 2)
     assert main(["report", "recalls", "--recipient", "lovebird-partners"]) == 0
     assert "ACKNOWLEDGED 1" in capsys.readouterr().out
+    assert main(["report", "recalls", "--recipient", "acme-vision"]) == 0
+    table = capsys.readouterr().out
+    assert "OVERDUE 1" in table  # o2, whatever the forged ack claims
+    assert "ack rejected: ack of order o2 from 'acme-vision' does not count" in table
+    monkeypatch.delenv("CONSENTINEL_POLICY")
+    assert main(["report", "recalls"]) == 0
+    table = capsys.readouterr().out
+    assert "ACKNOWLEDGED 0" in table and "3 recall ack(s) NOT counted" in table
+    monkeypatch.setenv("CONSENTINEL_POLICY", str(policy))
 
     assert main(["report", "user", u2]) == 0
     text = capsys.readouterr().out

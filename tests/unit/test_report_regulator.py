@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from streams.core.ack_signing import sign_ack
 from streams.report import regulator, run
 from streams.report.html import STATE_COLOURS, bars_svg, nice_ceiling, page, stacked_bars_svg
 from streams.report.recalls import STATES, recall_states
@@ -25,6 +26,7 @@ from streams.report.transfers import (
     transfers_summary,
 )
 from streams.settings import load_settings
+from tests.ack_support import ACK_KEY, OTHER_KEY, ack_keys_of
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 HOUR = 3_600_000
@@ -141,6 +143,16 @@ def ack(
     return record
 
 
+SIGNERS = {"acme-vision": ACK_KEY, "lovebird": OTHER_KEY}
+KEYS = ack_keys_of(SIGNERS)
+"""The ack keys the policy lists: acme-vision's and lovebird's."""
+
+
+def signed(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` signed by the key of the recipient it names (as the SDK signs)."""
+    return sign_ack(record, SIGNERS[record["recipient_org"]])
+
+
 ORDERS = [
     order(1),  # nothing acknowledged, not due: OPEN
     order(2),  # one photo acknowledged: PARTIAL, missing p2b and m2
@@ -149,18 +161,23 @@ ORDERS = [
     order(5, recipient="lovebird", user="u2", due_at=T0 + DAY),  # nothing, past due: OVERDUE
 ]
 ACKS = [
-    ack(2, deleted_photo_ids=["p2a"]),
-    ack(3, deleted_photo_ids=["p3a", "p3b"]),
-    ack(3, purged_model_ids=["m3"], at_ms=T0 + 2 * DAY),
-    ack(4, deleted_photo_ids=["p4a", "p4b"]),
-    ack(9, deleted_photo_ids=["x"]),  # no such order
-    ack(1, recipient="lovebird", deleted_photo_ids=["p1a"]),  # not its order: rejected
-    ack(1, deleted_photo_ids=["p1a", "p1b"], purged_model_ids=["m1"], at_ms=T0 + 10 * DAY),
+    signed(a)
+    for a in (
+        ack(2, deleted_photo_ids=["p2a"]),
+        ack(3, deleted_photo_ids=["p3a", "p3b"]),
+        ack(3, purged_model_ids=["m3"], at_ms=T0 + 2 * DAY),
+        ack(4, deleted_photo_ids=["p4a", "p4b"]),
+        ack(9, deleted_photo_ids=["x"]),  # no such order
+        ack(1, recipient="lovebird", deleted_photo_ids=["p1a"]),  # not its order: rejected
+        ack(1, deleted_photo_ids=["p1a", "p1b"], purged_model_ids=["m1"], at_ms=T0 + 10 * DAY),
+    )
 ]
 
 
 def test_recall_states_open_partial_overdue_acknowledged() -> None:
-    report = recall_states(ORDERS, ACKS, T0 + 5 * DAY)  # the o1 ack at day 10 is later
+    report = recall_states(
+        ORDERS, ACKS, T0 + 5 * DAY, ack_keys=KEYS
+    )  # the o1 ack at day 10 is later
     states = {r["order_id"]: r for r in report.orders.to_dicts()}
     assert {k: v["state"] for k, v in states.items()} == {
         "o1": "OPEN",
@@ -194,20 +211,45 @@ def test_recall_states_open_partial_overdue_acknowledged() -> None:
 
 
 def test_recall_states_later_and_filtered() -> None:
-    later = recall_states(ORDERS, ACKS, T0 + 40 * DAY)
+    later = recall_states(ORDERS, ACKS, T0 + 40 * DAY, ack_keys=KEYS)
     states = dict(zip(later.orders["order_id"], later.orders["state"], strict=True))
     assert states["o1"] == "ACKNOWLEDGED"  # its ack of day 10 now counts
     assert states["o2"] == "OVERDUE"
-    lovebird = recall_states(ORDERS, ACKS, T0 + 5 * DAY, recipients=["lovebird"])
+    lovebird = recall_states(ORDERS, ACKS, T0 + 5 * DAY, ack_keys=KEYS, recipients=["lovebird"])
     assert lovebird.orders["order_id"].to_list() == ["o5"]
     assert lovebird.orphan_acks == []  # acks of other recipients' orders are out of scope
-    before = recall_states(ORDERS, ACKS, T0 - 1)
+    before = recall_states(ORDERS, ACKS, T0 - 1, ack_keys=KEYS)
     assert before.orders.is_empty()  # nothing issued yet
     assert set(before.state_counts()) == set(STATES)
 
 
+def test_an_ack_counts_only_when_its_recipient_signed_it() -> None:
+    """Contract section 5: the report closes an order only as the detectors would; a forged,
+    unsigned or re-signed ack is listed as rejected and leaves the order as it was."""
+    genuine = ack(3, deleted_photo_ids=["p3a", "p3b"], purged_model_ids=["m3"])
+    forged = [
+        genuine,  # unsigned
+        sign_ack(genuine, OTHER_KEY),  # lovebird's key on acme-vision's ack
+        {**signed(genuine), "deleted_photo_ids": ["p3a", "p3b", "extra"]},  # altered after signing
+    ]
+    for attempt in forged:
+        report = recall_states([order(3)], [attempt], T0 + 5 * DAY, ack_keys=KEYS)
+        assert report.orders["state"].to_list() == ["OPEN"], attempt
+        assert len(report.rejected_acks) == 1 and "does not count" in report.rejected_acks[0]
+    report = recall_states([order(3)], [signed(genuine)], T0 + 5 * DAY, ack_keys=KEYS)
+    assert report.orders["state"].to_list() == ["ACKNOWLEDGED"]  # the control
+
+
+def test_without_the_policy_keys_no_ack_counts_and_the_report_says_so() -> None:
+    report = recall_states(ORDERS, ACKS, T0 + 5 * DAY, ack_keys=None)
+    assert report.state_counts()["ACKNOWLEDGED"] == 0
+    assert report.state_counts()["PARTIAL"] == 0
+    assert report.unverified_acks == 6  # every ack made by day 5
+    assert any("NOT counted" in line for line in regulator.problems(report))
+
+
 def test_recall_unknown_cause_is_listed_not_dropped_silently() -> None:
-    report = recall_states([order(1, cause="UNKNOWN")], [], T0)
+    report = recall_states([order(1, cause="UNKNOWN")], [], T0, ack_keys=KEYS)
     assert report.orders.is_empty()
     assert "o1" in report.unusable_orders[0]
     assert any("unusable" in line for line in regulator.problems(report))
@@ -222,7 +264,7 @@ def patched_sources(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         return DecisionLog("governance.decisions", 1, records, len(DECISIONS))
 
     def read_recalls(_settings: Any, as_of_ms: int, **filters: Any) -> Any:
-        return recall_states(ORDERS, ACKS, T0 + 5 * DAY, **filters)
+        return recall_states(ORDERS, ACKS, T0 + 5 * DAY, ack_keys=KEYS, **filters)
 
     monkeypatch.setattr(run, "read_decisions", read_decisions)
     monkeypatch.setattr(regulator, "read_recalls", read_recalls)
