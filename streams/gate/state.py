@@ -27,7 +27,7 @@ from typing import Any
 
 from streams.core.audit import GENESIS_HASH
 from streams.core.consent import UserState
-from streams.core.recall import RecallLedger
+from streams.core.recall_ledger import RecallLedger
 from streams.gate.photos import (
     ERASED_ENTRY,
     INDEX_PREFIX,
