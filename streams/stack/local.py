@@ -14,24 +14,20 @@ that ``up`` recorded, and only while they still run the command it started; ever
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
-import signal
-import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-
-import httpx
 
 from streams.errors import StackError
 from streams.stack import alertmanager, cluster
 from streams.stack.artifacts import ensure_artifacts
 from streams.stack.java import find_java
 from streams.stack.keys import ensure_key_pair
+from streams.stack.lifecycle import kafka_ready, port_taken, registry_ready, terminate
 from streams.stack.prometheus import PROMETHEUS_PORT, identify, prometheus_component, skip_reason
 
 KAFKA_PORT = 9092
@@ -130,7 +126,7 @@ class LocalStack:
             port=KAFKA_PORT,
             command=[*base[:1], *heap, *base[1:], "kafka.Kafka", str(props)],
             cwd=conf_dir,
-            ready=_kafka_ready,
+            ready=partial(kafka_ready, KAFKA_PORT),
             ready_timeout_s=90,
             where=f"localhost:{KAFKA_PORT} (data {data})",
         )
@@ -156,7 +152,7 @@ class LocalStack:
                 str(app / "quarkus-run.jar"),
             ],
             cwd=app,
-            ready=_registry_ready,
+            ready=partial(registry_ready, REGISTRY_PORT, REGISTRY_PATH),
             ready_timeout_s=120,
             where=f"http://localhost:{REGISTRY_PORT}{REGISTRY_PATH} (db {db.parent})",
         )
@@ -238,7 +234,7 @@ class LocalStack:
                         f"read {self.log_dir / (component.name + '.log')}"
                     )
                 continue
-            if _port_taken(component.port) and component.optional:
+            if port_taken(component.port) and component.optional:
                 other = identify(component.port) or "a process this stack did not start"
                 self.say(
                     f"{component.name}: not started, port {component.port} is taken by {other}. "
@@ -247,7 +243,7 @@ class LocalStack:
                     "which process it is)"
                 )
                 continue
-            if _port_taken(component.port):
+            if port_taken(component.port):
                 raise StackError(
                     f"port {component.port} is taken by a process this stack did not start, "
                     f"so {component.name} cannot listen there",
@@ -288,7 +284,7 @@ class LocalStack:
             if pid is not None:
                 self.say(f"{node.name}: already running (pid {pid}) at {node.where}")
                 continue
-            if _port_taken(node.port):
+            if port_taken(node.port):
                 raise StackError(
                     f"port {node.port} is taken by a process this stack did not start, "
                     f"so {node.name} cannot listen there",
@@ -352,7 +348,7 @@ class LocalStack:
             if pid is None:
                 continue
             self.say(f"{name}: stopping pid {pid}...")
-            _terminate(pid)
+            terminate(pid)
             self._pid_file(name).unlink(missing_ok=True)
             self.say(f"{name}: stopped")
 
@@ -369,11 +365,11 @@ class LocalStack:
         ):
             pid = self.running_pid(name)
             result[name] = pid
-            if name in cluster.NODE_NAMES and pid is None and not _port_taken(port):
+            if name in cluster.NODE_NAMES and pid is None and not port_taken(port):
                 continue  # the cluster is opt-in (`--brokers 3`): say nothing when it is off
             if pid is not None:
                 self.say(f"{name}: running (pid {pid}, port {port})")
-            elif _port_taken(port):
+            elif port_taken(port):
                 self.say(f"{name}: not started by this stack, but port {port} is in use")
             elif (reason := _optional_skip_reason(name)) is not None:
                 self.say(f"{name}: not running ({reason})")
@@ -411,54 +407,3 @@ def _optional_skip_reason(name: str) -> str | None:
     if name == "alertmanager":
         return alertmanager.skip_reason()
     return None
-
-
-def _port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _terminate(pid: int, grace_s: float = 30.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        _reap(pid)
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _kafka_ready() -> bool:
-    if not _port_taken(KAFKA_PORT):
-        return False
-    from confluent_kafka.admin import AdminClient
-
-    try:
-        admin = AdminClient({"bootstrap.servers": f"localhost:{KAFKA_PORT}"})
-        admin.list_topics(timeout=2)
-    except Exception:  # the broker is not answering metadata requests yet
-        return False
-    return True
-
-
-def _registry_ready() -> bool:
-    try:
-        response = httpx.get(f"http://localhost:{REGISTRY_PORT}{REGISTRY_PATH}/subjects", timeout=2)
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200

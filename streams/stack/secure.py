@@ -366,14 +366,15 @@ def secure_ready(home: Path) -> bool:
 
 def stop_secure(home: Path, *, say: Callable[[str], None] = print) -> bool:
     """Stop only the secure broker of the stack at ``home``; return whether it was running."""
-    from streams.stack.local import LocalStack, _terminate
+    from streams.stack.lifecycle import terminate
+    from streams.stack.local import LocalStack
 
     stack = LocalStack(home, say=say)
     pid = stack.running_pid(SECURE_NAME)
     if pid is None:
         return False
     say(f"{SECURE_NAME}: stopping pid {pid}...")
-    _terminate(pid)
+    terminate(pid)
     (stack.run_dir / f"{SECURE_NAME}.pid").unlink(missing_ok=True)
     say(f"{SECURE_NAME}: stopped")
     return True
