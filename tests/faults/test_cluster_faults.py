@@ -56,6 +56,27 @@ def _in_background(plan: Callable[[], None]) -> tuple[threading.Thread, list[Bas
     return thread, errors
 
 
+def _under_load(
+    env: GateEnv,
+    now: int,
+    plan: Callable[[], None],
+    *,
+    flush_timeout_s: float = 30,
+    plan_timeout_s: float = 120,
+) -> list[str]:
+    """Send the load while ``plan`` injects its fault; assert every request decided once.
+
+    Returns the request ids. The fault plan runs in a thread; its failure fails the test.
+    """
+    fault, errors = _in_background(plan)
+    ids = produce_load(env, now, 0, REQUESTS, per_second=RATE, flush_timeout_s=flush_timeout_s)
+    fault.join(plan_timeout_s)
+    assert not fault.is_alive(), f"the fault plan did not finish within {plan_timeout_s}s"
+    assert not errors, f"the fault plan failed: {errors[0]!r}"
+    assert_exactly_once(env, ids)
+    return ids
+
+
 def _busiest_leader(kraft_cluster: Cluster, env: GateEnv) -> int:
     admin = AdminClient(env.settings.kafka_config())
     leaders = Counter(kraft_cluster.leaders(admin, env.topic(topics.TOPIC_DECISIONS)).values())
@@ -90,11 +111,7 @@ def test_leader_killed_under_load(kraft_cluster: Cluster, cluster_env: GateEnv) 
 
     try:
         with DecisionWatch(cluster_env) as watch:
-            fault, errors = _in_background(plan)
-            ids = produce_load(cluster_env, now, 0, REQUESTS, per_second=RATE)
-            fault.join(120)
-            assert not errors, f"the fault plan failed: {errors[0]!r}"
-            assert_exactly_once(cluster_env, ids)
+            _under_load(cluster_env, now, plan)
         assert gate.poll() is None, "the gate exited on its own during a broker's death"
     finally:
         stop(gate)
@@ -128,11 +145,7 @@ def test_two_brokers_down_stops_writes_then_resumes(
 
     try:
         with DecisionWatch(cluster_env) as watch:
-            fault, errors = _in_background(plan)
-            ids = produce_load(cluster_env, now, 0, REQUESTS, per_second=RATE, flush_timeout_s=180)
-            fault.join(180)
-            assert not errors, f"the fault plan failed: {errors[0]!r}"
-            assert_exactly_once(cluster_env, ids)
+            _under_load(cluster_env, now, plan, flush_timeout_s=180, plan_timeout_s=180)
             written_while_minority = [
                 t for t in watch.arrivals if marks["minority"] + 2 < t < marks["back"]
             ]
@@ -170,11 +183,7 @@ def test_whole_cluster_down_for_10_s(kraft_cluster: Cluster, cluster_env: GateEn
 
     try:
         with DecisionWatch(cluster_env) as watch:
-            fault, errors = _in_background(plan)
-            ids = produce_load(cluster_env, now, 0, REQUESTS, per_second=RATE, flush_timeout_s=180)
-            fault.join(180)
-            assert not errors, f"the fault plan failed: {errors[0]!r}"
-            assert_exactly_once(cluster_env, ids)
+            _under_load(cluster_env, now, plan, flush_timeout_s=180, plan_timeout_s=180)
         assert gate.poll() is None, "the gate exited on its own during the outage"
     finally:
         stop(gate)
@@ -201,11 +210,7 @@ def test_gates_join_leave_and_crash_under_load(
         gates["a2"] = cluster_env.gate_process("a")  # the same static member comes back
 
     try:
-        fault, errors = _in_background(plan)
-        ids = produce_load(cluster_env, now, 0, REQUESTS, per_second=RATE, flush_timeout_s=120)
-        fault.join(120)
-        assert not errors, f"the fault plan failed: {errors[0]!r}"
-        assert_exactly_once(cluster_env, ids)
+        _under_load(cluster_env, now, plan, flush_timeout_s=120)
         assert gates["b"].returncode == 0, "a drained gate stops cleanly"
         assert gates["a2"].poll() is None, "the restarted gate exited on its own"
     finally:
@@ -241,11 +246,7 @@ def test_network_partition_between_gate_and_cluster(
 
         try:
             with DecisionWatch(cluster_env) as watch:
-                fault, errors = _in_background(plan)
-                ids = produce_load(cluster_env, now, 0, REQUESTS, per_second=RATE)
-                fault.join(120)
-                assert not errors, f"the fault plan failed: {errors[0]!r}"
-                assert_exactly_once(cluster_env, ids)
+                _under_load(cluster_env, now, plan)
                 during = [t for t in watch.arrivals if marks["cut"] + 2 < t < marks["healed"]]
             assert not during, f"{len(during)} decisions appeared while the gate was cut off"
             assert gate.poll() is None, "the gate exited on its own during the partition"
@@ -274,11 +275,7 @@ def test_registry_restarted_under_load(kraft_cluster: Cluster, cluster_env: Gate
         stack.up()  # starts what is missing: the registry
 
     try:
-        fault, errors = _in_background(plan)
-        ids = produce_load(cluster_env, now, 0, REQUESTS, per_second=RATE, flush_timeout_s=120)
-        fault.join(240)
-        assert not errors, f"the fault plan failed: {errors[0]!r}"
-        assert_exactly_once(cluster_env, ids)
+        _under_load(cluster_env, now, plan, flush_timeout_s=120, plan_timeout_s=240)
         dead = cluster_env.read(topics.TOPIC_DLQ, until=lambda r: False, timeout_s=3)
         assert not dead, f"{len(dead)} records dead-lettered during a registry restart"
         assert gate.poll() is None, "the gate exited on its own while the registry was down"
