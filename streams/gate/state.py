@@ -88,7 +88,8 @@ class PartitionState:
     def restore(self, key: bytes, value: bytes | None) -> None:
         """Apply one changelog record (``None`` is a tombstone) while restoring."""
         if self._remember(key, value):
-            self._keep(key, value)
+            if not self._cache_all:  # a memory store is never reopened: no second copy there
+                self._keep(key, value)
         else:
             self._restore_stored(key, value)
 
