@@ -147,14 +147,18 @@ class Assignment:
             identity = changelog.describe_changelog(self._admin, self._changelog_topic, partition)
             kept = KeptStore.open(directory, identity)
             offset_before = kept.offset
-            state, count = changelog.restore_kept(
-                self._kafka_config,
-                self._group + "-restore",
-                kept,
-                lambda store: self.topology.open_state(partition, store),
-                timeout_s=self.options.restore_timeout_s,
-                max_age_ms=int(self.options.kept_state_max_age_s * 1000),
-            )
+            try:
+                state, count = changelog.restore_kept(
+                    self._kafka_config,
+                    self._group + "-restore",
+                    kept,
+                    lambda store: self.topology.open_state(partition, store),
+                    timeout_s=self.options.restore_timeout_s,
+                    max_age_ms=int(self.options.kept_state_max_age_s * 1000),
+                )
+            except BaseException:
+                kept.close()  # what was restored so far stays, with its offset
+                raise
             start = 0 if kept.wiped_because else offset_before
             how = f"kept store, from changelog offset {start}"
             if kept.wiped_because:

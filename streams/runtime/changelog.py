@@ -132,7 +132,8 @@ def restore_kept(
     state is opened over it (``open_state``) and only the records from the store's offset on
     are replayed, as :func:`restore_partition` replays them all. Each batch is committed to the
     store with the offset after its last record, and the changelog's end once it is reached
-    (the markers and aborted records before it are never read again).
+    (the markers and aborted records before it are never read again). On failure the store is
+    left open, as committed so far: the caller closes it.
     """
     topic, partition = store.identity.topic, store.identity.partition
     restorer = Consumer({**kafka_config, **READER_CONFIG, "group.id": group})
@@ -157,20 +158,16 @@ def restore_kept(
             state.restore_many([(m.key() or b"", m.value()) for m in messages])
             store.commit((messages[-1].offset() or 0) + 1, log=False)
 
-        try:
-            count = read_to_end(
-                restorer,
-                [TopicPartition(topic, partition, OFFSET_BEGINNING if start is None else start)],
-                on_records,
-                timeout_s=timeout_s,
-                what=f"the changelog {topic}[{partition}]",
-                ends_from=probe,
-            )
-            store.commit(max(store.offset, high), log=False)
-            store.flush()  # before any logged write lands on this copy
-        except BaseException:
-            state.close()
-            raise
+        count = read_to_end(
+            restorer,
+            [TopicPartition(topic, partition, OFFSET_BEGINNING if start is None else start)],
+            on_records,
+            timeout_s=timeout_s,
+            what=f"the changelog {topic}[{partition}]",
+            ends_from=probe,
+        )
+        store.commit(max(store.offset, high), log=False)
+        store.flush()  # before any logged write lands on this copy
         return state, count
     finally:
         probe.close()

@@ -10,15 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from streams.core.audit import GENESIS_HASH
 from streams.gate.state import PartitionState
+from streams.runtime import changelog
+from streams.runtime.assignment import Assignment
 from streams.runtime.changelog import restore_start
 from streams.runtime.kept_store import ChangelogIdentity, KeptStore, StoreMeta
 from streams.runtime.metrics import runtime_metrics
 from streams.runtime.options import RuntimeOptions
 from streams.runtime.task import PartitionTask
 from streams.runtime.timesync import PartitionSynchronizer
+from streams.runtime.topology import TopologySpec
 from streams.runtime.transaction import OpenTransaction
 
 pytest.importorskip("rocksdict")
@@ -298,3 +302,66 @@ def test_a_commit_that_fails_leaves_the_store_as_it_was(tmp_path: Path) -> None:
     reopened = KeptStore.open(tmp_path / "s", IDENTITY)
     assert reopened.offset == 7 and list(reopened.items()) == []
     reopened.close()
+
+
+# -- a rewind after an abort keeps the partitions and their committed state -------------------
+class GateLikeTopology:
+    spec = TopologySpec(name="t", sources=("requests",), outputs=(), changelog="t-changelog")
+
+    def open_state(self, partition: int, store: KeptStore) -> PartitionState:
+        return PartitionState(partition, store, cache_all=False)
+
+
+class Consumer:
+    def __init__(self) -> None:
+        self.seeks: list[TopicPartition] = []
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("requests", 3)]
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, 41) for tp in partitions]
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append(tp)
+
+
+def test_a_rewind_reopens_kept_state_without_reading_the_changelog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_restore(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a rewind of kept state read the changelog")
+
+    monkeypatch.setattr(changelog, "restore_kept", no_restore)
+    monkeypatch.setattr(changelog, "restore_partition", no_restore)
+    options = RuntimeOptions(state_store="rocksdb", state_dir=tmp_path)
+    assignment = Assignment(
+        {},
+        GateLikeTopology(),  # type: ignore[arg-type]
+        group="g",
+        changelog_topic="t-changelog",
+        options=options,
+        metrics=runtime_metrics("test_kept_store_rewind"),
+        turned=lambda: None,
+    )
+    store = KeptStore.open(tmp_path / "t" / "partition-3", IDENTITY)
+    state = PartitionState(3, store, cache_all=False)
+    state.user_for_update("committed")
+    state.take_changes()
+    store.commit(12)
+    assignment.tasks[3] = task = PartitionTask(
+        3, state, PartitionSynchronizer([], max_idle_ms=0), kept=store
+    )
+    task.state.user_for_update("aborted")  # the transaction that aborts
+    task.state.advance_head("dd" * 32)
+    task.state.take_changes()
+    consumer = Consumer()
+
+    assignment.rewind(consumer)  # type: ignore[arg-type]
+
+    rewound = assignment.tasks[3]
+    assert rewound.kept is store and rewound.state is not state
+    assert rewound.state.user("committed") is not None
+    assert rewound.state.user("aborted") is None and rewound.state.decisions == 0
+    assert [(tp.partition, tp.offset) for tp in consumer.seeks] == [(3, 41)]
+    assignment.close()
