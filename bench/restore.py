@@ -13,6 +13,9 @@ builds a gate exactly as ``consentinel gate`` does and calls
 gate does when it is assigned all of them), and prints a JSON line: seconds per partition, total,
 records, and the process's peak RSS (VmHWM) -- the state of all 8 partitions lives in that one
 process, as it would in one gate.
+
+How long a gate restarted on its kept RocksDB state takes to decide again, against a full restore
+of the same state, is :mod:`bench.restart` (``make bench-restart``).
 """
 
 from __future__ import annotations
