@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sys
 import time
 import uuid
@@ -191,6 +192,9 @@ def main() -> int:
     print("RESULT " + json.dumps(result), flush=True)
     for state in [t.state for t in runner.tasks.values()]:  # release RocksDB files
         state.close()
+    # RocksDB state is kept across restarts now: drop it, so that the next case's timed restore
+    # does not delete this one's files first
+    shutil.rmtree(settings.state_dir, ignore_errors=True)
     return 0
 
 
