@@ -34,10 +34,13 @@ import heapq
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from streams.runtime.task import PartitionTask
 
 META_KEY = b"\x00consentinel.changelog"
 """The one reserved key: the changelog this store copies, and up to which offset (JSON)."""
@@ -229,3 +232,50 @@ class KeptStore:
         self._db.flush(True)
         self._db.close()
         self._db = None
+
+
+class KeptWrites:
+    """What one transaction changed in kept stores, to be written once (and if) it commits.
+
+    :meth:`changelog` queues a partition's state changes in the transaction, noting the offset
+    its last changelog record gets; :meth:`committed` then writes each kept store's overlay with
+    the offset after that record. After an abort it is only cleared (:meth:`clear`; the
+    runtime's rewind drops the stores' overlays). Without a noted offset (no delivery report) a
+    store is written with its old offset: a copy ahead of its offset only costs a longer tail.
+    """
+
+    def __init__(self) -> None:
+        self._stores: dict[int, KeptStore] = {}
+        self._ends: dict[int, int] = {}
+
+    def changelog(self, transaction: Any, topic: str, partition: int, task: PartitionTask) -> None:
+        """Queue ``task``'s state changes in ``transaction`` (its ``changelog`` and ``produce``)."""
+        changes = task.state.take_changes()
+        if task.kept is None or not changes:
+            transaction.changelog(topic, partition, changes)
+            return
+        self._stores[partition] = task.kept
+        transaction.changelog(topic, partition, changes[:-1])
+        key, value = changes[-1]
+        transaction.produce(topic, key, value, partition, on_offset=self._noting(partition))
+
+    def _noting(self, partition: int) -> Callable[[int], None]:
+        def on_offset(offset: int) -> None:
+            self._ends[partition] = max(offset, self._ends.get(partition, -1))
+
+        return on_offset
+
+    def committed(self) -> None:
+        """Write every changed kept store with its changelog offset: the transaction committed.
+
+        Only now does a kept store change on disk. A crash before this leaves the store behind
+        its changelog, and the next restore reads the tail again.
+        """
+        for partition, store in self._stores.items():
+            end = self._ends.get(partition)
+            store.commit(None if end is None else end + 1)
+
+    def clear(self) -> None:
+        """Forget this transaction's stores and offsets (after its commit, or its abort)."""
+        self._stores = {}
+        self._ends = {}

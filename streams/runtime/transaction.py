@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Producer
 
 from streams.runtime.checkpoint import Checkpoint
+from streams.runtime.kept_store import KeptWrites
 from streams.runtime.metrics import RuntimeMetrics
 from streams.runtime.options import RuntimeOptions
 from streams.runtime.records import Output, Processed
@@ -116,10 +117,8 @@ class OpenTransaction:
         self.delivered: dict[tuple[str, int], int] = {}
         """(logical topic, partition asked for or -1) → the highest offset of a tracked output."""
         self._letters: dict[int, int] = {}
-        self._kept: dict[int, Any] = {}
-        """Partition → its kept store, for the partitions whose changes this transaction holds."""
-        self._changelog_ends: dict[int, int] = {}
-        """Partition → the offset of the last changelog record this transaction wrote there."""
+        self.kept = KeptWrites()
+        """The kept stores this transaction changed: written once it has committed."""
 
     def begin(self) -> Checkpoint:
         """Return the open transaction, beginning one if none is open."""
@@ -185,29 +184,12 @@ class OpenTransaction:
         """Add every partition's state changes, then the consumed offsets, to the transaction.
 
         ``group`` returns the consumer's group metadata (which fences a zombie's offsets).
-        A partition with a kept store has the offset of its last changelog record noted: after
-        the commit the store writes the same changes with the offset after it (:meth:`commit`).
         """
         checkpoint = self.checkpoint
         assert checkpoint is not None
         for partition, task in tasks.items():
-            changes = task.state.take_changes()
-            if task.kept is None or not changes:
-                checkpoint.changelog(changelog_topic, partition, changes)
-                continue
-            self._kept[partition] = task.kept
-            checkpoint.changelog(changelog_topic, partition, changes[:-1])
-            key, value = changes[-1]
-            checkpoint.produce(
-                changelog_topic, key, value, partition, on_offset=self._changelog_end(partition)
-            )
+            self.kept.changelog(checkpoint, changelog_topic, partition, task)
         checkpoint.offsets(self.effects.offsets, group())
-
-    def _changelog_end(self, partition: int) -> Callable[[int], None]:
-        def on_offset(offset: int) -> None:
-            self._changelog_ends[partition] = max(offset, self._changelog_ends.get(partition, -1))
-
-        return on_offset
 
     def commit(self, readers: Sequence[GlobalTableReader]) -> bool:
         """Commit, then hand over what the transaction held; False if it was aborted instead.
@@ -223,7 +205,7 @@ class OpenTransaction:
             self.abort()
             return False
         self.metrics.commit_duration.observe(time.perf_counter() - began)
-        self._write_kept()
+        self.kept.committed()
         effects, batches, delivered = self.effects, self.batches, self.delivered
         self._reset()
         for reader in readers:
@@ -237,18 +219,6 @@ class OpenTransaction:
             self.metrics.batch_size.observe(size)
         return True
 
-    def _write_kept(self) -> None:
-        """Write each kept store's changes with its changelog offset, the commit being done.
-
-        Only now: a transaction that aborts never reaches a kept store. A crash before this
-        leaves a store behind its changelog, and the next restore reads the tail again. Without
-        a noted offset (no delivery report) the changes are written with the store's old offset:
-        a copy ahead of its offset only costs a longer tail.
-        """
-        for partition, store in self._kept.items():
-            end = self._changelog_ends.get(partition)
-            store.commit(None if end is None else end + 1)
-
     def abort(self) -> None:
         """Abort the open transaction, if any, and forget all it holds."""
         if self.checkpoint is not None:
@@ -261,8 +231,7 @@ class OpenTransaction:
 
     def _reset(self) -> None:
         self.checkpoint = None
-        self._kept = {}
-        self._changelog_ends = {}
+        self.kept.clear()
         self.events = 0
         self.effects = Effects()
         self.batches = []
