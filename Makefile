@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Installs only the missing system packages (apt-get); checks with `command -v`, so it is fast.
 INSTALL := deploy/local/install.sh
 
-.PHONY: help system system-demo system-test venv demo test soak faults test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick bench-restart clean
+.PHONY: help system system-demo system-test venv demo test soak faults test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,6 +64,12 @@ faults: system-test venv ## Fault injection on a local three-node cluster: broke
 	@$(BIN)/consentinel stack up --brokers 3
 	@$(BIN)/pytest -m faults -s tests/faults
 
+.PHONY: bench-restart
+RESTART_USERS ?= 1000000,10000000
+bench-restart: venv ## A gate SIGKILLed and restarted on its RocksDB state vs a full restore (RESTART_USERS)
+	@$(BIN)/consentinel stack up
+	@$(BIN)/python -m bench.restart --users $(RESTART_USERS)
+
 test-unit: system-test venv ## Run only the tests that need no broker (some need Chromium or promtool)
 	@$(BIN)/pytest -m "not integration and not prometheus"
 
@@ -94,11 +100,6 @@ bench: venv ## Full benchmarks (long); results in bench/results and BENCHMARKS.m
 
 bench-quick: venv ## Benchmarks in under 10 minutes; results in bench/results and BENCHMARKS.md
 	@$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
-
-RESTART_USERS ?= 1000000,10000000
-bench-restart: venv ## A gate SIGKILLed and restarted on its RocksDB state vs a full restore (RESTART_USERS)
-	@$(BIN)/consentinel stack up
-	@$(BIN)/python -m bench.restart --users $(RESTART_USERS)
 
 clean: ## Remove the virtualenv and caches (not the stack's downloads)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

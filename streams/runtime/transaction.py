@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Producer
 
 from streams.runtime.checkpoint import Checkpoint
-from streams.runtime.kept_store import KeptWrites
 from streams.runtime.metrics import RuntimeMetrics
 from streams.runtime.options import RuntimeOptions
 from streams.runtime.records import Output, Processed
@@ -117,6 +116,10 @@ class OpenTransaction:
         self.delivered: dict[tuple[str, int], int] = {}
         """(logical topic, partition asked for or -1) → the highest offset of a tracked output."""
         self._letters: dict[int, int] = {}
+        from streams.runtime.kept_store import (
+            KeptWrites,
+        )  # here: the loop refactoring moves imports
+
         self.kept = KeptWrites()
         """The kept stores this transaction changed: written once it has committed."""
 
