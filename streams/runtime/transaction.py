@@ -116,9 +116,7 @@ class OpenTransaction:
         self.delivered: dict[tuple[str, int], int] = {}
         """(logical topic, partition asked for or -1) → the highest offset of a tracked output."""
         self._letters: dict[int, int] = {}
-        from streams.runtime.kept_store import (
-            KeptWrites,
-        )  # here: the loop refactoring moves imports
+        from streams.runtime.kept_store import KeptWrites
 
         self.kept = KeptWrites()
         """The kept stores this transaction changed: written once it has committed."""
