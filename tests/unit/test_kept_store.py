@@ -17,13 +17,13 @@ from streams.gate.state import PartitionState
 from streams.runtime import changelog
 from streams.runtime.assignment import Assignment
 from streams.runtime.changelog import restore_start
-from streams.runtime.kept_store import ChangelogIdentity, KeptStore, StoreMeta
+from streams.runtime.checkpoint import Checkpoint
+from streams.runtime.kept_store import ChangelogIdentity, KeptStore, KeptWrites, StoreMeta
 from streams.runtime.metrics import runtime_metrics
 from streams.runtime.options import RuntimeOptions
 from streams.runtime.task import PartitionTask
 from streams.runtime.timesync import PartitionSynchronizer
 from streams.runtime.topology import TopologySpec
-from streams.runtime.transaction import OpenTransaction
 
 pytest.importorskip("rocksdict")
 
@@ -243,14 +243,8 @@ def task_over(store: KeptStore) -> PartitionTask:
     return PartitionTask(3, state, PartitionSynchronizer([], max_idle_ms=0), kept=store)
 
 
-class Topology:
-    def committed(self, facts: Any) -> None:
-        pass
-
-
-def open_transaction(producer: Producer) -> OpenTransaction:
-    metrics = runtime_metrics("test_kept_store")
-    return OpenTransaction(producer, Topology(), metrics, RuntimeOptions())  # type: ignore[arg-type]
+def outcome(result: str) -> None:
+    pass
 
 
 def test_a_committed_transaction_writes_the_store_with_the_changelog_offset(
@@ -260,12 +254,13 @@ def test_a_committed_transaction_writes_the_store_with_the_changelog_offset(
     task = task_over(store)
     producer = Producer()
     producer.ends[3] = 100  # the changelog partition already holds 100 records
-    txn = open_transaction(producer)
-    txn.begin()
+    checkpoint, kept = Checkpoint(producer), KeptWrites()  # what OpenTransaction holds
     task.state.user_for_update("u1")
     task.state.advance_head("bb" * 32)
-    txn.write_state("changelog", {3: task}, lambda: None)
-    assert txn.commit([])
+    kept.changelog(checkpoint, "changelog", 3, task)
+    assert list(store.items()) != [] and store.offset == 0, "read at once, not on disk yet"
+    assert checkpoint.commit(outcome)
+    kept.committed()
     assert store.offset == 103, "after the user, the head and the count at 100-102"
     task.state.close()
     reopened = PartitionState(3, KeptStore.open(tmp_path / "s", IDENTITY), cache_all=False)
@@ -276,11 +271,11 @@ def test_a_committed_transaction_writes_the_store_with_the_changelog_offset(
 def test_an_aborted_transaction_never_reaches_the_store(tmp_path: Path) -> None:
     store = KeptStore.open(tmp_path / "s", IDENTITY)
     task = task_over(store)
-    txn = open_transaction(Producer())
-    txn.begin()
+    checkpoint, kept = Checkpoint(Producer()), KeptWrites()
     task.state.user_for_update("u1")
-    txn.write_state("changelog", {3: task}, lambda: None)
-    txn.abort()
+    kept.changelog(checkpoint, "changelog", 3, task)
+    checkpoint.abort(outcome)
+    kept.clear()
     store.rollback()  # the runtime's rewind
     task.state.close()
     reopened = KeptStore.open(tmp_path / "s", IDENTITY)
@@ -292,12 +287,11 @@ def test_a_commit_that_fails_leaves_the_store_as_it_was(tmp_path: Path) -> None:
     store = KeptStore.open(tmp_path / "s", IDENTITY)
     store.commit(7)
     task = task_over(store)
-    txn = open_transaction(Producer(commit_fails=True))
-    txn.begin()
+    checkpoint, kept = Checkpoint(Producer(commit_fails=True)), KeptWrites()
     task.state.user_for_update("u1")
-    txn.write_state("changelog", {3: task}, lambda: None)
+    kept.changelog(checkpoint, "changelog", 3, task)
     with pytest.raises(RuntimeError):
-        txn.commit([])
+        checkpoint.commit(outcome)  # so the transaction never calls kept.committed()
     task.state.close()  # the process ends: uncommitted writes are dropped
     reopened = KeptStore.open(tmp_path / "s", IDENTITY)
     assert reopened.offset == 7 and list(reopened.items()) == []
