@@ -29,9 +29,15 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from streams.errors import MissingTopicError, TopicLayoutError, TransientError
+from streams.errors import AuthorizationError, MissingTopicError, TopicLayoutError, TransientError
 from streams.runtime.kept_store import ChangelogIdentity, KeptStore, StoreMeta
-from streams.runtime.read_to_end import END_PROBE_CONFIG, READER_CONFIG, read_to_end, watermarks
+from streams.runtime.read_to_end import (
+    END_PROBE_CONFIG,
+    READER_CONFIG,
+    REFUSALS,
+    read_to_end,
+    watermarks,
+)
 from streams.runtime.topology import PartitionState
 
 log = logging.getLogger(__name__)
@@ -73,11 +79,18 @@ def restore_start(
 def describe_changelog(admin: AdminClient, topic: str, partition: int) -> ChangelogIdentity:
     """Return the identity (topic id, partition count) of ``topic[partition]`` as the broker has it.
 
-    Raises :class:`~streams.errors.TransientError` when the cluster does not answer.
+    Raises :class:`~streams.errors.TransientError` when the cluster does not answer, and
+    :class:`~streams.errors.AuthorizationError` at once when the principal may not describe it.
     """
     try:
         description = admin.describe_topics(TopicCollection([topic]))[topic].result(30)
     except KafkaException as exc:
+        if exc.args and getattr(exc.args[0], "code", lambda: None)() in REFUSALS:
+            raise AuthorizationError(
+                f"the broker refuses to describe the changelog {topic}: {exc}",
+                hint="grant the processor READ on its changelog: deploy/acls.yaml, then"
+                " `consentinel acls apply`",
+            ) from exc
         raise TransientError(
             f"cannot describe the changelog {topic}: {exc}",
             hint="check that the brokers are up; retrying",

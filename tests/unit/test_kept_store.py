@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from streams.core.audit import GENESIS_HASH
+from streams.errors import AuthorizationError, TransientError
 from streams.gate.state import PartitionState
 from streams.runtime import changelog
 from streams.runtime.assignment import Assignment
-from streams.runtime.changelog import restore_start
+from streams.runtime.changelog import describe_changelog, restore_start
 from streams.runtime.checkpoint import Checkpoint
 from streams.runtime.kept_store import ChangelogIdentity, KeptStore, KeptWrites, StoreMeta
 from streams.runtime.metrics import runtime_metrics
@@ -359,3 +360,26 @@ def test_a_rewind_reopens_kept_state_without_reading_the_changelog(
     assert rewound.state.user("aborted") is None and rewound.state.decisions == 0
     assert [(tp.partition, tp.offset) for tp in consumer.seeks] == [(3, 41)]
     assignment.close()
+
+
+class RefusingAdmin:
+    """An admin client whose broker refuses to describe topics (no ACL), or does not answer."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def describe_topics(self, topics: Any) -> dict[str, Any]:
+        code = self.code
+
+        class Refused:
+            def result(self, timeout: float) -> Any:
+                raise KafkaException(KafkaError(code))
+
+        return {"t": Refused()}
+
+
+def test_a_changelog_the_processor_may_not_describe_fails_at_once() -> None:
+    with pytest.raises(AuthorizationError, match="READ on its changelog"):
+        describe_changelog(RefusingAdmin(KafkaError.TOPIC_AUTHORIZATION_FAILED), "t", 0)  # type: ignore[arg-type]
+    with pytest.raises(TransientError):
+        describe_changelog(RefusingAdmin(KafkaError._TRANSPORT), "t", 0)  # type: ignore[arg-type]
