@@ -64,6 +64,12 @@ faults: system-test venv ## Fault injection on a local three-node cluster: broke
 	@$(BIN)/consentinel stack up --brokers 3
 	@$(BIN)/pytest -m faults -s tests/faults
 
+.PHONY: bench-restart
+RESTART_USERS ?= 1000000,10000000
+bench-restart: venv ## A gate SIGKILLed and restarted on its RocksDB state vs a full restore (RESTART_USERS)
+	@$(BIN)/consentinel stack up
+	@$(BIN)/python -m bench.restart --users $(RESTART_USERS)
+
 test-unit: system-test venv ## Run only the tests that need no broker (some need Chromium or promtool)
 	@$(BIN)/pytest -m "not integration and not prometheus"
 

@@ -66,22 +66,55 @@ class PartitionState:
         self._dirty_ledgers: set[str] = set()
         self._seen: dict[str, tuple[str, int]] = {}
         self._seen_order: deque[tuple[int, str]] = deque()
+        self._load_kept()
+
+    def _load_kept(self) -> None:
+        """Take the chain head, count, stream time and recent inputs from a kept store.
+
+        A store kept across restarts (:class:`~streams.runtime.kept_store.KeptStore`) already
+        holds the partition's state up to its changelog offset, these keys included; an empty
+        store (every memory store) holds none of them.
+        """
+        for key in (HEAD_KEY, COUNT_KEY, STREAM_TIME_KEY):
+            value = self.store.get(key)
+            if value is not None:
+                self._remember(key, value)
+        seen = [(key, value) for key, value in self.store.items(SEEN_PREFIX)]
+        if seen:
+            for key, value in sorted(seen, key=lambda entry: int(entry[1].rpartition(b":")[2])):
+                self._restore_seen(key, value)
 
     # -- restore --------------------------------------------------------------------------------
     def restore(self, key: bytes, value: bytes | None) -> None:
         """Apply one changelog record (``None`` is a tombstone) while restoring."""
+        if self._remember(key, value):
+            if not self._cache_all:  # a memory store is never reopened: no second copy there
+                self._keep(key, value)
+        else:
+            self._restore_stored(key, value)
+
+    def _remember(self, key: bytes, value: bytes | None) -> bool:
+        """Apply a record of a key held in memory; False when ``key`` is not one of those."""
         if key == HEAD_KEY:
             self._head = value.decode() if value else GENESIS_HASH
-            return
-        if key == COUNT_KEY:
+        elif key == COUNT_KEY:
             self._count = int(value) if value else 0
-            return
-        if key == STREAM_TIME_KEY:
+        elif key == STREAM_TIME_KEY:
             self._stream_time = int(value) if value else None
-            return
-        if key.startswith(SEEN_PREFIX):
+        elif key.startswith(SEEN_PREFIX):
             self._restore_seen(key, value)
-            return
+        else:
+            return False
+        return True
+
+    def _keep(self, key: bytes, value: bytes | None) -> None:
+        """Write a key the state also holds in memory to the store (a kept store reloads it)."""
+        if value is None:
+            self.store.delete(key)
+        else:
+            self.store.put(key, value)
+
+    def _restore_stored(self, key: bytes, value: bytes | None) -> None:
         if key.startswith(LEDGER_PREFIX):
             self._ledgers.pop(key[len(LEDGER_PREFIX) :].decode(), None)
         if value is None:
@@ -340,7 +373,8 @@ class PartitionState:
         """Return the changelog records made since the last call and apply them to the store.
 
         Stores are written as changes are made; a transaction that aborts is undone by restoring
-        the partition again from its changelog (the runtime's rewind).
+        the partition again from its changelog (the runtime's rewind), or, for a kept store, by
+        dropping the store's uncommitted writes and reopening this state over it.
         """
         for user_id in self._dirty_users:
             key = USER_PREFIX + user_id.encode()
@@ -354,6 +388,10 @@ class PartitionState:
         if not self._cache_all:
             self._users.clear()
             self._ledgers.clear()
+        for key in (HEAD_KEY, COUNT_KEY, STREAM_TIME_KEY):  # the others are in the store already
+            kept = self._changes.get(key)
+            if kept is not None:
+                self.store.put(key, kept)
         changes = list(self._changes.items())
         self._changes.clear()
         return changes

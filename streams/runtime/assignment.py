@@ -16,6 +16,13 @@ A partition is processed only once its state has been restored from the changelo
 closed): :attr:`Assignment.tasks` holds a :class:`~streams.runtime.task.PartitionTask` exactly
 for each partition whose restore completed, and a partition is dropped whole — its state
 closed, the topology told to forget it.
+
+With the ``rocksdb`` store a partition's state is a :class:`~streams.runtime.kept_store.KeptStore`
+in ``<state_dir>/<topology>/partition-<n>``, kept across restarts and revocations with the
+changelog offset it reflects: taking the partition restores only the changelog's tail from there
+(:func:`~streams.runtime.changelog.restore_kept`), and a rewind after an abort drops the
+store's uncommitted writes and reopens the state over it, without reading the changelog at all.
+The ``memory`` store is restored in full on every assignment and rewind, as before.
 """
 
 from __future__ import annotations
@@ -27,14 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer
+from confluent_kafka.admin import AdminClient
 
 from streams.runtime import changelog
+from streams.runtime.kept_store import KeptStore
 from streams.runtime.metrics import RuntimeMetrics
 from streams.runtime.options import RuntimeOptions
 from streams.runtime.stores import open_store
 from streams.runtime.task import PartitionTask
 from streams.runtime.timesync import PartitionSynchronizer
-from streams.runtime.topology import Topology
+from streams.runtime.topology import PartitionState, Topology
 
 log = logging.getLogger(__name__)
 
@@ -113,45 +122,86 @@ class Assignment:
         self._turned = turned
         spec = topology.spec
         self._merged = [t for t in spec.sources if t not in spec.internal]
+        self._state_dir = (options.state_dir or Path(".consentinel/state")) / spec.name
+        self._admin: AdminClient | None = None
+
+    @property
+    def kept(self) -> bool:
+        """Whether partitions' state is kept across restarts (the ``rocksdb`` store)."""
+        return self.options.state_store == "rocksdb"
 
     def restore(self, partition: int) -> int:
         """Restore ``partition``'s state from the changelog and take it; return the records read.
 
-        Raises :class:`~streams.errors.TransientError` while the broker is unreachable (the
-        partition is then not taken).
+        A kept store reads only the changelog's tail from its offset. Raises
+        :class:`~streams.errors.TransientError` while the broker is unreachable (the partition
+        is then not taken).
         """
         started = time.monotonic()
         self._turned()
-        state_dir = self.options.state_dir or Path(".consentinel/state")
-        name = self.topology.spec.name
-        store = open_store(self.options.state_store, state_dir / name, partition)
-        state = self.topology.open_state(partition, store)
-        count = changelog.restore_partition(
-            self._kafka_config,
-            self._group + "-restore",
-            self._changelog_topic,
-            partition,
-            state,
-            timeout_s=self.options.restore_timeout_s,
-        )
-        self.tasks[partition] = PartitionTask(
-            partition,
-            state,
-            PartitionSynchronizer(
-                self._merged,
-                max_idle_ms=self.options.max_idle_ms,
-                caught_up_grace_ms=self.options.caught_up_grace_ms,
-            ),
-        )
+        directory = self._state_dir / f"partition-{partition}"
+        kept: KeptStore | None = None
+        if self.kept:
+            if self._admin is None:
+                self._admin = AdminClient(self._kafka_config)
+            identity = changelog.describe_changelog(self._admin, self._changelog_topic, partition)
+            kept = KeptStore.open(directory, identity)
+            offset_before = kept.offset
+            try:
+                state, count = changelog.restore_kept(
+                    self._kafka_config,
+                    self._group + "-restore",
+                    kept,
+                    lambda store: self.topology.open_state(partition, store),
+                    timeout_s=self.options.restore_timeout_s,
+                    max_age_ms=int(self.options.kept_state_max_age_s * 1000),
+                )
+            except BaseException:
+                kept.close()  # what was restored so far stays, with its offset
+                raise
+            start = 0 if kept.wiped_because else offset_before
+            how = f"kept store, from changelog offset {start}"
+            if kept.wiped_because:
+                how += f"; its old copy wiped: {kept.wiped_because}"
+        else:
+            store = open_store(self.options.state_store, self._state_dir, partition)
+            state = self.topology.open_state(partition, store)
+            count = changelog.restore_partition(
+                self._kafka_config,
+                self._group + "-restore",
+                self._changelog_topic,
+                partition,
+                state,
+                timeout_s=self.options.restore_timeout_s,
+            )
+            how = "full"
+        self.tasks[partition] = self._task(partition, state, kept)
         elapsed = time.monotonic() - started
         self._turned()
         self.metrics.restore_duration.observe(elapsed)
         self.metrics.restored_records.inc(count)
-        log.info("partition %d restored: %d changelog records in %.2fs", partition, count, elapsed)
+        log.info(
+            "partition %d restored: %d changelog records in %.2fs (%s)",
+            partition,
+            count,
+            elapsed,
+            how,
+        )
         return count
 
+    def _task(self, partition: int, state: PartitionState, kept: KeptStore | None) -> PartitionTask:
+        merge: PartitionSynchronizer[Any] = PartitionSynchronizer(
+            self._merged,
+            max_idle_ms=self.options.max_idle_ms,
+            caught_up_grace_ms=self.options.caught_up_grace_ms,
+        )
+        return PartitionTask(partition, state, merge, kept=kept)
+
     def drop(self, partition: int) -> None:
-        """Give ``partition`` up (if taken): close its state, and have the topology forget it."""
+        """Give ``partition`` up (if taken): close its state, and have the topology forget it.
+
+        A kept store closes without its uncommitted writes; its files stay for a later restore.
+        """
         task = self.tasks.pop(partition, None)
         if task is not None:
             task.state.close()
@@ -162,18 +212,37 @@ class Assignment:
     def rewind(self, consumer: Consumer) -> None:
         """Take every partition back to its last commit, forgetting all work since.
 
-        Each state is restored from the changelog again, and ``consumer`` reads on from the
-        committed offsets (a partition with none from its beginning).
+        A kept store drops its uncommitted writes and the state is reopened over it (the store
+        holds exactly what was committed: nothing is read from the changelog); any other state
+        is restored from the changelog again. ``consumer`` then reads on from the committed
+        offsets (a partition with none from its beginning).
         """
         partitions = sorted(self.tasks)
+        kept = {p: self.tasks[p].kept for p in partitions if self.tasks[p].kept is not None}
         for partition in partitions:
-            self.drop(partition)
+            if partition in kept:
+                self._reopen(partition, kept[partition])
+            else:
+                self.drop(partition)
         committed = consumer.committed(consumer.assignment(), timeout=60)
         for partition in partitions:
-            self.restore(partition)
+            if partition not in kept:
+                self.restore(partition)
         for tp in committed:
             tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             consumer.seek(tp)
+
+    def _reopen(self, partition: int, store: KeptStore) -> None:
+        """Reopen ``partition``'s state over its kept store, as of the store's last commit."""
+        store.rollback()
+        forget = getattr(self.topology, "forget", None)
+        if forget is not None:
+            forget(partition)
+        state = self.topology.open_state(partition, store)
+        self.tasks[partition] = self._task(partition, state, store)
+        log.info(
+            "partition %d rewound to its kept state at changelog offset %d", partition, store.offset
+        )
 
     def close(self) -> None:
         """Close every partition's state and hold none."""

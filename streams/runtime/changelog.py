@@ -1,10 +1,12 @@
 """State restore from a compacted changelog partition, and the runtime's own topics.
 
 A partition's state is the changelog partition with the same number, replayed from its
-beginning to its high watermark when the restore began (see :mod:`streams.runtime.read_to_end`:
-a transaction the previous owner was still committing is waited for, not cut off; asked of the
-``read_committed`` restorer itself, the end would be the last stable offset, which is still the
-first record of the previous owner's last transaction until its commit markers are written).
+beginning (into a :class:`~streams.runtime.kept_store.KeptStore`: from the offset that its copy
+reflects, :func:`restore_kept`) to its high watermark when the restore began (see
+:mod:`streams.runtime.read_to_end`: a transaction the previous owner was still committing is
+waited for, not cut off; asked of the ``read_committed`` restorer itself, the end would be the
+last stable offset, which is still the first record of the previous owner's last transaction
+until its commit markers are written).
 Internal topics (repartition topics, changelogs) are created before the first subscription, with
 the sources' partition count, so that no stage can start idle for want of a topic.
 """
@@ -12,16 +14,90 @@ the sources' partition count, so that no stage can start idle for want of a topi
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from streams.errors import MissingTopicError, TopicLayoutError, TransientError
-from streams.runtime.read_to_end import END_PROBE_CONFIG, READER_CONFIG, read_to_end
+from streams.errors import AuthorizationError, MissingTopicError, TopicLayoutError, TransientError
+from streams.runtime.kept_store import ChangelogIdentity, KeptStore, StoreMeta
+from streams.runtime.read_to_end import (
+    END_PROBE_CONFIG,
+    READER_CONFIG,
+    REFUSALS,
+    read_to_end,
+    watermarks,
+)
 from streams.runtime.topology import PartitionState
 
 log = logging.getLogger(__name__)
+
+
+def restore_start(
+    meta: StoreMeta | None,
+    identity: ChangelogIdentity,
+    low: int,
+    high: int,
+    *,
+    now_ms: int,
+    max_age_ms: int,
+) -> tuple[int | None, str | None]:
+    """Decide where a kept copy's restore starts: ``(offset or None for the beginning, why wipe)``.
+
+    A copy is used only when it copies this very changelog partition (``identity``) and its
+    offset lies within the partition's present ``[low, high]``: an offset beyond the end means
+    the changelog was truncated or recreated, one before its start means records it would need
+    were deleted. It is also discarded when written more than ``max_age_ms`` ago: compaction may
+    since have removed tombstones (after the topic's ``delete.retention.ms``) that it must apply.
+    The second element is None when the copy is used (or there is none), else the reason to
+    wipe it first; the restore then starts at the beginning.
+    """
+    if meta is None:
+        return None, None
+    if meta.identity != identity:
+        return None, f"it copies {meta.identity}, not {identity}"
+    if meta.offset > high:
+        return None, f"its offset {meta.offset} is beyond the changelog's end {high}"
+    if meta.offset < low:
+        return None, f"its offset {meta.offset} is before the changelog's start {low}"
+    if now_ms - meta.written_ms > max_age_ms:
+        age_h = (now_ms - meta.written_ms) / 3_600_000
+        return None, f"it was written {age_h:.1f} h ago, longer than tombstones are sure to live"
+    return meta.offset, None
+
+
+def describe_changelog(admin: AdminClient, topic: str, partition: int) -> ChangelogIdentity:
+    """Return the identity (topic id, partition count) of ``topic[partition]`` as the broker has it.
+
+    Raises :class:`~streams.errors.TransientError` when the cluster does not answer, and
+    :class:`~streams.errors.AuthorizationError` at once when the principal may not describe it.
+    """
+    try:
+        description = admin.describe_topics(TopicCollection([topic]))[topic].result(30)
+    except KafkaException as exc:
+        if exc.args and getattr(exc.args[0], "code", lambda: None)() in REFUSALS:
+            raise AuthorizationError(
+                f"the broker refuses to describe the changelog {topic}: {exc}",
+                hint="grant the processor READ on its changelog: deploy/acls.yaml, then"
+                " `consentinel acls apply`",
+            ) from exc
+        raise TransientError(
+            f"cannot describe the changelog {topic}: {exc}",
+            hint="check that the brokers are up; retrying",
+        ) from exc
+    return ChangelogIdentity(
+        topic, partition, len(description.partitions), str(description.topic_id or "")
+    )
 
 
 def restore_partition(
@@ -49,6 +125,63 @@ def restore_partition(
             what=f"the changelog {changelog_topic}[{partition}]",
             ends_from=probe,
         )
+    finally:
+        probe.close()
+        restorer.close()
+
+
+def restore_kept(
+    kafka_config: dict[str, Any],
+    group: str,
+    store: KeptStore,
+    open_state: Callable[[KeptStore], PartitionState],
+    *,
+    timeout_s: float,
+    max_age_ms: int,
+) -> tuple[PartitionState, int]:
+    """Bring a kept store up to its changelog's end; return the state over it and records read.
+
+    The store's copy is checked first (:func:`restore_start`; wiped when it fails), then the
+    state is opened over it (``open_state``) and only the records from the store's offset on
+    are replayed, as :func:`restore_partition` replays them all. Each batch is committed to the
+    store with the offset after its last record, and the changelog's end once it is reached
+    (the markers and aborted records before it are never read again). On failure the store is
+    left open, as committed so far: the caller closes it.
+    """
+    topic, partition = store.identity.topic, store.identity.partition
+    restorer = Consumer({**kafka_config, **READER_CONFIG, "group.id": group})
+    probe = Consumer({**kafka_config, **END_PROBE_CONFIG, "group.id": group})
+    try:
+        tp = TopicPartition(topic, partition)
+        low, high = watermarks(probe, [tp], min(timeout_s, 30.0))[(topic, partition)]
+        start, wipe = restore_start(
+            store.meta,
+            store.identity,
+            low,
+            high,
+            now_ms=int(time.time() * 1000),
+            max_age_ms=max_age_ms,
+        )
+        if wipe is not None:
+            log.warning("%s[%d]: kept state wiped: %s", topic, partition, wipe)
+            store.wipe(wipe)
+        state = open_state(store)
+
+        def on_records(messages: list[Message]) -> None:
+            state.restore_many([(m.key() or b"", m.value()) for m in messages])
+            store.commit((messages[-1].offset() or 0) + 1, log=False)
+
+        count = read_to_end(
+            restorer,
+            [TopicPartition(topic, partition, OFFSET_BEGINNING if start is None else start)],
+            on_records,
+            timeout_s=timeout_s,
+            what=f"the changelog {topic}[{partition}]",
+            ends_from=probe,
+        )
+        store.commit(max(store.offset, high), log=False)
+        store.flush()  # before any logged write lands on this copy
+        return state, count
     finally:
         probe.close()
         restorer.close()

@@ -24,6 +24,11 @@ class RuntimeOptions:
     resume_below: int = 5_000
     state_store: str = "memory"
     state_dir: Path | None = None
+    kept_state_max_age_s: float = 20 * 3600.0
+    """A RocksDB store kept across restarts is used (its changelog tail restored) only when it
+    was last written less than this long ago; older, it is wiped and restored in full. Keep it
+    below the changelog's ``delete.retention.ms`` (Kafka's default: 24 h): after that, compaction
+    may remove tombstones the old copy would need."""
     transaction_timeout_ms: int = 60_000
     restore_timeout_s: float = 300.0
     lag_interval_s: float = 5.0

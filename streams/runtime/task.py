@@ -37,6 +37,9 @@ class PartitionTask:
     paused: set[str] = field(default_factory=set)
     merge_clock_ms: int | None = None
     merge_wall_ms: int | None = None
+    kept: Any = None
+    """The partition's :class:`~streams.runtime.kept_store.KeptStore` when its state is kept
+    across restarts (written only after each commit), else None."""
 
     def accept(self, raw: RawInput, event_time_ms: int, stream: str | None = None) -> None:
         """Queue one consumed record for the merge (as ``stream``, by default its topic)."""

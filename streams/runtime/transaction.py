@@ -116,6 +116,10 @@ class OpenTransaction:
         self.delivered: dict[tuple[str, int], int] = {}
         """(logical topic, partition asked for or -1) → the highest offset of a tracked output."""
         self._letters: dict[int, int] = {}
+        from streams.runtime.kept_store import KeptWrites
+
+        self.kept = KeptWrites()
+        """The kept stores this transaction changed: written once it has committed."""
 
     def begin(self) -> Checkpoint:
         """Return the open transaction, beginning one if none is open."""
@@ -185,7 +189,7 @@ class OpenTransaction:
         checkpoint = self.checkpoint
         assert checkpoint is not None
         for partition, task in tasks.items():
-            checkpoint.changelog(changelog_topic, partition, task.state.take_changes())
+            self.kept.changelog(checkpoint, changelog_topic, partition, task)
         checkpoint.offsets(self.effects.offsets, group())
 
     def commit(self, readers: Sequence[GlobalTableReader]) -> bool:
@@ -202,6 +206,7 @@ class OpenTransaction:
             self.abort()
             return False
         self.metrics.commit_duration.observe(time.perf_counter() - began)
+        self.kept.committed()
         effects, batches, delivered = self.effects, self.batches, self.delivered
         self._reset()
         for reader in readers:
@@ -227,6 +232,7 @@ class OpenTransaction:
 
     def _reset(self) -> None:
         self.checkpoint = None
+        self.kept.clear()
         self.events = 0
         self.effects = Effects()
         self.batches = []
