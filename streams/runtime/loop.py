@@ -22,7 +22,6 @@ new one restores from the last commit. What an aborted transaction did is never 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,8 +35,6 @@ from streams.runtime.topology import Topology
 from streams.runtime.transaction import Effects, OpenTransaction
 from streams.runtime.transport import Transaction, Transport
 from streams.serde.wire import AvroCodec
-
-log = logging.getLogger(__name__)
 
 
 class StreamLoop:
@@ -236,7 +233,6 @@ class StreamLoop:
             self.txn.abort()
             self.metrics.transient_errors.inc()
             self._transient_failures += 1
-            log.warning("transient failure, batch retried: %s", exc)
             self.transport.back_off(exc, self._transient_failures)
             self.transport.rewind()
             return False

@@ -256,7 +256,7 @@ class StreamRunner(Generic[T]):
     def back_off(self, exc: TransientError, failures: int) -> None:
         """Wait (turning, so /live holds) before the ``failures``-th retry; stop early on stop."""
         wait = TRANSIENT_BACKOFF_S[min(failures - 1, len(TRANSIENT_BACKOFF_S) - 1)]
-        log.warning("transient failure, retried in %.1fs: %s", wait, exc)
+        log.warning("transient failure, batch retried in %.1fs: %s", wait, exc)
         deadline = time.monotonic() + wait
         while self._running and time.monotonic() < deadline:
             self.health.turned()
