@@ -331,7 +331,7 @@ def _measured_causes(data: dict[str, Any]) -> list[str]:
             prof, "event_time", "from_share", "decide_safely", "decision_record", "encode"
         )
         contract = _share(prof, "_refusal", "_upload", "on_claim", "on_verdict")
-        commit = _share(prof, "_commit_open")
+        commit = _share(prof, "commit_open")
         out.append(
             f"- *Measured split* (profile below, share of the gate's loop): the pure core both"
             f" peers share (Avro decode, `from_share`, evaluate, decision record and hash, Avro"

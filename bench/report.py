@@ -9,7 +9,7 @@ from typing import Any
 
 # Functions whose inclusive time the profile summary reports (file suffix, function name).
 HOT_PATH = [
-    ("streams/runtime/runner.py", "_process_batch", "process a batch: everything below"),
+    ("streams/runtime/loop.py", "_process_batch", "process a batch: everything below"),
     ("streams/runtime/runner.py", "_accept", "intake (_accept, incl. event-time decode)"),
     ("streams/gate/topology.py", "event_time", "decode input for the merge (Avro)"),
     ("streams/runtime/runner.py", "_drain", "event-time merge (drain)"),
@@ -21,9 +21,9 @@ HOT_PATH = [
     ("streams/gate/processor.py", "_upload", "upload: photo status + index claims"),
     ("streams/gate/processor.py", "on_claim", "photo index: claim"),
     ("streams/gate/processor.py", "on_verdict", "photo index: verdict (+ parked requests)"),
-    ("streams/runtime/runner.py", "_write", "encode + produce outputs"),
+    ("streams/runtime/loop.py", "_write", "encode + produce outputs"),
     ("streams/serde/wire.py", "encode", "encode decision (Avro)"),
-    ("streams/runtime/runner.py", "_commit_open", "changelog + offsets + commit"),
+    ("streams/runtime/loop.py", "commit_open", "changelog + offsets + commit"),
     ("streams/gate/state.py", "take_changes", "state changelog (take_changes)"),
     ("streams/gate/topology.py", "committed", "metrics after commit"),
     ("streams/runtime/runner.py", "_iteration", "loop iteration (incl. consume)"),

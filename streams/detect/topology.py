@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from streams import topics
@@ -116,6 +116,9 @@ class DetectorTopology:
     def forget(self, partition: int) -> None:
         """Drop a revoked partition's recall orders from the gauges."""
         self._recalls.pop(partition, None)
+
+    def delivered(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Nothing to learn: the detector tracks none of its outputs' offsets."""
 
     def event_time(self, raw: RawInput) -> int:
         """Order inputs by event time across all partitions held (decoded once, kept on ``raw``).

@@ -205,9 +205,7 @@ class Assignment:
         task = self.tasks.pop(partition, None)
         if task is not None:
             task.state.close()
-        forget = getattr(self.topology, "forget", None)
-        if forget is not None:
-            forget(partition)
+        self.topology.forget(partition)
 
     def rewind(self, consumer: Consumer) -> None:
         """Take every partition back to its last commit, forgetting all work since.

@@ -5,14 +5,18 @@ partition is fetched to its end on every turn and is then *caught up*, unless it
 (:attr:`Fetch.HELD`) or its end is hidden (:attr:`Fetch.END_UNKNOWN`). A synchronized
 topology's source records go through their partition's merge; records of internal topics come
 first, in the order they were appended. An unsynchronized topology takes every record in the
-order it was appended. A turn takes at most ``batch_max_events`` inputs. Global tables are read
-from the beginning of every partition, whatever the assignment.
+order it was appended. A fetch takes at most the inputs the open transaction still takes. A
+partition paused by flow control (:meth:`InMemoryConsumer.pause`) is not fetched, and its end is
+known, as a held one. Global tables are read from the beginning of every partition, whatever
+the assignment.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from confluent_kafka import TopicPartition
 
 from streams.errors import TransientError
 from streams.runtime.crossmerge import CrossPartitionMerge
@@ -43,7 +47,6 @@ class InMemoryConsumer:
         topology: Topology,
         *,
         group: str,
-        batch_max_events: int,
         clock: Callable[[], int],
         max_idle_ms: int = 200,
     ) -> None:
@@ -51,14 +54,15 @@ class InMemoryConsumer:
         self.topology = topology
         self.spec = topology.spec
         self.group = group
-        self.batch_max_events = batch_max_events
         self.clock = clock
         self.merged = [t for t in self.spec.sources if t not in self.spec.internal]
         """The sources the event-time merge orders (internal topics bypass it, as in the runner)."""
         self.tables = {table.topic: table for table in self.spec.global_tables}
         self.fetch_modes: dict[tuple[str, int], Fetch] = {}
-        self.table_letters: list[Output] = []
+        self.dead_letters: list[Output] = []
         """Dead letters of unreadable global-table records, until a commit has written them."""
+        self.paused: set[tuple[str, int]] = set()
+        """Source partitions paused by flow control."""
         self._fetched: dict[tuple[str, int], int] = {}
         self._unordered: list[RawInput] = []
         self._table_read: dict[tuple[str, int], int] = {}
@@ -78,17 +82,34 @@ class InMemoryConsumer:
         for topic in self.spec.sources:
             self._fetched[(topic, partition)] = self.broker.committed(self.group, topic, partition)
 
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        """Stop fetching ``partitions`` (flow control) until :meth:`resume`."""
+        self.paused.update((tp.topic, tp.partition) for tp in partitions)
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        """Fetch ``partitions`` again."""
+        self.paused.difference_update((tp.topic, tp.partition) for tp in partitions)
+
     def clear(self) -> None:
-        """Drop every record fetched and not yet processed (after a seek, it is read again)."""
+        """Drop every record fetched and not yet processed (after a seek, it is read again).
+
+        Every paused partition is resumed: the merge buffers that paused them are gone.
+        """
         self._unordered = []
+        self.paused.clear()
         if self.cross is not None:
             self.cross.reset(self.cross.partitions)
 
-    def fetch(self, tasks: Mapping[int, PartitionTask]) -> list[RawInput]:
-        """Fetch, and return the inputs that may be processed now, in order."""
+    def fetch(self, tasks: Mapping[int, PartitionTask], budget: int) -> list[RawInput]:
+        """Fetch, and return the inputs that may be processed now, in order.
+
+        Records of internal topics (and of an unsynchronized topology, up to ``budget``) come
+        in the order they were appended; merged ones follow while fewer than ``budget`` are
+        taken.
+        """
         if self.spec.synchronized:
-            return self._fetch_merged(tasks)
-        return self._fetch_unordered(tasks)
+            return self._fetch_merged(tasks, budget)
+        return self._fetch_unordered(tasks, budget)
 
     def poll_tables(self) -> None:
         """Apply the global tables' new records (a letter replaces each unreadable one).
@@ -114,7 +135,7 @@ class InMemoryConsumer:
                             raise
                         table.handler.broken(raw, str(exc))
                         letter = dead_letter(raw, kind, str(exc), at_ms=self.clock(), partition=0)
-                        self.table_letters.append(letter)
+                        self.dead_letters.append(letter)
 
     def _high(self, partition: int) -> Callable[[str], int]:
         def high(topic: str) -> int:
@@ -125,7 +146,7 @@ class InMemoryConsumer:
 
     def _unread(self, topic: str, partition: int) -> list[LogRecord]:
         """Return what the consumer fetches now from one source partition (and take it)."""
-        if self.fetch_modes.get((topic, partition), Fetch.LIVE) is Fetch.HELD:
+        if self._held(topic, partition):
             return []
         records = self.broker.read(topic, partition, self._fetched.get((topic, partition), 0))
         if records:
@@ -143,8 +164,17 @@ class InMemoryConsumer:
         fetched.sort(key=lambda record: record.seq)
         return fetched
 
-    def _fetch_merged(self, tasks: Mapping[int, PartitionTask]) -> list[RawInput]:
-        budget = self.batch_max_events
+    def _held(self, topic: str, partition: int) -> bool:
+        """Whether nothing of the partition is fetched now (held by the test, or paused)."""
+        held = self.fetch_modes.get((topic, partition), Fetch.LIVE) is Fetch.HELD
+        return held or (topic, partition) in self.paused
+
+    def _live(self, topic: str, partition: int) -> bool:
+        """Whether the partition's end is reported once it is fetched (held, paused: not)."""
+        live = self.fetch_modes.get((topic, partition), Fetch.LIVE) is Fetch.LIVE
+        return live and (topic, partition) not in self.paused
+
+    def _fetch_merged(self, tasks: Mapping[int, PartitionTask], budget: int) -> list[RawInput]:
         now = self.clock()
         batch: list[RawInput] = []
         # internal topics as in the runner: in arrival order, before the merge
@@ -153,23 +183,29 @@ class InMemoryConsumer:
             tasks[raw.partition].positions[raw.topic] = raw.offset + 1
             batch.append(raw)
         if self.cross is not None:
-            return self._fetch_cross(tasks, self.cross, batch)
+            return self._fetch_cross(tasks, self.cross, batch, budget)
         for partition, task in tasks.items():
             for topic in self.merged:
                 for record in self._unread(topic, partition):
                     raw = _raw(record)
                     task.accept(raw, self.topology.event_time(raw))
-                if self.fetch_modes.get((topic, partition), Fetch.LIVE) is Fetch.LIVE:
+                if self._live(topic, partition):
                     task.caught_up(topic)  # the consumer's end-of-partition event
         for task in tasks.values():
+            if len(batch) >= budget:
+                break
             for raw in task.release(now, self._high(task.partition)):
                 batch.append(raw)
                 if len(batch) >= budget:
-                    return batch
+                    break
         return batch
 
     def _fetch_cross(
-        self, tasks: Mapping[int, PartitionTask], cross: CrossPartitionMerge, batch: list[RawInput]
+        self,
+        tasks: Mapping[int, PartitionTask],
+        cross: CrossPartitionMerge,
+        batch: list[RawInput],
+        budget: int,
     ) -> list[RawInput]:
         """Release the merged sources of every partition through one merge, as the runner does."""
         for partition in tasks:
@@ -178,20 +214,21 @@ class InMemoryConsumer:
                     raw = _raw(record)
                     tasks[partition].positions[raw.topic] = raw.offset + 1
                     cross.accept(raw, self.topology.event_time(raw))
-                if self.fetch_modes.get((topic, partition), Fetch.LIVE) is Fetch.LIVE:
+                if self._live(topic, partition):
                     cross.caught_up(topic, partition)  # the consumer's end-of-partition event
 
         def high(topic: str, partition: int) -> int:
             return self._high(partition)(topic)
 
+        if len(batch) >= budget:
+            return batch
         for raw in cross.release(self.clock(), high):
             batch.append(raw)
-            if len(batch) >= self.batch_max_events:
+            if len(batch) >= budget:
                 break
         return batch
 
-    def _fetch_unordered(self, tasks: Mapping[int, PartitionTask]) -> list[RawInput]:
-        budget = self.batch_max_events
+    def _fetch_unordered(self, tasks: Mapping[int, PartitionTask], budget: int) -> list[RawInput]:
         if len(self._unordered) < budget:
             fetched = self._arrivals(tasks, self.spec.sources)
             self._unordered += [_raw(record) for record in fetched]

@@ -3,7 +3,8 @@
 :class:`~streams.runtime.testing.TopologyDriver` reads from and commits to it.
 :class:`InMemoryBroker` keeps every topic partition as an append-only list of
 :class:`LogRecord` (offsets from 0, never compacted) and each consumer group's committed
-offsets. It holds only *committed* records: the driver appends a transaction's outputs and
+offsets. It holds only *committed* records: a transaction
+(:class:`~streams.runtime.memory_transaction.MemoryTransaction`) appends its outputs and
 changelog records at its commit, so whatever is here is what a ``read_committed`` reader sees.
 It outlives a driver, so a new driver (a restarted process) can restore from the changelog and
 resume from the committed offsets of the one before it; several drivers may share it (a gate

@@ -1,12 +1,14 @@
-"""The stream runtime's Kafka loop: consume → process → produce, exactly once, for any topology.
+"""The stream runtime over Kafka: a consumer-group member that runs the one loop, exactly once.
 
-Each iteration takes what the consumer has fetched, releases it per partition in event-time
-order (:class:`~streams.runtime.timesync.PartitionSynchronizer`, when the topology asks for it),
-has the :class:`~streams.runtime.topology.Topology` process it into the open transaction
-(:class:`~streams.runtime.transaction.OpenTransaction`), and commits that once it is due, with
-the outputs, the state changelog records and the consumed offsets. After any crash either all
-of a transaction's effects are visible to ``read_committed`` readers, or none are and its inputs
-are processed again from the same state.
+:class:`StreamRunner` is the Kafka :class:`~streams.runtime.transport.Transport` of the shared
+:class:`~streams.runtime.loop.StreamLoop` (the in-process test driver is the other one) and the
+process's lifecycle around it: topics, global tables, group membership and restore, flow
+control, health, lag. Each iteration takes what the consumer has fetched, releases it per
+partition in event-time order (:class:`~streams.runtime.timesync.PartitionSynchronizer`, when
+the topology asks for it), and has the loop process it into the open transaction and commit
+that once it is due, with the outputs, the state changelog records and the consumed offsets.
+After any crash either all of a transaction's effects are visible to ``read_committed`` readers,
+or none are and its inputs are processed again from the same state.
 
 A partition is processed only after its state is restored from the changelog (fail closed,
 :class:`~streams.runtime.assignment.Assignment`), and only after every global table has been
@@ -23,22 +25,23 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from streams.errors import TransientError
 from streams.runtime.assignment import Assignment, co_assigned, group_consumer
 from streams.runtime.checkpoint import Checkpoint
-from streams.runtime.dead_letters import oversize_input, oversize_output
 from streams.runtime.flow import FlowControl
 from streams.runtime.gc_tuning import GcTuning
 from streams.runtime.global_table import GlobalTableReader
 from streams.runtime.health import Health, report_lag, wait_for_metadata, wait_for_topics
 from streams.runtime.intake import Intake
+from streams.runtime.loop import StreamLoop
 from streams.runtime.metrics import runtime_metrics
 from streams.runtime.options import TRANSIENT_BACKOFF_S, RuntimeOptions
-from streams.runtime.records import Output, Processed, RawInput
+from streams.runtime.records import RawInput
 from streams.runtime.topology import Topology
-from streams.runtime.transaction import Effects, OpenTransaction, transactional_producer
+from streams.runtime.transaction import monotonic_ms, transactional_producer
+from streams.runtime.transport import LetterSource, Transaction
 from streams.serde.wire import AvroCodec
 
 __all__ = ["TRANSIENT_BACKOFF_S", "RuntimeOptions", "StreamRunner"]
@@ -76,17 +79,13 @@ class StreamRunner(Generic[T]):
         self._physical = {name: topic_prefix + name for name in names}
         self._logical = {physical: name for name, physical in self._physical.items()}
         internal, sources = frozenset(spec.internal), frozenset(spec.sources)
-        self._loopback = internal & sources if options.local_loopback else frozenset()
         self.group = topic_prefix + spec.name
         self._running = True
         self._next_lag_report = 0.0
-        self._next_punctuation = 0.0
-        self._transient_failures = 0
         self.gc = GcTuning(options, self.metrics.gc_pause)
         self._kafka_config = kafka_config
         self.consumer = group_consumer(kafka_config, self.group, instance_id, options)
         self.producer = transactional_producer(kafka_config, f"{self.group}-{instance_id}", options)
-        self.txn = OpenTransaction(self.producer, topology, self.metrics, options)
         self.globals = [
             GlobalTableReader(
                 kafka_config, table, physical_topic=self.physical(table.topic), clock_ms=clock_ms
@@ -114,6 +113,18 @@ class StreamRunner(Generic[T]):
             max_idle_ms=options.max_idle_ms,
         )
         self.flow = FlowControl(self.consumer, options.pause_above, options.resume_below)
+        self.loop = StreamLoop(
+            topology,
+            codec,
+            self,
+            self.tasks,
+            options=options,
+            metrics=self.metrics,
+            clock_ms=clock_ms,
+            monotonic_ms=monotonic_ms,
+            after_commit=self.gc.freeze,
+        )
+        self.txn = self.loop.txn
 
     def physical(self, logical: str) -> str:
         """Return the broker's name of a logical topic (the prefix serves tests and tenants)."""
@@ -192,41 +203,74 @@ class StreamRunner(Generic[T]):
     def _iteration(self) -> None:
         self.health.turned()
         self.metrics.last_iteration.set(time.time())
-        messages = self._consume()
-        for reader in self.globals:
-            reader.poll()
-        self._accept(messages)
-        batch = self._drain()
-        # global tables' dead letters stay with their reader until a commit has written them
-        letters = self.txn.unwritten_letters(self.globals)
-        extra: list[Output] = [letter for _, taken in letters for letter in taken]
-        if time.monotonic() >= self._next_punctuation:
-            self._next_punctuation = time.monotonic() + self.options.punctuate_interval_s
-            now = self.clock_ms()
-            for partition, task in self.tasks.items():
-                extra += self.topology.punctuate(partition, task.state, now)
-        if (batch or extra) and self._process_batch(batch, extra):
-            self.txn.hold_letters(letters)
-        if self.txn.checkpoint is not None and (not self._running or self.txn.due()):
-            self._commit_open()
-        self.flow.update(self.tasks, self.physical)
-        if self.intake.cross is not None:
-            self.flow.update_task(self.intake.cross.task, self.intake.where)
+        self.loop.turn(stopping=not self._running)
+        self.flow.update(self.tasks, self.physical, self.intake.cross)
         self.metrics.ready.set(1 if self.ready else 0)
         if time.monotonic() >= self._next_lag_report:
             self._next_lag_report = time.monotonic() + self.options.lag_interval_s
             report_lag(self.consumer, self._logical, self.spec.sources, self.metrics.consumer_lag)
 
+    def _commit_open(self) -> bool:
+        return self.loop.commit_open()
+
+    # -- the transport of the loop ----------------------------------------------------------------
+    @property
+    def letter_sources(self) -> list[LetterSource]:
+        """The global tables' readers (their dead letters are written by the loop)."""
+        return list(self.globals)
+
+    def fetch(self, budget: int, wait_s: float) -> list[RawInput]:
+        """Return up to ``budget`` inputs released in order, after polling the global tables.
+
+        Waits up to ``wait_s`` for the consumer when nothing is fetched yet.
+        """
+        messages = self._consume(budget, wait_s)
+        for reader in self.globals:
+            reader.poll()
+        self._accept(messages)
+        return self._drain(budget)
+
+    def begin(self) -> Transaction:
+        """Begin a Kafka transaction on the processor's producer."""
+        return Checkpoint(self.producer)
+
+    def group_metadata(self) -> Any:
+        """Return the consumer's group metadata (it fences a zombie's offsets)."""
+        return self.consumer.consumer_group_metadata()
+
+    def rewind(self) -> None:
+        """After an abort, forget uncommitted work: restore state again, seek to committed.
+
+        Partitions paused for their tasks' merge buffers are resumed (those buffers are gone).
+        """
+        paused = [
+            TopicPartition(self.physical(topic), partition)
+            for partition, task in self.tasks.items()
+            for topic in task.paused
+        ]
+        if paused:
+            self.consumer.resume(paused)
+        self.intake.clear()
+        self.assignment.rewind(self.consumer)
+
+    def back_off(self, exc: TransientError, failures: int) -> None:
+        """Wait (turning, so /live holds) before the ``failures``-th retry; stop early on stop."""
+        wait = TRANSIENT_BACKOFF_S[min(failures - 1, len(TRANSIENT_BACKOFF_S) - 1)]
+        log.warning("transient failure, batch retried in %.1fs: %s", wait, exc)
+        deadline = time.monotonic() + wait
+        while self._running and time.monotonic() < deadline:
+            self.health.turned()
+            time.sleep(0.1)
+
     # -- intake ---------------------------------------------------------------------------------
-    def _consume(self) -> list[Message]:
-        """Return up to a batch of what is already fetched, waiting only when nothing is."""
-        budget = self.txn.budget
+    def _consume(self, budget: int, wait_s: float) -> list[Message]:
+        """Return up to ``budget`` of what is already fetched, waiting only when nothing is."""
         if budget <= 0:
             return []
         messages = self.consumer.consume(budget, timeout=0)
         if messages:
             return messages
-        first = self.consumer.poll(self.txn.wait_s(self.options.poll_timeout_s))
+        first = self.consumer.poll(wait_s)
         if first is None:
             return []
         return [first, *self.consumer.consume(budget - 1, timeout=0)]
@@ -235,145 +279,8 @@ class StreamRunner(Generic[T]):
     def _accept(self, messages: list[Message]) -> None:
         self.intake.accept(messages)
 
-    def _drain(self) -> list[RawInput]:
-        return self.intake.drain(self.txn.budget)
-
-    # -- the transaction ------------------------------------------------------------------------
-    def _process_batch(self, batch: list[RawInput], extra: list[Output]) -> bool:
-        """Process ``batch`` and queue it with ``extra`` in the open transaction (opened if none).
-
-        Return False when a transient failure aborted the transaction (the work since the last
-        commit is rewound and redone).
-        """
-        txn = self.txn
-        checkpoint = txn.begin()
-
-        def work() -> None:
-            effects = txn.effects
-            offsets = effects.offsets
-            physical = self._physical
-            for raw in batch:
-                self._handle(checkpoint, raw, effects)
-                offsets[(physical.get(raw.topic) or self.physical(raw.topic), raw.partition)] = (
-                    raw.offset + 1
-                )
-            for output in extra:
-                self._write(checkpoint, output, None)
-
-        if not self._undone_on_failure(work):
-            return False
-        txn.taken(len(batch))
-        return True
-
-    def _handle(self, checkpoint: Checkpoint, raw: RawInput, effects: Effects) -> None:
-        """Process one input, and at once what it writes to a locally assigned internal source."""
-        pending = [raw]
-        loopback = self._loopback
-        tasks = self.tasks
-        process = self.topology.process
-        limit = self.options.max_input_bytes
-        i = 0
-        while i < len(pending):
-            item = pending[i]
-            i += 1
-            value = item.value
-            if value is not None and len(value) > limit:  # its dead letter takes its place
-                letter = oversize_input(item, limit, at_ms=self.clock_ms())
-                assert letter is not None
-                processed = Processed([letter], dead_letter_kind="INPUT_TOO_LARGE")
-            else:
-                processed = process(item, tasks[item.partition].state)
-            for output in processed.outputs:
-                if (
-                    output.topic in loopback
-                    and output.partition in tasks
-                    and output.value.__class__ is bytes
-                ):
-                    assert output.partition is not None and isinstance(output.value, bytes)
-                    pending.append(
-                        RawInput(
-                            output.topic,
-                            output.partition,
-                            -1,
-                            item.timestamp_ms,
-                            output.key,
-                            output.value,
-                        )
-                    )
-                elif not self._write(checkpoint, output, item):
-                    effects.output_too_large(item.topic)
-            effects.note(processed, item.topic)
-
-    def _commit_open(self) -> bool:
-        """Commit the open transaction, if any, with its changelogs and offsets; True if done."""
-        txn = self.txn
-        if txn.checkpoint is None:
-            return True
-
-        def write_state() -> None:
-            changelog_topic = self.physical(self.spec.changelog)
-            txn.write_state(changelog_topic, self.tasks, self.consumer.consumer_group_metadata)
-
-        if not self._undone_on_failure(write_state):
-            return False
-        if not txn.commit(self.globals):
-            self._rewind()
-            return False
-        self._transient_failures = 0
-        self.gc.freeze()
-        return True
-
-    def _undone_on_failure(self, work: Callable[[], None]) -> bool:
-        """Do ``work`` in the open transaction; False when a transient failure undid it.
-
-        A :class:`~streams.errors.TransientError` aborts the transaction and, after a back-off,
-        rewinds to the last commit; any other exception aborts it and propagates.
-        """
-        try:
-            work()
-        except TransientError as exc:
-            self.txn.abort()
-            self._back_off(exc)
-            self._rewind()
-            return False
-        except BaseException:
-            self.txn.abort()
-            raise
-        return True
-
-    def _write(self, checkpoint: Checkpoint, output: Output, source: RawInput | None) -> bool:
-        """Queue one output; return False when it was too large and a dead letter took its place."""
-        topic = self._physical.get(output.topic) or self.physical(output.topic)
-        value = output.value
-        payload = value if isinstance(value, bytes) else self.codec.encode(topic, value)
-        if source is not None and len(payload) > self.options.max_output_bytes:
-            limit = self.options.max_output_bytes
-            at = self.clock_ms()
-            letter = oversize_output(source, output.topic, len(payload), limit, at_ms=at)
-            if letter is not None:
-                assert isinstance(letter.value, dict)
-                dlq = self.physical(letter.topic)
-                payload = self.codec.encode(dlq, letter.value)
-                checkpoint.produce(dlq, letter.key, payload, letter.partition)
-                return False
-        on_offset = self.txn.on_offset(output) if output.track else None
-        checkpoint.produce(topic, output.key, payload, output.partition, output.headers, on_offset)
-        return True
-
-    def _back_off(self, exc: TransientError) -> None:
-        self.metrics.transient_errors.inc()
-        wait = TRANSIENT_BACKOFF_S[min(self._transient_failures, len(TRANSIENT_BACKOFF_S) - 1)]
-        self._transient_failures += 1
-        log.warning("transient failure, batch retried in %.1fs: %s", wait, exc)
-        deadline = time.monotonic() + wait
-        while self._running and time.monotonic() < deadline:
-            self.health.turned()
-            time.sleep(0.1)
-
-    def _rewind(self) -> None:
-        """After an abort, forget uncommitted work: restore state again, seek to committed."""
-        self.intake.clear()
-        self.assignment.rewind(self.consumer)
+    def _drain(self, budget: int) -> list[RawInput]:
+        return self.intake.drain(budget)
 
     # -- assignment -----------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, assigned: list[Any]) -> None:
@@ -402,7 +309,7 @@ class StreamRunner(Generic[T]):
         self.metrics.assigned_partitions.set(len(self.tasks))
 
     def _on_revoke(self, consumer: Consumer, revoked: list[Any]) -> None:
-        if self.txn.checkpoint is not None:
+        if self.txn.is_open:
             try:
                 self._commit_open()  # the revoked partitions' work, before their new owner reads
             except Exception as exc:  # fenced or lost: the new owner redoes it from the commit
@@ -415,12 +322,15 @@ class StreamRunner(Generic[T]):
 
     def _restore_retrying(self, partition: int) -> None:
         """Restore ``partition``, retrying with back-off while the broker is unreachable."""
+        failures = 0
         while True:
             try:
                 self.assignment.restore(partition)
                 return
             except TransientError as exc:
-                self._back_off(exc)
+                failures += 1
+                self.metrics.transient_errors.inc()
+                self.back_off(exc, failures)
                 if not self._running:
                     raise
 

@@ -1,7 +1,11 @@
 """Any :class:`~streams.runtime.topology.Topology`, run in-process with no broker.
 
-:class:`TopologyDriver` has the semantics of :class:`~streams.runtime.runner.StreamRunner` over an
-:class:`~streams.runtime.memory_log.InMemoryBroker`, one owner of every partition:
+:class:`TopologyDriver` runs the runner's own loop (:class:`~streams.runtime.loop.StreamLoop`:
+intake, process, outputs and local loopback, changelog, checkpoint, punctuation, the failure
+rules) over an :class:`~streams.runtime.memory_log.InMemoryBroker`, one owner of every
+partition. It is that loop's in-memory :class:`~streams.runtime.transport.Transport`: it swaps the
+consumer and the producer, never the topology, the stores, the merge, the loop or the
+dead-letter rules.
 
 * **Intake and order** (:class:`~streams.runtime.memory_consumer.InMemoryConsumer`): each
   partition number is a :class:`~streams.runtime.task.PartitionTask` released through the same
@@ -9,44 +13,51 @@
   to its end on every turn and is then *caught up*, unless the test holds it
   (:meth:`~TopologyDriver.hold`: records stay on the broker and the merge waits for them, it
   knows they exist) or hides its end (:meth:`~TopologyDriver.hide_end`: records are fetched but
-  the end is unknown, so the merge waits up to ``max_idle_ms`` of the clock). An
-  unsynchronized topology takes records in the order they were appended.
-* **Transactions**: a batch's outputs (encoded with the codec, as the runner encodes them) and
-  changelog records reach the broker only at its commit, with the consumed offsets. An exception
-  inside a batch drops all of them and rewinds: every partition's state is restored from the
-  committed changelog and reading resumes at the committed offsets. A
-  :class:`~streams.errors.TransientError` is then retried (as the runner retries it, without the
-  back-off); any other exception propagates, and the next :meth:`~TopologyDriver.run` redoes the
-  batch. :meth:`~TopologyDriver.fail` injects such an exception.
-* **Internal topics**: what a batch writes to an internal topic that is also a source is read
-  back as input of that partition once the batch is committed, as from the broker.
+  the end is unknown, so the merge waits up to ``max_idle_ms`` of the clock), or flow control
+  paused it. An unsynchronized topology takes records in the order they were appended.
+* **Transactions** (:class:`~streams.runtime.memory_transaction.MemoryTransaction`): a
+  transaction's outputs (encoded with the codec) and changelog records reach the broker only at
+  its commit, with the consumed offsets; it commits when due, as the runner's
+  (``batch_max_events``, ``commit_interval_ms`` of the clock), and the broker aborts one open
+  longer than ``transaction_timeout_ms``. Failures take the runner's paths: a
+  :class:`~streams.errors.TransientError` aborts, rewinds (every partition restored from the
+  committed changelog, reading resumed at the committed offsets) and is retried, without the
+  runner's back-off and at most :data:`MAX_TRANSIENT_RETRIES` times in a row; a commit the
+  broker refuses is aborted and redone; any other exception aborts and propagates — the process
+  is dead, and the next :meth:`~TopologyDriver.run` is its restart (it restores and redoes the
+  batch). :meth:`~TopologyDriver.fail`, :meth:`~TopologyDriver.fail_produce` and
+  :meth:`~TopologyDriver.fail_commit` inject failures.
+* **Internal topics**: with ``local_loopback`` (on by default, as in production) what an input
+  writes to an internal source topic is processed at once, in the same transaction; without it
+  the record is committed to the broker and read back, as from Kafka.
 * **Global tables**: read to their end before the first input, then polled once per turn.
 * **Restore**: a driver made on another's broker (``broker=``) restores each partition from the
   changelog and resumes from the committed offsets: a restarted process.
 * **Clock**: :class:`ManualClock` moves only by :meth:`~TopologyDriver.advance`; it is the merge's
-  wall clock, the punctuation schedule, and (when the topology is built with it) the processor's.
-
-Nothing here is a mock of Kafka's client: the driver replaces the consumer and producer, not the
-topology, the stores, the merge or the dead-letter rules.
+  wall clock, the commit cadence, the punctuation schedule, and (when the topology is built with
+  it) the processor's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from streams.errors import TransientError
-from streams.runtime.dead_letters import oversize_input, oversize_output
+from streams.runtime.flow import FlowControl
+from streams.runtime.loop import StreamLoop
 from streams.runtime.memory_consumer import Fetch, InMemoryConsumer
 from streams.runtime.memory_log import InMemoryBroker, LogRecord
+from streams.runtime.memory_transaction import Faults, MemoryTransaction
+from streams.runtime.metrics import runtime_metrics
 from streams.runtime.options import RuntimeOptions
-from streams.runtime.records import Output, Processed, RawInput
+from streams.runtime.records import Processed, RawInput
 from streams.runtime.stores import open_store
 from streams.runtime.task import PartitionTask
 from streams.runtime.timesync import PartitionSynchronizer
 from streams.runtime.topology import Topology
-from streams.runtime.transaction import Effects
+from streams.runtime.transport import LetterSource, Transaction
 from streams.serde.testing import SAMPLE_RECORDS
 from streams.serde.wire import AvroCodec
 
@@ -56,6 +67,9 @@ DEFAULT_START_MS = 1_764_000_000_000
 MAX_TRANSIENT_RETRIES = 5
 """Consecutive transient failures the driver retries before it lets the last one propagate
 (the runner retries forever, with a back-off; a test must not hang)."""
+
+DRIVER_METRICS = "consentinel_driver"
+"""The prefix of the runtime series of every driver in a process (the services' stay clean)."""
 
 __all__ = [
     "DEFAULT_START_MS",
@@ -126,31 +140,53 @@ class TopologyDriver(Generic[T]):
         self.broker = broker or InMemoryBroker(partitions, topic_partitions)
         self.partitions = self.broker.partitions
         self.clock = clock or ManualClock()
-        self.options = options or RuntimeOptions()
-        self.state_dir = state_dir or self.options.state_dir or Path(".consentinel/state")
+        self.options = options = options or RuntimeOptions()
+        self.state_dir = state_dir or options.state_dir or Path(".consentinel/state")
         self.group = self.spec.name
         self.tasks: dict[int, PartitionTask] = {}
         self.consumer = InMemoryConsumer(
             self.broker,
             topology,
             group=self.group,
-            batch_max_events=self.options.batch_max_events,
             clock=self.clock,
-            max_idle_ms=self.options.max_idle_ms,
+            max_idle_ms=options.max_idle_ms,
         )
         self.fetch_modes = self.consumer.fetch_modes
-        self.commits = 0
-        """Transactions committed by this driver."""
-        self.aborts = 0
-        """Transactions aborted by this driver (and rewound)."""
-        self.dead_letters: dict[tuple[str, str], int] = {}
-        """(error kind, source topic) → dead letters committed (the runner's counter)."""
+        self.faults = Faults()
+        """Failures injected at produce or commit time (:meth:`fail_produce`, ``fail_commit``)."""
+        self.flow = FlowControl(self.consumer, options.pause_above, options.resume_below)
+        self.loop = StreamLoop(
+            topology,
+            codec,
+            self,
+            self.tasks,
+            options=options,
+            metrics=runtime_metrics(DRIVER_METRICS),
+            clock_ms=self.clock,
+            monotonic_ms=self.clock,
+        )
+        self.loop.process = self._process
         self._failure: tuple[int, BaseException] | None = None
-        self._next_punctuation_ms = self.clock()
+        self._crashed = False
         topology.bind(self.partitions)
         self.consumer.poll_tables()  # read to the end before any input, as the runner's catch_up
         for partition in range(self.partitions):
             self._restore(partition)
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed by this driver."""
+        return self.loop.txn.commits
+
+    @property
+    def aborts(self) -> int:
+        """Transactions aborted by this driver (and rewound)."""
+        return self.loop.txn.aborts
+
+    @property
+    def dead_letters(self) -> dict[tuple[str, str], int]:
+        """(error kind, source topic) → dead letters committed (the runner's counter)."""
+        return self.loop.txn.dead_letter_counts
 
     # -- what a producer and an operator do -----------------------------------------------------
     def feed(
@@ -198,6 +234,11 @@ class TopologyDriver(Generic[T]):
     def _set_fetch(self, topic: str, partition: int | None, mode: Fetch) -> None:
         if topic not in self.spec.sources:
             raise ValueError(f"{topic} is not a source of {self.spec.name}")
+        if topic in self.spec.internal and self.options.local_loopback and mode is not Fetch.LIVE:
+            raise ValueError(
+                f"{topic} never reaches the broker here (local_loopback): hold it with"
+                " RuntimeOptions(local_loopback=False), as when another process owns it"
+            )
         numbers = range(self.partitions) if partition is None else (partition,)
         self.consumer.set_fetch(topic, numbers, mode)
 
@@ -205,149 +246,121 @@ class TopologyDriver(Generic[T]):
         """Make the input that comes ``after`` more inputs raise ``error`` inside its batch.
 
         Default :class:`InjectedFailure`; a :class:`~streams.errors.TransientError` is retried
-        by the driver itself, as the runner retries it. One shot.
+        by the loop, as the runner retries it. One shot.
         """
         self._failure = (after, error or InjectedFailure(f"injected failure after {after}"))
+
+    def fail_produce(self, after: int = 0, error: BaseException | None = None) -> None:
+        """Make the record produced ``after`` more records from now fail (output or changelog).
+
+        Default :class:`InjectedFailure` (the process ends, as on a producer error the runner
+        cannot recover from); a :class:`~streams.errors.TransientError` is retried. One shot.
+        """
+        self.faults.produce_after = after
+        self.faults.produce_error = error or InjectedFailure(f"produce fails after {after}")
+
+    def fail_commit(self, error: BaseException | None = None) -> None:
+        """Make the next commit fail: refused by the broker, or (``error``) raise ``error``.
+
+        Refused: the transaction is aborted and redone from the last commit, as the runner does
+        on an error that requires an abort. With ``error`` (e.g.
+        :class:`~streams.runtime.checkpoint.RuntimeFatalError`) the process ends. One shot.
+        """
+        if error is None:
+            self.faults.commit_aborts = True
+        else:
+            self.faults.commit_error = error
 
     # -- running --------------------------------------------------------------------------------
     def run(self, max_turns: int | None = None) -> int:
         """Take turns until one does nothing (or ``max_turns``); return the commits made.
 
-        A turn is the runner's loop iteration: apply new global-table records, fetch, release
-        up to ``batch_max_events`` inputs, punctuate if due, and process and commit them in one
-        transaction. The clock does not move while running.
+        A turn is the runner's loop iteration (:meth:`~streams.runtime.loop.StreamLoop.turn`):
+        apply new global-table records, fetch, release what the open transaction still takes,
+        punctuate if due, process, and commit when due; then flow control. The clock does not
+        move while running, so with ``commit_interval_ms`` a transaction may stay open until
+        :meth:`advance`. After an exception the process is dead: the next call restarts it.
         """
+        if self._crashed:
+            self._crashed = False
+            self.rewind()
         before = self.commits
         turns = 0
-        retries = 0
         while max_turns is None or turns < max_turns:
             turns += 1
             try:
-                if not self._turn():
-                    break
-                retries = 0
-            except TransientError:
-                retries += 1
-                if retries > MAX_TRANSIENT_RETRIES:
-                    raise
+                worked = self.loop.turn()
+            except BaseException:
+                self.loop.txn.abort()  # as the runner's exit: nothing it held shows
+                self._crashed = True
+                raise
+            self.flow.update(self.tasks, self.physical, self.consumer.cross)
+            if not worked:
+                break
         return self.commits - before
 
     def advance(self, ms: int) -> int:
         """Move the clock ``ms`` forward, then :meth:`run`; return the commits made.
 
-        Punctuation becomes due every ``punctuate_interval_s`` of the clock, and a source whose
-        end is unknown stops holding the merge after ``max_idle_ms``.
+        Punctuation becomes due every ``punctuate_interval_s`` of the clock, an open transaction
+        after ``commit_interval_ms``, and a source whose end is unknown stops holding the merge
+        after ``max_idle_ms``.
         """
         self.clock.advance(ms)
         return self.run()
 
-    def _turn(self) -> bool:
-        self.consumer.poll_tables()
-        batch = self.consumer.fetch(self.tasks)
-        letters = list(self.consumer.table_letters)  # kept until a commit has written them
-        extra = list(letters)
-        now = self.clock()
-        if now >= self._next_punctuation_ms:
-            self._next_punctuation_ms = now + int(self.options.punctuate_interval_s * 1000)
-            for partition, task in self.tasks.items():
-                extra += self.topology.punctuate(partition, task.state, now)
-        if not batch and not extra:
-            return False
-        self._transact(batch, extra)
-        del self.consumer.table_letters[: len(letters)]
-        return True
-
-    # -- the transaction ------------------------------------------------------------------------
-    def _transact(self, batch: Sequence[RawInput], extra: Sequence[Output]) -> None:
-        pending: list[_Pending] = []
-        effects = Effects()
-        try:
-            for raw in batch:
-                processed = self._process(raw)
-                for output in processed.outputs:
-                    if not self._write(pending, output, raw):
-                        effects.output_too_large(raw.topic)
-                effects.note(processed, raw.topic)
-                effects.offsets[(raw.topic, raw.partition)] = raw.offset + 1
-            for output in extra:
-                self._write(pending, output, None)
-            changes = [(p, task.state.take_changes()) for p, task in self.tasks.items()]
-        except BaseException:
-            self.aborts += 1
-            self._rewind()
-            raise
-        delivered: dict[tuple[str, int], int] = {}
-        for topic, partition, key, payload, headers, track in pending:
-            record = self.broker.append(topic, partition, key, payload, self.clock(), headers)
-            if track is not None:
-                delivered[track] = max(record.offset, delivered.get(track, -1))
-        for partition, records in changes:
-            for key, value in records:
-                self.broker.append(self.spec.changelog, partition, key, value, self.clock())
-        self.broker.commit(self.group, effects.offsets)
-        self.commits += 1
-        effects.report(self.topology, delivered)
-        for letter in effects.dead:
-            self.dead_letters[letter] = self.dead_letters.get(letter, 0) + 1
-
-    def _process(self, raw: RawInput) -> Processed:
+    def _process(self, raw: RawInput, state: Any) -> Processed:
         if self._failure is not None:
             after, error = self._failure
             if after <= 0:
                 self._failure = None
                 raise error
             self._failure = (after - 1, error)
-        letter = oversize_input(raw, self.options.max_input_bytes, at_ms=self.clock())
-        if letter is not None:
-            return Processed([letter], dead_letter_kind="INPUT_TOO_LARGE")
-        return self.topology.process(raw, self.tasks[raw.partition].state)
+        return self.topology.process(raw, state)
 
-    def _write(
-        self,
-        pending: list[_Pending],
-        output: Output,
-        source: RawInput | None,
-    ) -> bool:
-        """Encode and queue one output, as the runner does; False when a dead letter replaced it."""
-        value = output.value
-        payload = value if isinstance(value, bytes) else self.codec.encode(output.topic, value)
-        if source is not None:
-            limit = self.options.max_output_bytes
-            at = self.clock()
-            letter = oversize_output(source, output.topic, len(payload), limit, at_ms=at)
-            if letter is not None:
-                assert isinstance(letter.value, dict)
-                encoded = self.codec.encode(letter.topic, letter.value)
-                pending.append((letter.topic, source.partition, letter.key, encoded, None, None))
-                return False
-        partition = output.partition
-        if partition is None:
-            partition = self.broker.partition_of(output.topic, output.key)
-        # As the runner reports them: by the partition asked for (-1: the partitioner's choice).
-        track = (output.topic, -1 if output.partition is None else output.partition)
-        pending.append(
-            (
-                output.topic,
-                partition,
-                output.key,
-                payload,
-                output.headers,
-                track if output.track else None,
-            )
+    # -- the loop's transport -------------------------------------------------------------------
+    @property
+    def letter_sources(self) -> list[LetterSource]:
+        """The in-memory consumer, which keeps the global tables' dead letters."""
+        return [self.consumer]
+
+    def fetch(self, budget: int, wait_s: float) -> list[RawInput]:
+        """Apply the global tables' new records, then fetch up to ``budget`` inputs (no wait)."""
+        self.consumer.poll_tables()
+        return self.consumer.fetch(self.tasks, budget)
+
+    def begin(self) -> Transaction:
+        """Begin a transaction on the in-memory broker."""
+        return MemoryTransaction(
+            self.broker,
+            self.group,
+            self.clock,
+            timeout_ms=self.options.transaction_timeout_ms,
+            faults=self.faults,
         )
-        return True
 
-    # -- state ----------------------------------------------------------------------------------
-    def _rewind(self) -> None:
+    def group_metadata(self) -> Any:
+        """Return the group whose offsets a commit moves."""
+        return self.group
+
+    def rewind(self) -> None:
         """Forget uncommitted work: restore every partition again, read from the commits."""
-        forget = getattr(self.topology, "forget", None)
         for partition in sorted(self.tasks):
             self.tasks.pop(partition).state.close()
-            if forget is not None:
-                forget(partition)
+            self.topology.forget(partition)
             self._restore(partition)
         self.consumer.clear()
 
+    def back_off(self, exc: TransientError, failures: int) -> None:
+        """Retry at once (no sleeping in tests); give up after too many failures in a row."""
+        if failures > MAX_TRANSIENT_RETRIES:
+            raise exc
+
+    def physical(self, logical: str) -> str:
+        """Topics have their logical names on the in-memory broker."""
+        return logical
+
+    # -- state ----------------------------------------------------------------------------------
     def _restore(self, partition: int) -> int:
         store = open_store(self.options.state_store, self.state_dir / self.spec.name, partition)
         state = self.topology.open_state(partition, store)
@@ -383,10 +396,3 @@ class TopologyDriver(Generic[T]):
     def changelog(self, partition: int) -> list[tuple[bytes, bytes | None]]:
         """Return the committed changelog records of ``partition``, oldest first."""
         return [(r.key or b"", r.value) for r in self.broker.log(self.spec.changelog, partition)]
-
-
-_Pending = tuple[
-    str, int, bytes | None, bytes, list[tuple[str, bytes]] | None, tuple[str, int] | None
-]
-"""An output queued in the open transaction: topic, partition, key, value, headers, and where
-its offset is reported when the output is tracked (``Output.track``)."""

@@ -1,10 +1,10 @@
 """What a stream processor tells the runtime about itself: the :class:`Topology` contract.
 
-A topology is pure processing: it never touches Kafka. The runtime
-(:class:`~streams.runtime.runner.StreamRunner`, or the in-process
-:class:`~streams.runtime.testing.TopologyDriver`) owns consuming, ordering, state restore and
-the exactly-once transaction; it calls the topology's methods in this order, per partition
-number of the sources:
+A topology is pure processing: it never touches Kafka. The runtime's one loop
+(:mod:`streams.runtime.loop`, over Kafka in :class:`~streams.runtime.runner.StreamRunner` or in
+memory in :class:`~streams.runtime.testing.TopologyDriver`) owns consuming, ordering, state
+restore and the exactly-once transaction; it calls the topology's methods in this order, per
+partition number of the sources:
 
 0. :meth:`Topology.bind` with the sources' partition count, once;
 1. :meth:`Topology.open_state` once the partition is assigned, then ``restore_many`` on the
@@ -12,13 +12,13 @@ number of the sources:
 2. :meth:`Topology.process` for every input, in the order the runtime releases them (event-time
    order across the sources when :attr:`Topology.synchronized`), within a transaction;
 3. ``take_changes`` on the state before each commit: the changelog records of that transaction;
-4. :meth:`Topology.committed` with the facts of the processed inputs, after the commit;
+4. :meth:`Topology.committed` with the facts of the processed inputs, then
+   :meth:`Topology.delivered` with the offsets its tracked outputs got, after the commit;
 5. :meth:`Topology.punctuate` on a wall-clock schedule; what it returns is written in the next
-   transaction (one of its own when no input is waiting), with the state changes it made.
+   transaction (one of its own when no input is waiting), with the state changes it made;
+6. :meth:`Topology.forget` when a partition is revoked or rewound (its state is closed).
 
-Optional hooks, called when a topology defines them: ``delivered(offsets)`` after a commit, with
-the offsets the committed outputs marked ``track`` got; ``forget(partition)`` when a partition is
-revoked or rewound.
+Every hook is part of the contract (a topology with nothing to do there returns at once).
 
 A topology is deterministic given its inputs, state and the clock it is handed, so an aborted
 transaction that is redone writes the same records.
@@ -26,7 +26,7 @@ transaction that is redone writes the same records.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -123,3 +123,12 @@ class Topology(Protocol):
 
     def punctuate(self, partition: int, state: Any, now_ms: int) -> list[Output]:
         """Return what wall-clock time alone makes due on ``partition`` (may change ``state``)."""
+
+    def delivered(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Learn, after a commit, the highest offset each tracked output got.
+
+        Keys are (logical topic, the partition asked for, or -1 for the partitioner's choice).
+        """
+
+    def forget(self, partition: int) -> None:
+        """Drop whatever the topology keeps of ``partition`` outside its state (revoked)."""

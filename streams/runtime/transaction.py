@@ -3,33 +3,49 @@
 As in quix-streams' checkpointing, inputs are processed into one open transaction until it is
 due (``batch_max_events`` inputs taken, or ``commit_interval_ms`` since it opened), and it then
 commits in the one order outputs → changelogs → offsets
-(:class:`~streams.runtime.checkpoint.Checkpoint`). What its inputs did besides their outputs
-(:class:`Effects`), the offsets of its tracked outputs and the global tables' dead letters it
-carries reach the topology, the metrics and the readers only once it has committed; an abort
-forgets all of them, and the caller rewinds to the last commit.
+(:class:`~streams.runtime.transport.Transaction`: Kafka's
+:class:`~streams.runtime.checkpoint.Checkpoint`, or an in-memory one in tests). What its inputs
+did besides their outputs (:class:`Effects`), the offsets of its tracked outputs and the global
+tables' dead letters it carries reach the topology, the metrics and the readers only once it has
+committed; an abort forgets all of them, and the caller rewinds to the last commit. Its life is
+explicit (:class:`TransactionState`): idle → open → committing → idle.
 """
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from confluent_kafka import Producer
 
-from streams.runtime.checkpoint import Checkpoint
 from streams.runtime.metrics import RuntimeMetrics
 from streams.runtime.options import RuntimeOptions
 from streams.runtime.records import Output, Processed
 from streams.runtime.task import PartitionTask
 from streams.runtime.topology import Topology
+from streams.runtime.transport import LetterSource, Transaction
 
-if TYPE_CHECKING:
-    from streams.runtime.global_table import GlobalTableReader
-
-Letters = list[tuple["GlobalTableReader", list[Output]]]
+Letters = list[tuple[LetterSource, list[Output]]]
 """Global tables' dead letters, each with the reader that keeps them until they are committed."""
+
+
+class TransactionState(enum.Enum):
+    """Where a processor's transaction is in its life."""
+
+    IDLE = "idle"
+    """None is open: the next batch (or punctuation) begins one."""
+    OPEN = "open"
+    """Inputs are processed into it; everything it holds is invisible to readers."""
+    COMMITTING = "committing"
+    """Its changelog and offsets are being added and it is committing: nothing more goes in."""
+
+
+def monotonic_ms() -> float:
+    """Milliseconds of the process's monotonic clock (the runner's commit cadence)."""
+    return time.monotonic() * 1000
 
 
 def transactional_producer(
@@ -83,50 +99,69 @@ class Effects:
     def report(self, topology: Topology, delivered: dict[tuple[str, int], int]) -> None:
         """Tell ``topology`` what its committed transaction did.
 
-        It gets the facts, then (when it has the ``delivered`` hook) the highest offset each
+        It gets the facts, then (``delivered``) the highest offset each
         (topic, partition asked for or -1) of its tracked outputs got.
         """
         topology.committed(self.facts)
-        on_delivered = getattr(topology, "delivered", None)
-        if on_delivered is not None:
-            on_delivered(delivered)
+        topology.delivered(delivered)
 
 
 class OpenTransaction:
-    """A processor's transaction while it is open, and everything it holds until its commit."""
+    """A processor's transaction while it is open, and everything it holds until its commit.
+
+    ``begin`` starts a transaction on the transport; ``clock_ms`` is the monotonic clock of the
+    commit cadence (``commit_interval_ms``).
+    """
 
     def __init__(
         self,
-        producer: Producer,
+        begin: Callable[[], Transaction],
         topology: Topology,
         metrics: RuntimeMetrics,
         options: RuntimeOptions,
+        clock_ms: Callable[[], float] = monotonic_ms,
     ) -> None:
-        self.producer = producer
+        self._begin = begin
         self.topology = topology
         self.metrics = metrics
+        self.clock_ms = clock_ms
         self.batch_max_events = options.batch_max_events
         self.commit_interval_ms = options.commit_interval_ms
-        self.checkpoint: Checkpoint | None = None
-        """The transaction while it is open, else None."""
+        self.state = TransactionState.IDLE
+        self.checkpoint: Transaction | None = None
+        """The transaction while it is open or committing, else None."""
         self.since = 0.0
         self.events = 0
         self.effects = Effects()
         self.batches: list[int] = []
         self.delivered: dict[tuple[str, int], int] = {}
         """(logical topic, partition asked for or -1) → the highest offset of a tracked output."""
+        self.commits = 0
+        """Transactions committed (for tests and the driver; the metrics count them too)."""
+        self.aborts = 0
+        """Transactions aborted."""
+        self.dead_letter_counts: dict[tuple[str, str], int] = {}
+        """(error kind, source topic) → dead letters committed."""
         self._letters: dict[int, int] = {}
         from streams.runtime.kept_store import KeptWrites
 
         self.kept = KeptWrites()
         """The kept stores this transaction changed: written once it has committed."""
 
-    def begin(self) -> Checkpoint:
+    @property
+    def is_open(self) -> bool:
+        """Whether a transaction is open (or committing)."""
+        return self.state is not TransactionState.IDLE
+
+    def begin(self) -> Transaction:
         """Return the open transaction, beginning one if none is open."""
+        if self.state is TransactionState.COMMITTING:
+            raise RuntimeError("no input goes into a transaction that is committing")
         checkpoint = self.checkpoint
         if checkpoint is None:
-            checkpoint = self.checkpoint = Checkpoint(self.producer)
-            self.since = time.monotonic()
+            checkpoint = self.checkpoint = self._begin()
+            self.state = TransactionState.OPEN
+            self.since = self.clock_ms()
             self.delivered = {}
         return checkpoint
 
@@ -139,14 +174,14 @@ class OpenTransaction:
         """Whether the open transaction is full, or old enough to commit."""
         return (
             self.events >= self.batch_max_events
-            or (time.monotonic() - self.since) * 1000 >= self.commit_interval_ms
+            or self.clock_ms() - self.since >= self.commit_interval_ms
         )
 
     def wait_s(self, timeout_s: float) -> float:
         """Return ``timeout_s``, cut so that a wait ends by the open transaction's due time."""
         if self.checkpoint is None:
             return timeout_s
-        left = self.commit_interval_ms / 1000 - (time.monotonic() - self.since)
+        left = (self.commit_interval_ms - (self.clock_ms() - self.since)) / 1000
         return min(timeout_s, max(left, 0.0))
 
     def taken(self, inputs: int) -> None:
@@ -164,7 +199,7 @@ class OpenTransaction:
 
         return on_offset
 
-    def unwritten_letters(self, readers: Sequence[GlobalTableReader]) -> Letters:
+    def unwritten_letters(self, readers: Sequence[LetterSource]) -> Letters:
         """Return the global tables' dead letters that no transaction holds yet."""
         letters: Letters = []
         for reader in readers:
@@ -188,11 +223,12 @@ class OpenTransaction:
         """
         checkpoint = self.checkpoint
         assert checkpoint is not None
+        self.state = TransactionState.COMMITTING
         for partition, task in tasks.items():
             self.kept.changelog(checkpoint, changelog_topic, partition, task)
         checkpoint.offsets(self.effects.offsets, group())
 
-    def commit(self, readers: Sequence[GlobalTableReader]) -> bool:
+    def commit(self, readers: Sequence[LetterSource]) -> bool:
         """Commit, then hand over what the transaction held; False if it was aborted instead.
 
         After the commit the readers drop the dead letters it wrote, the topology gets the
@@ -216,6 +252,8 @@ class OpenTransaction:
         effects.report(self.topology, delivered)
         for kind, topic in effects.dead:
             self.metrics.dead_letters.labels(kind, topic).inc()
+            key = (kind, topic)
+            self.dead_letter_counts[key] = self.dead_letter_counts.get(key, 0) + 1
         for size in batches:
             self.metrics.batch_size.observe(size)
         return True
@@ -228,9 +266,14 @@ class OpenTransaction:
         self._letters = {}
 
     def _outcome(self, outcome: str) -> None:
+        if outcome == "committed":
+            self.commits += 1
+        else:
+            self.aborts += 1
         self.metrics.transactions.labels(outcome).inc()
 
     def _reset(self) -> None:
+        self.state = TransactionState.IDLE
         self.checkpoint = None
         self.kept.clear()
         self.events = 0

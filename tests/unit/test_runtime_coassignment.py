@@ -11,7 +11,7 @@ metadata refresh, 5 minutes later, rebalanced) and were then decided on a mixed-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -66,6 +66,12 @@ class Topology:
 
     def punctuate(self, partition: int, state: Any, now_ms: int) -> list[Output]:
         return []
+
+    def delivered(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        pass
+
+    def forget(self, partition: int) -> None:
+        pass
 
 
 class Consumer:

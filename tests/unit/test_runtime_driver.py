@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,12 @@ class Toy:
         self.punctuated.append(now_ms)
         return []
 
+    def delivered(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        pass
+
+    def forget(self, partition: int) -> None:
+        pass
+
 
 def toy(partitions: int = 2, **kwargs: Any) -> TopologyDriver[Toy]:
     return TopologyDriver(Toy(), memory_codec(), partitions=partitions, **kwargs)
@@ -124,7 +130,7 @@ def echoes(driver: TopologyDriver[Toy]) -> list[str]:
 
 
 def test_merge_orders_by_event_time_and_internal_records_come_back() -> None:
-    driver = toy(partitions=1)
+    driver = toy(partitions=1, options=RuntimeOptions(local_loopback=False))
     driver.feed(RIGHT, "k", b"30")
     driver.feed(LEFT, "k", b"20")
     driver.feed(RIGHT, "k", b"10")  # a stream is FIFO: 30 before 10 on the right

@@ -9,7 +9,7 @@ retriable and loop on, deciding nothing while ``/live`` stayed true.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -50,6 +50,12 @@ class Topology:
 
     def punctuate(self, partition: int, state: Any, now_ms: int) -> list[Output]:
         return []
+
+    def delivered(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        pass
+
+    def forget(self, partition: int) -> None:
+        pass
 
 
 class ErrorMessage:
