@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 EXTRAS: dict[str, str] = {
-    "polars": "service",
+    "polars": "reports",
     "prometheus_client": "service",
     "rocksdict": "service",
     "cryptography": "service",

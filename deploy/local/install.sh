@@ -8,7 +8,9 @@
 #   demo  venv + Java and Maven (the stack fetches Kafka and the registry with them), Prometheus
 #         and Alertmanager (the stack starts them when installed)
 #   test  demo + Node.js/npm (CRD schema checks), Chromium (the HTML report tests), and the JDK
-#         (javac) and Go 1.23+ that build examples/java-producer and examples/go-producer
+#         (javac) and Go 1.23+ that build examples/java-producer and examples/go-producer, and
+#         kustomize (tests/deploy/test_k8s.py builds deploy/k8s with it): `kubectl kustomize` when
+#         kubectl is installed, else the standalone kustomize built with Go from the module proxy
 #
 # Idempotent and fast when everything is present: each tool is checked with `command -v`, and
 # apt-get runs only when something is missing (Debian/Ubuntu, as root or through sudo). Debian's
@@ -60,7 +62,13 @@ go_new_enough() {
   [[ $(printf '%s\n' 1.23 "${v%%[!0-9.]*}" | sort -V | head -1) == 1.23 ]]
 }
 need_go=
+need_kustomize=
+KUSTOMIZE_MODULE=sigs.k8s.io/kustomize/kustomize/v5@v5.7.1
 if [[ "$profile" == test ]]; then
+  if ! command -v kustomize >/dev/null 2>&1 && ! command -v kubectl >/dev/null 2>&1; then
+    missing+=(kustomize)
+    need_kustomize=1
+  fi
   want npm nodejs npm
   want chromium chromium
   want javac openjdk-17-jdk-headless
@@ -70,7 +78,7 @@ if [[ "$profile" == test ]]; then
   fi
 fi
 
-if ((${#need[@]} == 0)) && [[ -z $need_go ]]; then
+if ((${#need[@]} == 0)) && [[ -z $need_go ]] && [[ -z $need_kustomize ]]; then
   echo ">> system packages ($profile): all present"
   exit 0
 fi
@@ -152,4 +160,9 @@ if [[ -n $need_go ]]; then
     exit 1
   }
   echo ">> system packages ($profile): installed $(go version)"
+fi
+if [[ -n $need_kustomize ]]; then
+  echo ">> go install $KUSTOMIZE_MODULE (into /usr/local/bin)"
+  "${sudo[@]}" env GOBIN=/usr/local/bin GOFLAGS=-buildvcs=false go install "$KUSTOMIZE_MODULE"
+  echo ">> system packages ($profile): installed $(kustomize version)"
 fi

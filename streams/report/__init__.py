@@ -3,22 +3,8 @@
 :mod:`streams.report.source` reads the topic, :mod:`streams.report.frame` aggregates with polars
 (pure, unit-tested with plain dicts), :mod:`streams.report.render` prints or writes the tables, and
 :mod:`streams.report.run` ties them together for the command line.
+
+Import the submodules themselves: this package imports nothing, so that the modules without
+polars (``audit_verify``, ``lineage``, ``source``) work in an install without the ``reports``
+extra, such as the service image.
 """
-
-from streams.report.frame import (
-    DecisionsReport,
-    decisions_frame,
-    parse_instant,
-    summarize,
-    user_decisions,
-    within,
-)
-
-__all__ = [
-    "DecisionsReport",
-    "decisions_frame",
-    "parse_instant",
-    "summarize",
-    "user_decisions",
-    "within",
-]

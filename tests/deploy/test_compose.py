@@ -14,12 +14,16 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
+
+from tests.support import free_port
 
 pytestmark = pytest.mark.deploy
 
@@ -78,6 +82,65 @@ def test_runs_the_whole_system() -> None:
             source = volume.split(":", 1)[0]
             if source.startswith("."):
                 assert (COMPOSE.parent / source).exists(), f"{name}: {source}"
+
+
+def test_init_waits_for_a_healthy_registry_and_kafka() -> None:
+    services = compose()["services"]
+    waits = services["init"]["depends_on"]
+    assert waits["registry"]["condition"] == "service_healthy"
+    assert waits["kafka"]["condition"] == "service_healthy"
+    probe = services["registry"]["healthcheck"]
+    command = " ".join(probe["test"])
+    assert probe["test"][0] in {"CMD", "CMD-SHELL"}
+    assert "/health/ready" in command and "9000" in command  # Quarkus' management port
+    for name, service in services.items():  # whatever is waited on as healthy has a check
+        for dependency, wait in (service.get("depends_on") or {}).items():
+            if wait.get("condition") == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{name} -> {dependency}"
+
+
+def test_registry_probe_answers_like_its_health_endpoint(tmp_path: Path) -> None:
+    """Run the registry's probe against a local stand-in: 0 for 200 UP, not 0 for 503 or closed."""
+    if shutil.which("bash") is None:
+        pytest.skip("bash not installed")
+    (command,) = [
+        a for a in compose()["services"]["registry"]["healthcheck"]["test"][1:] if "/dev/tcp" in a
+    ]
+    codes = {}
+    for status in (200, 503):
+        server = _HealthStandIn(status)
+        try:
+            probe = command.replace("127.0.0.1/9000", f"127.0.0.1/{server.port}")
+            codes[status] = subprocess.run(
+                ["bash", "-c", probe], timeout=30, check=False
+            ).returncode
+        finally:
+            server.close()
+    assert codes[200] == 0 and codes[503] != 0
+    closed = command.replace("127.0.0.1/9000", f"127.0.0.1/{free_port()}")
+    assert subprocess.run(["bash", "-c", closed], capture_output=True, timeout=30).returncode != 0
+
+
+class _HealthStandIn:
+    """Answers GET /health/ready with a fixed status, as Apicurio's management port does."""
+
+    def __init__(self, status: int) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(status if self.path == "/health/ready" else 404)
+                self.end_headers()
+                self.wfile.write(b'{"status": "UP"}' if status == 200 else b'{"status": "DOWN"}')
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.httpd.server_address[1])
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 def test_compose_prometheus_config_is_valid(tmp_path: Path) -> None:
