@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.burst_hops import section as burst_section
 from bench.report import MIX_TOLERANCE, shares
 from bench.timeline import explain
 
@@ -37,7 +38,7 @@ TARGET_OVER_CEILING = 0.4
 def _load(results_dir: Path) -> list[tuple[str, dict[str, Any]]]:
     runs = []
     for path in sorted(results_dir.glob("*.json")):
-        if path.stem.startswith("detection-"):
+        if path.stem.startswith(("detection-", "burst-")):
             continue
         try:
             data = json.loads(path.read_text())
@@ -632,6 +633,10 @@ def render(results_dir: Path) -> str:
         " maximum to find it again:",
         "",
         *_curve(data),
+        "",
+        "## Live burst: crossing request → alert → suspension → HOLD, hop by hop (#19)",
+        "",
+        *burst_section(results_dir),
         "",
         "## State restore: consent state and recall ledgers",
         "",
