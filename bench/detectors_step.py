@@ -39,7 +39,7 @@ class DetectorRuns:
         prefix, codec = self.env("d")
         ends = self.backlog_decision_ends
         limit = self.conf["detector_decisions"]
-        if ends is not None and sum(ends.values()) <= limit:
+        if ends is not None and self.work is not None and self.work.requests <= limit:
             limit = 0  # the whole backlog: no partition is cut short of the week's end
         copied = copy_topic(
             self.base,
