@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Installs only the missing system packages (apt-get); checks with `command -v`, so it is fast.
 INSTALL := deploy/local/install.sh
 
-.PHONY: help system system-demo system-test venv demo test soak faults test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick image-lock clean
+.PHONY: help system system-demo system-test venv demo test soak faults test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick bench-burst image-lock clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -103,6 +103,11 @@ bench-quick: venv ## Benchmarks in under 10 minutes; results in bench/results an
 
 image-lock: venv ## Re-pin the container image's Python packages (deploy/image/constraints.txt; asks PyPI)
 	@$(PY) deploy/image/lock.py
+
+# BURST_ARGS passes options to bench.burst, e.g. BURST_ARGS="--runs 3 --tag try" or
+# "--detector-env CONSENTINEL_COMMIT_INTERVAL_MS=100" (results in bench/results/burst-*.json).
+bench-burst: venv ## Live burst of issue 19 on the local stack: gate + detector processes, per-hop timeline of 10 runs
+	@$(BIN)/python -m bench.burst $(BURST_ARGS)
 
 clean: ## Remove the virtualenv and caches (not the stack's downloads)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.burst_hops import section as burst_section
 from bench.report import MIX_TOLERANCE, shares
-from bench.timeline import first_crossing
+from bench.timeline import explain
 
 HARNESS = 12
 
@@ -37,7 +38,7 @@ TARGET_OVER_CEILING = 0.4
 def _load(results_dir: Path) -> list[tuple[str, dict[str, Any]]]:
     runs = []
     for path in sorted(results_dir.glob("*.json")):
-        if path.stem.startswith("detection-"):
+        if path.stem.startswith(("detection-", "burst-")):
             continue
         try:
             data = json.loads(path.read_text())
@@ -450,10 +451,10 @@ def _detection_note(data: dict[str, Any], results_dir: Path) -> str:
             " hold those decisions."
             + "".join(seen)
             + " The threshold is the lower of the policy's limit and the learned baseline (at"
-            " least 100 per hour). The detector reads the gate's 8 decision partitions in arrival"
-            " order and counts a decision only while its minute is still in its sliding hour; a"
-            " week of backlog replayed in seconds reaches it out of order, so its counts and the"
-            " baseline it learns are lower than the line (live traffic arrives nearly in order)."
+            " least 100 per hour). The detector merges the gate's 8 decision partitions by"
+            " `decided_at` (contract §5), so it counts what the line counts: an alert whose count"
+            " the line does not bracket is flagged. The detectors step copies only the gate's"
+            " backlog decisions (not the latency phases' live traffic)."
             " Recall and false alerts per scenario come from"
             " `python -m bench.detection_eval` (docs/detection-quality.md)."
         )
@@ -472,21 +473,37 @@ def _detection_note(data: dict[str, Any], results_dir: Path) -> str:
 
 
 def _crossing_sentence(org: str, t: dict[str, Any]) -> str:
-    """When the line crossed the policy's limit, and what the detector alerted on (a sentence)."""
-    alerts = sorted(zip(t["alerts_ms"], t.get("alerts_observed") or [], strict=False))
-    crossed = first_crossing(t)
-    text = f" {org}: {len(t['alerts_ms'])} `BULK_EXPORT` alert(s)"
-    if alerts:
-        observed = ", ".join(_num(seen) for _, seen in alerts)
-        text += f", each on a sliding hour the detector counted at {observed} photos"
-    if crossed is None:
-        return text + f"; the line never exceeded the limit of {t['limit_per_hour']:,}/hour."
-    after = [at for at, _ in alerts if at >= crossed]
-    text += f"; the line exceeded the limit of {t['limit_per_hour']:,}/hour at {_utc(crossed)}"
-    if not after:
-        return text + " and no alert followed."
-    hours = (after[0] - crossed) / 3_600_000
-    return text + f", the first alert after that came {hours:.1f} hours (event time) later."
+    """Each crossing of the policy's limit with the first alert after it (event time), and what
+    explains each alert (:func:`bench.timeline.explain`), as sentences."""
+    told = explain(t)
+    text = f" {org}: {len(t['alerts_ms'])} `BULK_EXPORT` alert(s)."
+    crossed = told["crossings"]
+    if not crossed:
+        text += f" The line never exceeded the limit of {t['limit_per_hour']:,}/hour."
+    for c in crossed:
+        text += (
+            f" The line exceeded {t['limit_per_hour']:,}/hour in the minute {_utc(c['minute_ms'])}"
+        )
+        after = c["alert_after_s"]
+        text += "; no alert followed." if after is None else f"; first alert {_later(after)}."
+    for a in told["alerts"]:
+        what = "the limit" if a["trigger"] == "limit" else "the learned baseline"
+        low, high = a["line_bounds"]
+        verdict = "" if a["explained"] else "; NOT explained by the line"
+        text += (
+            f" Alert at {_utc(a['at_ms'])}: {_num(a['observed'])} photos counted, above {what}"
+            f" ({_num(a['threshold'])}); the line allows {_num(low)}-{_num(high)} there{verdict}."
+        )
+    return text
+
+
+def _later(seconds: float) -> str:
+    """``12 s later``, ``5 min later``, ``12.3 hours later`` (event time)."""
+    if seconds < 120:
+        return f"{seconds:.0f} s later"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min later"
+    return f"{seconds / 3600:.1f} hours later"
 
 
 def _utc(ms: int) -> str:
@@ -616,6 +633,10 @@ def render(results_dir: Path) -> str:
         " maximum to find it again:",
         "",
         *_curve(data),
+        "",
+        "## Live burst: crossing request → alert → suspension → HOLD, hop by hop (#19)",
+        "",
+        *burst_section(results_dir),
         "",
         "## State restore: consent state and recall ledgers",
         "",

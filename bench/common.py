@@ -508,12 +508,32 @@ def wait_consumed(
     raise RuntimeError(f"{group} did not consume its input within {timeout_s}s")
 
 
+def partition_ends(settings: Settings, topic: str) -> dict[int, int]:
+    """Return each partition's high watermark of ``topic`` now (open transactions included)."""
+    probe = Consumer(
+        {**settings.kafka_config(), "group.id": topic + "-ends", "enable.auto.commit": False}
+    )
+    try:
+        meta = probe.list_topics(topic, timeout=30).topics[topic]
+        return {
+            p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in meta.partitions
+        }
+    finally:
+        probe.close()
+
+
 def copy_topic(
-    settings: Settings, source: str, target: str, timeout_s: float = 120, limit: int = 0
+    settings: Settings,
+    source: str,
+    target: str,
+    timeout_s: float = 120,
+    limit: int = 0,
+    ends: dict[int, int] | None = None,
 ) -> int:
     """Copy the committed records of ``source`` (the first ``limit`` of each partition's share,
-    if given) to the same partition of ``target``; return how many (keys, values and
-    timestamps as they are)."""
+    if given; with ``ends``, only those before each partition's end offset) to the same
+    partition of ``target``; return how many (keys, values and timestamps as they are)."""
     from confluent_kafka import Producer
 
     reader = Consumer(
@@ -544,6 +564,9 @@ def copy_topic(
                         done.add(message.partition() or 0)
                     continue
                 partition = message.partition() or 0
+                if ends is not None and (message.offset() or 0) >= ends.get(partition, 0):
+                    done.add(partition)
+                    continue
                 if share and per_partition.get(partition, 0) >= share:
                     done.add(partition)
                     continue

@@ -37,11 +37,16 @@ class DetectorRuns:
         if source is None:
             raise RuntimeError("the detectors step needs the gate's decisions (run the gate first)")
         prefix, codec = self.env("d")
+        ends = self.backlog_decision_ends
+        limit = self.conf["detector_decisions"]
+        if ends is not None and self.work is not None and self.work.requests <= limit:
+            limit = 0  # the whole backlog: no partition is cut short of the week's end
         copied = copy_topic(
             self.base,
             source + topics.TOPIC_DECISIONS,
             prefix + topics.TOPIC_DECISIONS,
-            limit=self.conf["detector_decisions"],
+            limit=limit,
+            ends=ends,
         )
         say(f"detectors: {copied} decisions copied to {prefix}")
         argv = [sys.executable, "-m", "streams.cli", "detect", "--policy", str(POLICY)]

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.timeline import sliding_hour
+from bench.timeline import explain, sliding_hour
 
 FIGURES = Path(__file__).resolve().parent / "results" / "figures"
 
@@ -175,6 +175,18 @@ def detection(evaluation: dict[str, Any], out: Path) -> Path | None:
                 color="orange",
                 label="threshold in force at the alert (limit or learned)",
             )
+        told = explain(t)
+        for i, c in enumerate(told["crossings"]):
+            ax.scatter([when(c["minute_ms"])], [t["limit_per_hour"]], marker="v", color="red",
+                       zorder=3, label="line crosses the limit" if not i else None)  # fmt: skip
+            ax.annotate(_crossing_note(c), (when(c["minute_ms"]), t["limit_per_hour"]),
+                        fontsize=7, color="red", xytext=(4, 6 + 9 * (i % 3)),
+                        textcoords="offset points")  # fmt: skip
+        for a in told["alerts"]:
+            mark = "L" if a["trigger"] == "limit" else "B"
+            ax.annotate(mark if a["explained"] else mark + "?", (when(a["at_ms"]), a["observed"]),
+                        fontsize=7, color="darkorange", xytext=(2, -10),
+                        textcoords="offset points")  # fmt: skip
         for i, ms in enumerate(t["suspended_ms"]):
             ax.axvline(when(ms), color="black", ls="--", lw=1, label="suspended" if not i else None)
         for i, ms in enumerate(t["resumed_ms"]):
@@ -184,8 +196,27 @@ def detection(evaluation: dict[str, Any], out: Path) -> Path | None:
         ax.set_ylim(0, max([*series, t["limit_per_hour"]]) * 1.35)
         ax.legend(fontsize=7, loc="upper left", ncol=3)
     source = evaluation.get("source") or "the detection evaluation (simulated time)"
-    fig.suptitle(f"Detection timeline of {evaluation.get('date')}: {source}, UTC", fontsize=9)
+    fig.suptitle(
+        f"Detection timeline of {evaluation.get('date')}: {source}, UTC\nalerts marked L (limit)"
+        " or B (learned baseline), ? where the line does not account for the count",
+        fontsize=9,
+    )
     return _saved(plt, fig, out)
+
+
+def _crossing_note(crossing: dict[str, Any]) -> str:
+    """``crossed HH:MM, first alert +Δ`` (event time, UTC) for one crossing of the limit."""
+    import datetime as dt
+
+    at = dt.datetime.fromtimestamp(crossing["minute_ms"] / 1000, dt.UTC).strftime("%H:%M")
+    after = crossing["alert_after_s"]
+    if after is None:
+        return f"crossed {at}, no alert after"
+    if after < 120:
+        return f"crossed {at}, first alert +{after:.0f} s"
+    if after < 7200:
+        return f"crossed {at}, first alert +{after / 60:.0f} min"
+    return f"crossed {at}, first alert +{after / 3600:.1f} h"
 
 
 def detection_source(results: dict[str, Any], results_dir: Path) -> dict[str, Any]:

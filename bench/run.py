@@ -99,6 +99,7 @@ class Bench(SystemRuns):
         self.running: list[subprocess.Popen[bytes]] = []
         self.codec: AvroCodec | None = None
         self.decisions_prefix: str | None = None
+        self.backlog_decision_ends: dict[int, int] | None = None
         self.baseline_ref = ""
 
     # -- environments ---------------------------------------------------------------------------

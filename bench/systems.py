@@ -16,6 +16,7 @@ from bench.common import (
     create_topics,
     drop_prefix,
     new_prefix,
+    partition_ends,
     python_env,
     say,
     signing_key,
@@ -129,6 +130,9 @@ class SystemRuns(LiveRuns, DetectorRuns):
 
         ports: list[int] = []
         _, prefix, codec, procs = self.repeated("gate", "g", launch)
+        # where the backlog's decisions end: the detectors step copies those, not the latency
+        # phases' live traffic (decided at "now", a spike after the week)
+        self.backlog_decision_ends = partition_ends(self.base, prefix + topics.TOPIC_DECISIONS)
         self.running = procs
         try:
             if "gate" in self.conf["latency_systems"]:

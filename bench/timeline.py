@@ -117,3 +117,76 @@ def first_crossing(entry: Mapping[str, Any]) -> int | None:
         if volume > entry["limit_per_hour"]:
             return int(start + step)
     return None
+
+
+def crossings(entry: Mapping[str, Any]) -> list[int]:
+    """Return the start of every minute in which the sliding hour rose above the policy's limit
+    (from at or below it in the minute before; epoch ms)."""
+    out: list[int] = []
+    above = False
+    for start, volume in zip(*sliding_hour(entry), strict=True):
+        now_above = volume > entry["limit_per_hour"]
+        if now_above and not above:
+            out.append(start)
+        above = now_above
+    return out
+
+
+def explain(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Explain a timeline entry's ``BULK_EXPORT`` alerts from its own line (minute bins).
+
+    ``crossings``: each minute the line rose above the limit, with the first alert at or after
+    it (event time). ``alerts``: per alert, its trigger (``limit`` when its threshold is the
+    policy's limit, else ``learned``), and whether the line accounts for it. The detector's
+    count at an alert in minute ``m`` is the sliding hour up to the alerting decision, so it
+    lies between the line at ``m`` without minute ``m`` and the line at ``m``; a count outside
+    those bounds, or not above its threshold, is not explained by the line (an under-count,
+    as before the detectors merged their partitions, falls below them).
+    """
+    step = entry.get("bin_ms", HOUR_MS)
+    bins, hour = sliding_hour(entry)
+    line = dict(zip(bins, hour, strict=True))
+    own = dict(zip(entry.get("bin_start_ms") or [], entry["photos"], strict=True))
+    limit = entry["limit_per_hour"]
+    raised = sorted(
+        zip(
+            entry["alerts_ms"],
+            entry.get("alerts_observed") or [None] * len(entry["alerts_ms"]),
+            entry.get("alerts_threshold") or [None] * len(entry["alerts_ms"]),
+            strict=True,
+        )
+    )
+    crossed = crossings(entry) if step < HOUR_MS else []
+    out_crossings = []
+    for start in crossed:
+        after = [at for at, _, _ in raised if at >= start]
+        out_crossings.append(
+            {
+                "minute_ms": start,
+                "first_alert_ms": after[0] if after else None,
+                "alert_after_s": (after[0] - start) / 1000 if after else None,
+            }
+        )
+    out_alerts = []
+    for at, observed, threshold in raised:
+        minute = at - at % step
+        upper = line.get(minute, 0)
+        lower = upper - own.get(minute, 0)
+        static = threshold is not None and float(threshold) == float(limit)
+        explained = (
+            observed is not None
+            and threshold is not None
+            and lower <= observed <= upper
+            and observed > threshold
+        )
+        out_alerts.append(
+            {
+                "at_ms": at,
+                "trigger": "limit" if static else "learned",
+                "observed": observed,
+                "threshold": threshold,
+                "line_bounds": [lower, upper],
+                "explained": explained,
+            }
+        )
+    return {"crossings": out_crossings, "alerts": out_alerts}

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from bench.timeline import MINUTE_MS, count_allowed, first_crossing, sliding_hour, timeline
+from bench.timeline import (
+    MINUTE_MS,
+    count_allowed,
+    crossings,
+    explain,
+    first_crossing,
+    sliding_hour,
+    timeline,
+)
 from streams.core.policy import load_policy
 
 POLICY = load_policy(Path(__file__).parents[2] / "deploy" / "policy.example.yaml")
@@ -111,3 +119,32 @@ def test_the_sliding_hour_sums_sixty_minutes_and_finds_the_first_crossing() -> N
     assert first_crossing(entry) == T0 + 56 * MINUTE_MS  # the end of minute 55
     calm = timeline(POLICY, count_allowed([decision("acme-vision", T0)]), [], [])
     assert first_crossing(calm["acme-vision"]) is None
+
+
+def test_each_crossing_gets_its_first_alert_and_every_alert_is_explained_by_the_line() -> None:
+    # acme-vision (5,000/hour): 100 photos a minute for 60 minutes crosses in minute 50
+    # (5,100 > 5,000); then silence for an hour and the same again: a second crossing
+    ones = [decision("acme-vision", T0 + m * MINUTE_MS + s) for m in range(60) for s in range(100)]
+    twos = [
+        decision("acme-vision", T0 + (120 + m) * MINUTE_MS) for m in range(60) for _ in range(100)
+    ]
+    counts = count_allowed([*ones, *twos])
+    at_crossing = T0 + 50 * MINUTE_MS + 1  # the 5,001st decision of the first hour
+    too_low = T0 + 130 * MINUTE_MS  # a learned alert the line cannot account for
+    alerts = [
+        {**alert("acme-vision", at_crossing), "observed": 5001, "threshold": 5000.0},
+        {**alert("acme-vision", too_low), "observed": 120, "threshold": 100.0},
+    ]
+    entry = timeline(POLICY, counts, alerts, [])["acme-vision"]
+    assert crossings(entry) == [T0 + 50 * MINUTE_MS, T0 + 170 * MINUTE_MS]
+    told = explain(entry)
+    assert told["crossings"] == [
+        {"minute_ms": T0 + 50 * MINUTE_MS, "first_alert_ms": at_crossing, "alert_after_s": 0.001},
+        {"minute_ms": T0 + 170 * MINUTE_MS, "first_alert_ms": None, "alert_after_s": None},
+    ]
+    first, second = told["alerts"]
+    assert first["trigger"] == "limit" and first["explained"]
+    assert first["line_bounds"] == [5000, 5100]
+    # the line held 1,100 photos in the hour ending at minute 130: 120 is an under-count
+    assert second["trigger"] == "learned" and not second["explained"]
+    assert second["line_bounds"] == [1000, 1100]
