@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import time
@@ -110,6 +111,8 @@ def serve(runner: StreamRunner[Any], settings: Settings, what: str) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # `kill -USR1 <pid>` prints every thread's Python stack to stderr: where a stuck process waits.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     log.info("%s %s starting (store %s)", what, settings.instance_id, settings.state_store)
     try:
         runner.run()

@@ -13,13 +13,14 @@ transaction a dead process left open.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer, TopicPartition
 
-from streams.errors import ConsentinelError
+from streams.errors import ConsentinelError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,44 @@ class RuntimeFatalError(ConsentinelError):
     error_kind = "RUNTIME_FATAL"
 
 
+class ConsumerFencedError(RuntimeFatalError):
+    """The consumer's group membership ended for good (a static member fenced by its own id).
+
+    librdkafka never fetches again on that consumer. The runner rejoins the group with a new
+    consumer under the same instance id (its producer and kept state stay); only when that
+    keeps happening (another live process holds the same ``group.instance.id``) does the
+    process end.
+    """
+
+
+OFFSETS_DEADLINE_S = 20.0
+"""How long adding the consumed offsets to a transaction may take before the producer counts
+as wedged.
+
+librdkafka (since 2.9) can block in ``send_offsets_to_transaction`` for ever, ignoring its
+timeout, once the group coordinator it cached has been dropped from the cluster's metadata
+(librdkafka issues #5456 and #5511: a broker restart or a whole-cluster outage does it). The
+runner then replaces the producer (:class:`ProducerWedgedError`)."""
+
+
+class ProducerWedgedError(TransientError):
+    """The producer stopped answering inside a transaction; it is replaced, the batch retried.
+
+    The new producer (same ``transactional.id``) fences the wedged one and the coordinator
+    aborts the transaction it left open, so nothing of the batch becomes visible twice.
+    """
+
+
 class Checkpoint:
     """One open transaction of a processor's producer."""
 
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, *, offsets_deadline_s: float = OFFSETS_DEADLINE_S):
         self.producer = producer
         self.producer.begin_transaction()
         self.open = True
+        self.wedged = False
+        """The producer is stuck in a call that never returned: it must not be used again."""
+        self._offsets_deadline_s = offsets_deadline_s
 
     def produce(
         self,
@@ -84,11 +116,48 @@ class Checkpoint:
             self.produce(topic, key, value, partition)
 
     def offsets(self, positions: dict[tuple[str, int], int], group_metadata: Any) -> None:
-        """Add the consumed positions (offset after the last processed record) to the commit."""
-        if positions:
-            self.producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o) for (t, p), o in positions.items()], group_metadata
+        """Add the consumed positions (offset after the last processed record) to the commit.
+
+        Raises :class:`ProducerWedgedError` when that does not finish within the deadline
+        (the call goes on in the background and is abandoned with its producer), and
+        :class:`~streams.errors.TransientError` when the broker refuses it retriably.
+        """
+        if not positions:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        failed: list[BaseException] = []
+        done = threading.Event()
+        deadline_s = self._offsets_deadline_s
+
+        def send() -> None:
+            try:
+                # librdkafka's own timeout comes first when it works
+                self.producer.send_offsets_to_transaction(
+                    offsets, group_metadata, deadline_s * 0.75
+                )
+            except BaseException as exc:  # handed to the caller's thread
+                failed.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=send, name="send-offsets", daemon=True).start()
+        if not done.wait(deadline_s):
+            self.wedged = True
+            raise ProducerWedgedError(
+                f"adding the consumed offsets to the transaction took over {deadline_s:g}s",
+                hint="librdkafka lost its group coordinator (issues #5456, #5511); the producer"
+                " is replaced and the batch retried from the last commit",
             )
+        if failed:
+            exc = failed[0]
+            if isinstance(exc, KafkaException):
+                error = exc.args[0]
+                if error.txn_requires_abort() or error.retriable():
+                    raise TransientError(
+                        f"the consumed offsets were not added to the transaction: {error}",
+                        hint="the transaction is aborted and the batch retried",
+                    ) from exc
+            raise exc
 
     def commit(self, on_outcome: Callable[[str], None]) -> bool:
         """Commit; return False when the transaction had to be aborted (the caller rewinds)."""
@@ -115,10 +184,17 @@ class Checkpoint:
         return False  # not reached: the last attempt returns or raises
 
     def abort(self, on_outcome: Callable[[str], None]) -> None:
-        """Abort the transaction, if still open (idempotent, never raises for a fenced one)."""
+        """Abort the transaction, if still open (idempotent, never raises for a fenced one).
+
+        A wedged producer is not called again: its replacement fences it, which aborts the
+        transaction on the coordinator.
+        """
         if not self.open:
             return
         self.open = False
+        if self.wedged:
+            on_outcome("aborted")
+            return
         try:
             self.producer.abort_transaction()
             on_outcome("aborted")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from streams.runtime.checkpoint import RuntimeFatalError
+from streams.runtime.checkpoint import ConsumerFencedError
 from streams.runtime.crossmerge import CrossPartitionMerge, split_stream
 from streams.runtime.records import RawInput
 from streams.runtime.task import PartitionTask
@@ -58,7 +58,7 @@ class Intake:
     def accept(self, messages: list[Message]) -> None:
         """Take fetched records (and end-of-partition events) into their partitions' buffers.
 
-        Raises :class:`~streams.runtime.checkpoint.RuntimeFatalError` on a fatal consumer error:
+        Raises :class:`~streams.runtime.checkpoint.ConsumerFencedError` on a fatal consumer error:
         one whose code is ``_FATAL`` too, although ``error.fatal()`` is false on it (librdkafka
         hands a consumer's fatal error, such as a static member fenced by its
         ``group.instance.id``, as an event with that code; the consumer never fetches again).
@@ -81,10 +81,11 @@ class Intake:
                             cross.caught_up(topic, partition, message.offset())
                     continue
                 if error.fatal() or error.code() == KafkaError._FATAL:
-                    raise RuntimeFatalError(
+                    raise ConsumerFencedError(
                         f"the consumer cannot consume any more: {error}",
-                        hint="the process exits; started again with the same instance id it"
-                        " rejoins the group and resumes from the last commit",
+                        hint="the runner rejoins the group with a new consumer and resumes"
+                        " from the last commit; if that keeps failing, another process runs"
+                        " with the same CONSENTINEL_INSTANCE_ID",
                     )
                 log.warning("consumer error (librdkafka retries): %s", error)
                 continue
@@ -144,6 +145,16 @@ class Intake:
             paused = [self.where(stream) for stream in self.cross.task.paused]
             if paused:
                 self.consumer.resume(paused)
+            self.cross.reset(self.tasks)
+
+    def restart(self, consumer: Consumer) -> None:
+        """Start over on a new ``consumer`` with nothing buffered and nothing paused.
+
+        For a runner that replaced a fenced consumer after giving up every partition.
+        """
+        self.consumer = consumer
+        self._unordered = []
+        if self.cross is not None:
             self.cross.reset(self.tasks)
 
     def keep_assigned(self) -> None:

@@ -30,6 +30,8 @@ class RuntimeMetrics:
     ready: Gauge
     last_iteration: Gauge
     transient_errors: Counter
+    consumer_rejoins: Counter
+    producer_replacements: Counter
     dead_letters: Counter
     commit_duration: Histogram
     gc_pause: GcPauses
@@ -77,6 +79,14 @@ def runtime_metrics(prefix: str) -> RuntimeMetrics:
         transient_errors=Counter(
             f"{prefix}_transient_errors_total",
             "Batches retried because a dependency (broker, registry) was unreachable.",
+        ),
+        consumer_rejoins=Counter(
+            f"{prefix}_consumer_rejoins_total",
+            "Times the group membership was fenced and the group rejoined with a new consumer.",
+        ),
+        producer_replacements=Counter(
+            f"{prefix}_producer_replacements_total",
+            "Times the transactional producer wedged in a call and was replaced.",
         ),
         dead_letters=Counter(
             f"{prefix}_dead_letters_total",

@@ -9,6 +9,12 @@ from typing import Any
 TRANSIENT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 """Waits after successive transient failures of a batch (the last one repeats)."""
 
+REJOINS_ALLOWED = (3, 600.0)
+"""A fenced consumer is rebuilt in-process at most 3 times in 600 s; then the process ends.
+
+Fenced more often, the group most likely has another live member with the same instance id,
+and rejoining would only fence that one in turn."""
+
 
 @dataclass
 class RuntimeOptions:

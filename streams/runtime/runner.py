@@ -25,11 +25,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from streams.errors import TransientError
 from streams.runtime.assignment import Assignment, co_assigned, group_consumer
-from streams.runtime.checkpoint import Checkpoint
+from streams.runtime.checkpoint import Checkpoint, ConsumerFencedError, RuntimeFatalError
 from streams.runtime.flow import FlowControl
 from streams.runtime.gc_tuning import GcTuning
 from streams.runtime.global_table import GlobalTableReader
@@ -37,7 +37,7 @@ from streams.runtime.health import Health, report_lag, wait_for_metadata, wait_f
 from streams.runtime.intake import Intake
 from streams.runtime.loop import StreamLoop
 from streams.runtime.metrics import runtime_metrics
-from streams.runtime.options import TRANSIENT_BACKOFF_S, RuntimeOptions
+from streams.runtime.options import REJOINS_ALLOWED, TRANSIENT_BACKOFF_S, RuntimeOptions
 from streams.runtime.records import RawInput
 from streams.runtime.topology import Topology
 from streams.runtime.transaction import monotonic_ms, transactional_producer
@@ -84,8 +84,15 @@ class StreamRunner(Generic[T]):
         self._next_lag_report = 0.0
         self.gc = GcTuning(options, self.metrics.gc_pause)
         self._kafka_config = kafka_config
+        self._instance_id = instance_id
+        self._rejoins: list[float] = []
         self.consumer = group_consumer(kafka_config, self.group, instance_id, options)
-        self.producer = transactional_producer(kafka_config, f"{self.group}-{instance_id}", options)
+        self._transactional_id = f"{self.group}-{instance_id}"
+        self.producer = transactional_producer(kafka_config, self._transactional_id, options)
+        self._checkpoint: Checkpoint | None = None
+        self._replaced: list[float] = []
+        self._wedged: list[Any] = []
+        """Producers stuck in a call that never returns: kept referenced, never destroyed."""
         self.globals = [
             GlobalTableReader(
                 kafka_config, table, physical_topic=self.physical(table.topic), clock_ms=clock_ms
@@ -155,9 +162,11 @@ class StreamRunner(Generic[T]):
     def run(self, *, until: Callable[[], bool] | None = None) -> None:
         """Run until :meth:`stop` is called (or ``until()`` returns true).
 
-        Raises :class:`~streams.runtime.checkpoint.RuntimeFatalError` when the consumer or
-        producer can never work again (fenced, or a fatal librdkafka error): the process must
-        end (non-zero) and be started again; :attr:`live` is false from then on.
+        A consumer fenced out of its group is replaced in-process (:meth:`_rejoin`). Raises
+        :class:`~streams.runtime.checkpoint.RuntimeFatalError` when the producer can never work
+        again (fenced by a newer instance, or a fatal librdkafka error) or the consumer is
+        fenced more often than :data:`~streams.runtime.options.REJOINS_ALLOWED`: the process
+        must end (non-zero) and be started again; :attr:`live` is false from then on.
         """
 
         def keep_going() -> bool:
@@ -177,15 +186,12 @@ class StreamRunner(Generic[T]):
             sources = [self.physical(t) for t in self.spec.sources]
             if not wait_for_metadata(self.consumer, sources, partitions, keep_going):
                 return
-            self.consumer.subscribe(
-                sources,
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_revoke,
-            )
-            self.health.started = True
+            self._subscribe()
             while keep_going():
-                self._iteration()
+                try:
+                    self._iteration()
+                except ConsumerFencedError as exc:
+                    self._rejoin(exc)
             self._commit_open()  # what an open transaction holds (commit_interval_ms)
         except Exception as exc:  # the loop is over for good: /live says so until the exit
             self.health.failed = f"{type(exc).__name__}: {exc}"
@@ -199,6 +205,46 @@ class StreamRunner(Generic[T]):
             for reader in self.globals:
                 reader.close()
             self.assignment.close()
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(
+            [self.physical(t) for t in self.spec.sources],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        self.health.started = True
+
+    def _rejoin(self, fenced: ConsumerFencedError) -> None:
+        """Replace a consumer fenced out of the group, as a restarted process would rejoin.
+
+        The open transaction is aborted and every partition given up (a kept store keeps its
+        committed state), so the new member restores and resumes from the last commit exactly
+        as after a restart; the producer stays. Not ready until the new member is assigned.
+        Raises ``fenced`` when it happens more often than ``REJOINS_ALLOWED``.
+        """
+        most, window_s = REJOINS_ALLOWED
+        now = time.monotonic()
+        self._rejoins = [t for t in self._rejoins if now - t < window_s] + [now]
+        if len(self._rejoins) > most:
+            raise fenced
+        log.warning("%s: %s; rejoining the group with a new consumer", self.group, fenced)
+        self.metrics.consumer_rejoins.inc()
+        self.health.started = False
+        self.txn.abort()
+        for partition in list(self.tasks):
+            self.assignment.drop(partition)
+        self.metrics.assigned_partitions.set(0)
+        try:
+            self.consumer.close()  # leaves nothing: the fenced membership is gone already
+        except Exception as exc:
+            log.warning("closing the fenced consumer failed (ignored): %s", exc)
+        self.consumer = group_consumer(
+            self._kafka_config, self.group, self._instance_id, self.options
+        )
+        self.intake.restart(self.consumer)
+        self.flow.consumer = self.consumer
+        self._subscribe()
 
     def _iteration(self) -> None:
         self.health.turned()
@@ -231,8 +277,47 @@ class StreamRunner(Generic[T]):
         return self._drain(budget)
 
     def begin(self) -> Transaction:
-        """Begin a Kafka transaction on the processor's producer."""
-        return Checkpoint(self.producer)
+        """Begin a Kafka transaction on the processor's producer (replaced if it wedged)."""
+        if self._checkpoint is not None and self._checkpoint.wedged:
+            self._replace_producer()
+        self._checkpoint = Checkpoint(self.producer)
+        return self._checkpoint
+
+    def _replace_producer(self) -> None:
+        """Put a new transactional producer in place of one wedged in a call.
+
+        Its ``init_transactions`` fences the old one and has the coordinator abort the
+        transaction it left open (retried while the cluster is unreachable, turning so that
+        /live holds). Raises :class:`~streams.runtime.checkpoint.RuntimeFatalError` when
+        producers wedge more often than ``REJOINS_ALLOWED``.
+        """
+        most, window_s = REJOINS_ALLOWED
+        now = time.monotonic()
+        self._replaced = [t for t in self._replaced if now - t < window_s] + [now]
+        if len(self._replaced) > most:
+            raise RuntimeFatalError(
+                f"{len(self._replaced)} transactional producers wedged within {window_s:.0f}s",
+                hint="the process restarts from its last commit; check the brokers",
+            )
+        log.warning("%s: replacing the wedged transactional producer", self.group)
+        self.metrics.producer_replacements.inc()
+        self._wedged.append(self.producer)  # its blocked call still holds it: never destroyed
+        self._checkpoint = None
+        self.producer = transactional_producer(
+            self._kafka_config, self._transactional_id, self.options
+        )
+        failures = 0
+        while True:
+            try:
+                self.producer.init_transactions(30)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable():
+                    raise
+                failures += 1
+                self.back_off(TransientError(str(exc.args[0])), failures)
+                if not self._running:
+                    raise
 
     def group_metadata(self) -> Any:
         """Return the consumer's group metadata (it fences a zombie's offsets)."""
@@ -242,7 +327,11 @@ class StreamRunner(Generic[T]):
         """After an abort, forget uncommitted work: restore state again, seek to committed.
 
         Partitions paused for their tasks' merge buffers are resumed (those buffers are gone).
+        A wedged producer is replaced first: its fencing aborts the transaction it left open,
+        which the restore's read_committed reads would otherwise wait on until it times out.
         """
+        if self._checkpoint is not None and self._checkpoint.wedged:
+            self._replace_producer()
         paused = [
             TopicPartition(self.physical(topic), partition)
             for partition, task in self.tasks.items()

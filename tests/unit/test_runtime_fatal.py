@@ -1,15 +1,17 @@
-"""A consumer that can no longer consume ends the runner, and liveness says so (issue #20).
+"""A consumer that can no longer consume is replaced, or ends the runner (issue #20).
 
 After a broker restart librdkafka can fence a static member by its own ``group.instance.id``
 (its session timed out during the outage, it rejoined under a new member id, and a request
 still carrying the old one was fenced). It then delivers an error whose code is ``_FATAL``
 while ``error.fatal()`` is false, and never consumes again. The runner used to log it as
-retriable and loop on, deciding nothing while ``/live`` stayed true.
+retriable and loop on, deciding nothing while ``/live`` stayed true; then it ended the process.
+Now it rejoins with a new consumer; fenced again and again (another process with the same
+instance id), it ends, and liveness says so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from confluent_kafka import KafkaError
 
 from streams.runtime import runner as runner_module
 from streams.runtime.checkpoint import RuntimeFatalError
+from streams.runtime.options import REJOINS_ALLOWED
 from streams.runtime.records import Output, Processed, RawInput
 from streams.runtime.runner import RuntimeOptions, StreamRunner
 from streams.runtime.stores import KeyValueStore
@@ -112,11 +115,25 @@ class Producer:
         pass
 
 
-def fenced_runner(monkeypatch: pytest.MonkeyPatch, error: KafkaError) -> StreamRunner[Any]:
-    consumer = FencedConsumer(error)
+class QuietConsumer(FencedConsumer):
+    """A healthy member of the group with nothing to fetch."""
+
+    def __init__(self) -> None:
+        super().__init__(KafkaError(KafkaError._FATAL, FENCED))
+        self.pending = []
+        self.subscribed: list[str] = []
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        self.subscribed = topics
+
+
+def fenced_runner(
+    monkeypatch: pytest.MonkeyPatch, consumers: Callable[[], Any]
+) -> StreamRunner[Any]:
+    """A runner whose every consumer comes from ``consumers()``."""
     monkeypatch.setattr(runner_module, "wait_for_topics", lambda *args: 1)
     monkeypatch.setattr(runner_module, "wait_for_metadata", lambda *args: True)
-    monkeypatch.setattr(runner_module, "group_consumer", lambda *args: consumer)
+    monkeypatch.setattr(runner_module, "group_consumer", lambda *args: consumers())
     monkeypatch.setattr(runner_module, "transactional_producer", lambda *args: Producer())
     return StreamRunner(
         {"bootstrap.servers": "127.0.0.1:9"},  # never contacted: no client is built
@@ -128,16 +145,53 @@ def fenced_runner(monkeypatch: pytest.MonkeyPatch, error: KafkaError) -> StreamR
     )
 
 
-def test_a_fatal_coded_consumer_error_ends_the_loop_and_liveness(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def fenced_error() -> KafkaError:
     error = KafkaError(KafkaError._FATAL, FENCED)
     assert not error.fatal()  # as librdkafka delivers it: only the code says it
-    runner = fenced_runner(monkeypatch, error)
-    consumer = runner.consumer
+    return error
+
+
+def test_a_fenced_consumer_is_replaced_and_the_runner_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[FencedConsumer] = []
+
+    def consumers() -> FencedConsumer:
+        made.append(FencedConsumer(fenced_error()) if not made else QuietConsumer())
+        return made[-1]
+
+    runner = fenced_runner(monkeypatch, consumers)
+    rejoins = runner.metrics.consumer_rejoins._value.get()
     turns = 0
 
-    def give_up() -> bool:  # without the fix the loop would spin on an idle consumer
+    def after_a_while() -> bool:
+        nonlocal turns
+        turns += 1
+        return turns > 50
+
+    runner.run(until=after_a_while)  # returns: nothing fatal
+
+    assert len(made) == 2, "one new consumer after the fence"
+    fenced, fresh = made
+    assert fenced.closed and fresh.polls > 0, "the new consumer is the one that fetches"
+    assert isinstance(fresh, QuietConsumer) and fresh.subscribed == ["in"]
+    assert runner.metrics.consumer_rejoins._value.get() == rejoins + 1
+    assert turns > 50, "the loop went on turning after the rejoin"
+
+
+def test_a_consumer_fenced_after_every_rejoin_ends_the_loop_and_liveness(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[FencedConsumer] = []
+
+    def consumers() -> FencedConsumer:
+        made.append(FencedConsumer(fenced_error()))
+        return made[-1]
+
+    runner = fenced_runner(monkeypatch, consumers)
+    turns = 0
+
+    def give_up() -> bool:  # without the limit the loop would rejoin for ever
         nonlocal turns
         turns += 1
         return turns > 200
@@ -146,6 +200,8 @@ def test_a_fatal_coded_consumer_error_ends_the_loop_and_liveness(
         runner.run(until=give_up)
 
     assert turns < 200, "the runner went on looping after its consumer failed for good"
-    assert consumer.closed  # type: ignore[attr-defined]
+    most, _ = REJOINS_ALLOWED
+    assert len(made) == most + 1, "the first consumer and one per allowed rejoin"
+    assert all(consumer.closed for consumer in made)
     assert not runner.live, "/live must say that this process will never decide again"
     assert not runner.ready

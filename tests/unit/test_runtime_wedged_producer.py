@@ -1,0 +1,150 @@
+"""A producer wedged in ``send_offsets_to_transaction`` is replaced, never waited on for ever.
+
+librdkafka (since 2.9) can block in that call past its timeout once the group coordinator it
+cached was dropped from the metadata (librdkafka #5456, #5511). A detector on the three-node
+cluster hung there for minutes after the whole cluster came back, alive and deciding nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from streams.errors import TransientError
+from streams.runtime import runner as runner_module
+from streams.runtime.checkpoint import Checkpoint, ProducerWedgedError, RuntimeFatalError
+from streams.runtime.options import REJOINS_ALLOWED
+from streams.runtime.runner import RuntimeOptions, StreamRunner
+from tests.unit.test_runtime_fatal import QuietConsumer, Topology
+
+POSITIONS = {("in", 0): 5}
+
+
+class WedgingProducer:
+    """A transactional producer whose ``send_offsets_to_transaction`` never returns."""
+
+    def __init__(self, *, wedges: bool = True, error: KafkaError | None = None) -> None:
+        self.wedges = wedges
+        self.error = error
+        self.release = threading.Event()
+        self.calls: list[str] = []
+
+    def init_transactions(self, *args: Any) -> None:
+        self.calls.append("init")
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def send_offsets_to_transaction(self, *args: Any) -> None:
+        self.calls.append("send_offsets")
+        if self.error is not None:
+            raise KafkaException(self.error)
+        if self.wedges:
+            self.release.wait()  # as librdkafka: blocked past any timeout
+
+    def abort_transaction(self, *args: Any) -> None:
+        self.calls.append("abort")
+
+    def commit_transaction(self, *args: Any) -> None:
+        self.calls.append("commit")
+
+
+def test_offsets_that_never_finish_mark_the_producer_wedged() -> None:
+    producer = WedgingProducer()
+    checkpoint = Checkpoint(producer, offsets_deadline_s=0.2)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(ProducerWedgedError):
+            checkpoint.offsets(POSITIONS, object())
+        assert checkpoint.wedged
+        assert isinstance(ProducerWedgedError("x"), TransientError), "retried, never fatal"
+        outcomes: list[str] = []
+        checkpoint.abort(outcomes.append)
+        assert outcomes == ["aborted"]
+        assert "abort" not in producer.calls, "a wedged producer is never called again"
+    finally:
+        producer.release.set()
+
+
+def test_an_abortable_offsets_error_is_transient() -> None:
+    error = KafkaError(KafkaError.ILLEGAL_GENERATION, "rebalanced", txn_requires_abort=True)
+    checkpoint = Checkpoint(WedgingProducer(error=error), offsets_deadline_s=5)  # type: ignore[arg-type]
+    with pytest.raises(TransientError) as raised:
+        checkpoint.offsets(POSITIONS, object())
+    assert not isinstance(raised.value, ProducerWedgedError)
+    assert not checkpoint.wedged
+
+
+def test_a_fatal_offsets_error_propagates() -> None:
+    error = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
+    checkpoint = Checkpoint(WedgingProducer(error=error), offsets_deadline_s=5)  # type: ignore[arg-type]
+    with pytest.raises(KafkaException):
+        checkpoint.offsets(POSITIONS, object())
+
+
+def wedging_runner(
+    monkeypatch: pytest.MonkeyPatch, made: list[WedgingProducer]
+) -> StreamRunner[Any]:
+    def producers(*args: Any) -> WedgingProducer:
+        made.append(WedgingProducer())
+        return made[-1]
+
+    monkeypatch.setattr(runner_module, "group_consumer", lambda *args: QuietConsumer())
+    monkeypatch.setattr(runner_module, "transactional_producer", producers)
+    return StreamRunner(
+        {"bootstrap.servers": "127.0.0.1:9"},  # never contacted: no client is built
+        None,  # type: ignore[arg-type]
+        Topology(),
+        instance_id="i1",
+        options=RuntimeOptions(poll_timeout_s=0.01),
+        metrics_prefix="test_runtime_wedged",
+    )
+
+
+def test_the_runner_replaces_a_wedged_producer_before_its_next_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[WedgingProducer] = []
+    runner = wedging_runner(monkeypatch, made)
+    replaced = runner.metrics.producer_replacements._value.get()
+    first = runner.begin()
+    assert isinstance(first, Checkpoint)
+    first.wedged = True  # as after ProducerWedgedError
+    second = runner.begin()
+    assert len(made) == 2 and runner.producer is made[1]
+    assert made[1].calls[:2] == ["init", "begin"], "the new producer fences the wedged one"
+    assert isinstance(second, Checkpoint) and second.producer is made[1]
+    assert made[0] in runner._wedged, "the wedged producer stays referenced, never destroyed"
+    assert runner.metrics.producer_replacements._value.get() == replaced + 1
+
+
+def test_producers_that_keep_wedging_end_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[WedgingProducer] = []
+    runner = wedging_runner(monkeypatch, made)
+    most, _ = REJOINS_ALLOWED
+    with pytest.raises(RuntimeFatalError, match="wedged"):
+        for _ in range(most + 1):
+            checkpoint = runner.begin()
+            assert isinstance(checkpoint, Checkpoint)
+            checkpoint.wedged = True
+        runner.begin()
+    assert len(made) == most + 1
+
+
+def test_a_rewind_after_a_wedge_replaces_the_producer_before_it_restores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[WedgingProducer] = []
+    runner = wedging_runner(monkeypatch, made)
+    order: list[str] = []
+    monkeypatch.setattr(
+        runner.assignment, "rewind", lambda consumer: order.append(f"restore, {len(made)} made")
+    )
+    checkpoint = runner.begin()
+    assert isinstance(checkpoint, Checkpoint)
+    checkpoint.wedged = True
+    runner.rewind()
+    assert order == ["restore, 2 made"], "the new producer exists before the restore reads"
+    assert made[1].calls == ["init"], "replaced (and fenced the old one) before the restore"
