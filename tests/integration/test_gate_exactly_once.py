@@ -13,7 +13,7 @@ import pytest
 
 from streams import topics
 from streams.report.audit_verify import verify_partitions
-from tests.integration.harness import GateEnv, content_hash
+from tests.integration.harness import PROFILES, GateEnv, content_hash, profile_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -116,8 +116,13 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         process.wait(60)
 
 
+@pytest.mark.parametrize("gate_profile", PROFILES, ids=profile_id)
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(gate_env: GateEnv) -> None:
-    """Two SIGKILLs under load: the decisions are those of an uncrashed run, each exactly once."""
+    """Two SIGKILLs under load: the decisions are those of an uncrashed run, each exactly once.
+
+    With the tests' replay settings and with production's (wall clock, the policy's time bounds,
+    transactions open across loop turns when the gate is killed).
+    """
     now = int(time.time() * 1000)
     seed_users(gate_env, now)
     gates = [gate_env.gate_process("crash")]
