@@ -364,6 +364,27 @@ class GateEnv:
             )
             time.sleep(0.3)
 
+    def committed_inputs(self) -> int:
+        """Return how many input records the gate's group has committed, over all its sources."""
+        names = [self.topic(t) for t in (*STREAM_ORDER, *GATE_INTERNAL)]
+        return sum(
+            max(offset, 0) for offset in self._committed(self.prefix + GATE_NAME, names).values()
+        )
+
+    def wait_for_progress(self, beyond: int, timeout_s: float = 60) -> int:
+        """Wait until the gate's group has committed more than ``beyond`` inputs; return how many.
+
+        A gate that is to be killed "mid-stream" must have committed work first: killed earlier
+        (still starting, or before its first commit), its restart has nothing to resume from.
+        """
+        deadline = time.monotonic() + timeout_s
+        while (committed := self.committed_inputs()) <= beyond:
+            assert time.monotonic() < deadline, (
+                f"the gate committed no input within {timeout_s:g}s ({committed} committed)"
+            )
+            time.sleep(0.1)
+        return committed
+
     def _committed(self, group: str, names: list[str]) -> dict[tuple[str, int], int]:
         consumer = Consumer({**self.settings.kafka_config(), "group.id": group})
         try:

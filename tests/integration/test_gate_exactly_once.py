@@ -127,9 +127,13 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(gate_env: GateEnv) -> N
     seed_users(gate_env, now)
     gates = [gate_env.gate_process("crash")]
     kills = {REQUESTS // 3, 2 * REQUESTS // 3}
+    committed = [0]
 
     def chaos(i: int) -> None:
         if i in kills:
+            # each gate is killed once it has committed work of its own (it restored its
+            # predecessor's state): not while it is still starting
+            committed[0] = gate_env.wait_for_progress(beyond=committed[0])
             stop(gates[-1], signal.SIGKILL)  # no chance to commit or abort anything
         if i - 300 in kills:
             gates.append(gate_env.gate_process("crash"))
