@@ -34,6 +34,7 @@ from streams.serde.catalog import TOPIC_RECORDS, prefixed_catalog
 from streams.serde.registry import RegistrySchemaSource, register_all
 from streams.serde.wire import AvroCodec
 from streams.settings import Settings, load_settings
+from tests.unit.gate_stories import HOUR
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_POLICY = REPO / "deploy" / "policy.example.yaml"
@@ -66,6 +67,53 @@ GATE_INTERNAL = (topics.TOPIC_GATE_PHOTO_CLAIMS, topics.TOPIC_GATE_PHOTO_VERDICT
 """The gate's photo index topics: sources of the gate like its inputs."""
 
 
+@dataclass(frozen=True)
+class GateProfile:
+    """How an environment runs its gates: decision clock, policy (time bounds), commit cadence.
+
+    ``story_hour_ms`` is how long an "hour" of a story is (stories backdate an upload by five
+    of them, consents by four, ...): the real hour under replay time bounds; under the policy's
+    default bounds (``max_lateness_s`` 300) a shorter one, so that every event is appended within
+    the lateness the gate accepts. The order of a story's events, and so its verdict, is the same.
+    """
+
+    name: str
+    decision_clock: str
+    """``CONSENTINEL_DECISION_CLOCK``: what the gate stamps ``decided_at`` with."""
+    policy: Path
+    commit_interval_ms: int
+    """``CONSENTINEL_COMMIT_INTERVAL_MS``."""
+    story_hour_ms: int
+
+
+REPLAY = GateProfile(
+    name="replay", decision_clock="stream", policy=POLICY, commit_interval_ms=0, story_hour_ms=HOUR
+)
+"""The tests' settings: stream time stamps decisions, replay time bounds (stories backdated by
+hours), a commit every loop turn (the shipped ``commit_interval_ms`` default)."""
+
+PRODUCTION = GateProfile(
+    name="production",
+    decision_clock="wall",
+    policy=EXAMPLE_POLICY,
+    commit_interval_ms=250,
+    story_hour_ms=40_000,
+)
+"""Production's settings (issue #21): the wall clock stamps decisions (the shipped default), the
+example policy's time bounds as shipped (60 s skew, 300 s lateness), and transactions that stay
+open across loop turns (250 ms, a cadence BENCHMARKS.md measures; the shipped default, 0, is
+what :data:`REPLAY` runs). A story's "hour" is 40 s: its oldest event, five "hours" back, is
+appended 200 s late."""
+
+PROFILES = (REPLAY, PRODUCTION)
+"""Both, for ``pytest.mark.parametrize("gate_profile", PROFILES, ids=profile_id)``."""
+
+
+def profile_id(profile: GateProfile) -> str:
+    """A parametrized test's id for ``profile``."""
+    return profile.name
+
+
 @dataclass
 class GateEnv:
     """Topics under a unique prefix, schemas registered for them, and ways to run gates."""
@@ -77,8 +125,8 @@ class GateEnv:
     codec: AvroCodec
     admin: AdminClient
     work_dir: Path
-    decision_clock: str = "stream"
-    """Replays stamp decisions with stream time, so detectors judge them in their own time."""
+    profile: GateProfile = REPLAY
+    """How gates run here (:data:`REPLAY` unless a test asks for :data:`PRODUCTION`)."""
 
     def topic(self, logical: str) -> str:
         """Return the broker's name of a contract topic in this environment."""
@@ -97,11 +145,15 @@ class GateEnv:
     ) -> Iterator[StreamRunner[GateTopology]]:
         """Run a gate in a thread of this process for the duration of the block.
 
-        ``policy`` defaults to :data:`POLICY` (replay time bounds); ``registry_url`` to the
-        environment's registry.
+        ``policy`` defaults to the profile's (:data:`POLICY`, replay time bounds, unless the
+        environment runs :data:`PRODUCTION`); ``registry_url`` to the environment's registry.
+        The commit interval is the profile's (the gate's settings set it).
         """
+        assert "commit_interval_ms" not in options, "set it with the profile: settings win"
         settings = self.with_instance(instance, store, registry_url)
-        runner = build_runner(settings, policy or POLICY, options=RunnerOptions(**options))
+        runner = build_runner(
+            settings, policy or self.profile.policy, options=RunnerOptions(**options)
+        )
         errors: list[BaseException] = []
 
         def target() -> None:
@@ -144,14 +196,15 @@ class GateEnv:
             "CONSENTINEL_TOPIC_PREFIX": self.prefix,
             "CONSENTINEL_INSTANCE_ID": instance,
             "CONSENTINEL_STATE_DIR": str(self.work_dir / "state"),
-            "CONSENTINEL_DECISION_CLOCK": self.decision_clock,
+            "CONSENTINEL_DECISION_CLOCK": self.profile.decision_clock,
+            "CONSENTINEL_COMMIT_INTERVAL_MS": str(self.profile.commit_interval_ms),
             "CONSENTINEL_SIGNING_KEY": str(self.signing_key()),
         }
         if metrics_port is not None:
             env["METRICS_PORT"] = str(metrics_port)
         log = (self.work_dir / f"gate-{instance}.log").open("ab")
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "gate", "--policy", str(POLICY)],
+            [sys.executable, "-m", "streams.cli", "gate", "--policy", str(self.profile.policy)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -169,7 +222,8 @@ class GateEnv:
             CONSENTINEL_TOPIC_PREFIX=self.prefix,
             CONSENTINEL_INSTANCE_ID=instance,
             CONSENTINEL_STATE_DIR=str(self.work_dir / "state"),
-            CONSENTINEL_DECISION_CLOCK=self.decision_clock,
+            CONSENTINEL_DECISION_CLOCK=self.profile.decision_clock,
+            CONSENTINEL_COMMIT_INTERVAL_MS=self.profile.commit_interval_ms,
             CONSENTINEL_SIGNING_KEY=str(self.signing_key()),
         )
 
@@ -217,8 +271,9 @@ class GateEnv:
         try:
             while not until(records) and time.monotonic() < deadline:
                 for message in consumer.consume(1000, timeout=0.5):
-                    if message.error() is not None:
-                        assert message.error().code() == KafkaError._PARTITION_EOF
+                    error = message.error()
+                    if error is not None:
+                        assert error.code() == KafkaError._PARTITION_EOF
                         continue
                     value = message.value()
                     if messages:
@@ -309,6 +364,27 @@ class GateEnv:
             )
             time.sleep(0.3)
 
+    def committed_inputs(self) -> int:
+        """Return how many input records the gate's group has committed, over all its sources."""
+        names = [self.topic(t) for t in (*STREAM_ORDER, *GATE_INTERNAL)]
+        return sum(
+            max(offset, 0) for offset in self._committed(self.prefix + GATE_NAME, names).values()
+        )
+
+    def wait_for_progress(self, beyond: int, timeout_s: float = 60) -> int:
+        """Wait until the gate's group has committed more than ``beyond`` inputs; return how many.
+
+        A gate that is to be killed "mid-stream" must have committed work first: killed earlier
+        (still starting, or before its first commit), its restart has nothing to resume from.
+        """
+        deadline = time.monotonic() + timeout_s
+        while (committed := self.committed_inputs()) <= beyond:
+            assert time.monotonic() < deadline, (
+                f"the gate committed no input within {timeout_s:g}s ({committed} committed)"
+            )
+            time.sleep(0.1)
+        return committed
+
     def _committed(self, group: str, names: list[str]) -> dict[tuple[str, int], int]:
         consumer = Consumer({**self.settings.kafka_config(), "group.id": group})
         try:
@@ -385,7 +461,12 @@ class GateEnv:
 
 
 def make_gate_env(
-    settings: Settings, admin: AdminClient, unique: str, work_dir: Path, partitions: int = 4
+    settings: Settings,
+    admin: AdminClient,
+    unique: str,
+    work_dir: Path,
+    partitions: int = 4,
+    profile: GateProfile = REPLAY,
 ) -> GateEnv:
     """Create the prefixed topics and subjects of a fresh environment."""
     prefix = f"it{unique}."
@@ -401,7 +482,7 @@ def make_gate_env(
     )
     codec = AvroCodec(RegistrySchemaSource(env_settings.schema_registry_url), catalog)
     producer = ConsentinelProducer(env_settings, source="it-gate")
-    return GateEnv(env_settings, prefix, partitions, producer, codec, admin, work_dir)
+    return GateEnv(env_settings, prefix, partitions, producer, codec, admin, work_dir, profile)
 
 
 def drop_gate_env(env: GateEnv) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from streams import topics
 from streams.report.audit_verify import verify_partitions
-from tests.integration.harness import GateEnv, content_hash
+from tests.integration.harness import PROFILES, GateEnv, content_hash, profile_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -116,15 +116,24 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         process.wait(60)
 
 
+@pytest.mark.parametrize("gate_profile", PROFILES, ids=profile_id)
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(gate_env: GateEnv) -> None:
-    """Two SIGKILLs under load: the decisions are those of an uncrashed run, each exactly once."""
+    """Two SIGKILLs under load: the decisions are those of an uncrashed run, each exactly once.
+
+    With the tests' replay settings and with production's (wall clock, the policy's time bounds,
+    transactions open across loop turns when the gate is killed).
+    """
     now = int(time.time() * 1000)
     seed_users(gate_env, now)
     gates = [gate_env.gate_process("crash")]
     kills = {REQUESTS // 3, 2 * REQUESTS // 3}
+    committed = [0]
 
     def chaos(i: int) -> None:
         if i in kills:
+            # each gate is killed once it has committed work of its own (it restored its
+            # predecessor's state): not while it is still starting
+            committed[0] = gate_env.wait_for_progress(beyond=committed[0])
             stop(gates[-1], signal.SIGKILL)  # no chance to commit or abort anything
         if i - 300 in kills:
             gates.append(gate_env.gate_process("crash"))

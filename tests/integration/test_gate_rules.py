@@ -10,16 +10,31 @@ import pytest
 
 from streams import topics
 from streams.report.audit_verify import verify_partitions
-from tests.integration.harness import GateEnv, content_hash
+from tests.integration.harness import PROFILES, GateEnv, content_hash, profile_id
 from tests.unit.gate_stories import HOUR, STORIES, Story, grant, twin
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("gate_profile", PROFILES, ids=profile_id),
+]
+"""Every story runs with the tests' replay settings and with production's (issue #21)."""
+
+
+def story_time(env: GateEnv, offset_ms: int) -> int:
+    """Return a story's offset (in hours, :data:`HOUR`) in the environment's story hours.
+
+    Under production's time bounds an hour of a story is shorter (``GateProfile.story_hour_ms``):
+    the events keep their order, and every one is appended within the lateness the gate accepts.
+    """
+    return offset_ms * env.profile.story_hour_ms // HOUR
 
 
 def write_story(
     env: GateEnv, story: Story, now: int, *, request_first: bool = True
 ) -> tuple[str, str]:
     """Produce a story's events; return (owner, request event id).
+
+    The upload and consents are backdated by the story's hours (:func:`story_time`).
 
     By default the request is written FIRST, its upload and consents after it: a gate reading a
     backlog must still order them by event time (they happened before the request). A gate that
@@ -65,7 +80,7 @@ def write_story(
             content_sha256=content_hash(photo),
             media_type="image/jpeg",
             size_bytes=1000,
-            occurred_at=now - 5 * HOUR,
+            occurred_at=now + story_time(env, -5 * HOUR),
         )
     for consent in story.consents:
         consent = dict(consent)
@@ -74,8 +89,8 @@ def write_story(
         p.consent_changed(
             user_id=owner,
             notice_version="2026-01",
-            occurred_at=now + at,
-            expires_at=None if expires is None else now + expires,
+            occurred_at=now + story_time(env, at),
+            expires_at=None if expires is None else now + story_time(env, expires),
             **consent,
         )
     if not request_first:
@@ -92,9 +107,13 @@ def test_every_rule_end_to_end(gate_env: GateEnv) -> None:
         expected[event_id] = story
     gate_env.producer.flush()
 
+    gate_started = int(time.time() * 1000)
     with gate_env.gate_thread():
         decisions = gate_env.read_exactly(topics.TOPIC_DECISIONS, len(STORIES))
         approved = gate_env.assert_approved()
+    read_back = int(time.time() * 1000)
+    # within the profile's time bounds: nothing dead-lettered (INVALID_TIME), all decided
+    assert gate_env.read_to_end(topics.TOPIC_DLQ) == []
 
     by_subject: dict[str, list[dict[str, Any]]] = {}
     for decision in decisions:
@@ -107,6 +126,11 @@ def test_every_rule_end_to_end(gate_env: GateEnv) -> None:
         )
         assert decision["explanation"].endswith(".") and len(decision["explanation"]) > 20
         assert decision["policy_version"] == "2026-11-26.1"
+        if gate_env.profile.decision_clock == "stream":
+            # the partition's stream time: every request is at `now`, nothing happened later
+            assert decision["decided_at"] == now, story.name
+        else:  # the gate's clock, while it ran (the events were all written before it started)
+            assert gate_started <= decision["decided_at"] <= read_back, story.name
     allowed_shares = {e for e, s in expected.items() if s.verdict == "ALLOW" and not s.training}
     assert sorted(a["event_id"] for a in approved) == sorted(allowed_shares)
     assert all(r.intact for r in verify_partitions(gate_env.settings))
@@ -170,7 +194,7 @@ def test_late_withdrawal_raises_retroactive_violation(gate_env: GateEnv) -> None
             purpose="ML_TRAINING",
             granted=False,
             notice_version="2026-01",
-            occurred_at=now - HOUR,
+            occurred_at=now + story_time(gate_env, -HOUR),
         )
         gate_env.producer.flush()
         (alert,) = gate_env.read_exactly(topics.TOPIC_ALERTS, 1)
