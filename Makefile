@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Installs only the missing system packages (apt-get); checks with `command -v`, so it is fast.
 INSTALL := deploy/local/install.sh
 
-.PHONY: help system system-demo system-test venv demo test soak faults test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick bench-burst image-lock clean
+.PHONY: help system system-demo system-test venv demo test soak faults faults-short test-unit lint typecheck fmt stack-up stack-down stack-status bench bench-quick bench-burst image-lock clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,6 +63,13 @@ soak: system-test venv ## The gate's crash test SOAK_RUNS times in a row (two SI
 faults: system-test venv ## Fault injection on a local three-node cluster: brokers SIGKILLed under load (tests/faults)
 	@$(BIN)/consentinel stack up --brokers 3
 	@$(BIN)/pytest -m faults -s tests/faults
+
+# The short faults CI runs after `make test`: the whole cluster down 10 s (the single-broker
+# outage) and gates joining, draining and crashing under load (the rebalance).
+FAULTS_SHORT := whole_cluster_down or gates_join_leave
+faults-short: system-test venv ## The short fault tests CI runs: every broker killed 10 s, gates rebalancing under load
+	@$(BIN)/consentinel stack up --brokers 3
+	@$(BIN)/pytest -m faults -s tests/faults/test_cluster_faults.py -k "$(FAULTS_SHORT)"
 
 .PHONY: bench-restart
 RESTART_USERS ?= 1000000,10000000
