@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from streams.admin.acl_plan import PRINCIPAL_KEYS  # noqa: E402
 from streams.stack.cluster import MIN_INSYNC_REPLICAS, NODES, REPLICATION_FACTOR  # noqa: E402
 
 STRIMZI_API = "kafka.strimzi.io/v1"
@@ -152,21 +153,6 @@ def _acl(kind: str, name: str | None, pattern: str, operations: list[str]) -> di
 
 def _named(entry: Any) -> str:
     return str(entry["name"] if isinstance(entry, dict) else entry)
-
-
-PRINCIPAL_KEYS = {
-    "does",
-    "read",
-    "write",
-    "create",
-    "describe_configs",
-    "topic_prefixes",
-    "groups",
-    "group_prefixes",
-    "transactional_id_prefixes",
-    "idempotent_write",
-}
-"""Every key a principal of deploy/acls.yaml may have; another one is an error, not a lost ACL."""
 
 
 def principal_acls(body: dict[str, Any]) -> list[dict[str, Any]]:

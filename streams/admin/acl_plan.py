@@ -46,7 +46,7 @@ _TOPIC_OPERATIONS = {
     "describe": AclOperation.DESCRIBE,
     "describe_configs": AclOperation.DESCRIBE_CONFIGS,
 }
-_PRINCIPAL_KEYS = frozenset(
+PRINCIPAL_KEYS = frozenset(
     {
         "does",
         "read",
@@ -161,11 +161,11 @@ def _expand_principal(user: str, body: Any, prefix: str, where: str) -> tuple[se
     """Return one principal's ACLs and the names it declares without the topic prefix."""
     if not isinstance(body, dict):
         raise ConfigError(f"{where} must be a mapping")
-    unknown = set(body) - _PRINCIPAL_KEYS
+    unknown = set(body) - PRINCIPAL_KEYS
     if unknown:
         raise ConfigError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))}",
-            hint=f"known keys: {', '.join(sorted(_PRINCIPAL_KEYS))}",
+            hint=f"known keys: {', '.join(sorted(PRINCIPAL_KEYS))}",
         )
     acls: set[Acl] = set()
     unprefixed: set[str] = set()
