@@ -18,12 +18,11 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from streams.runtime import changelog
-from streams.runtime import runner as runner_module
 from streams.runtime.assignment import co_assigned
 from streams.runtime.records import Output, Processed, RawInput
-from streams.runtime.runner import RuntimeOptions, StreamRunner
 from streams.runtime.stores import KeyValueStore
 from streams.runtime.topology import TopologySpec
+from tests.unit.offline_runner import offline_runner
 
 INPUTS = ("uploads", "requests")
 INTERNAL = ("claims", "verdicts")
@@ -90,17 +89,14 @@ def assignment(numbers: dict[str, range]) -> list[TopicPartition]:
 def test_a_partition_number_assigned_in_part_is_not_processed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runner_module, "group_consumer", lambda *args: Consumer())
-    monkeypatch.setattr(runner_module, "transactional_producer", lambda *args: Producer())
     monkeypatch.setattr(changelog, "restore_partition", lambda *args, **kwargs: 0)
-    runner: StreamRunner[Any] = StreamRunner(
-        {"bootstrap.servers": "127.0.0.1:9"},  # never contacted: no client is built
-        None,  # type: ignore[arg-type]
+    runner = offline_runner(
+        monkeypatch,
         Topology(),
-        instance_id="i1",
-        topic_prefix="p.",
-        options=RuntimeOptions(),
+        consumers=Consumer,
+        producers=Producer,
         metrics_prefix="test_runtime_coassignment",
+        topic_prefix="p.",
     )
     # what the member that subscribed to all four topics got: the inputs' 0-3, the internal 0-7
     assigned = assignment(

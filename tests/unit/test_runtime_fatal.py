@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError
 
-from streams.runtime import runner as runner_module
 from streams.runtime.checkpoint import RuntimeFatalError
 from streams.runtime.options import REJOINS_ALLOWED
 from streams.runtime.records import Output, Processed, RawInput
 from streams.runtime.runner import RuntimeOptions, StreamRunner
 from streams.runtime.stores import KeyValueStore
 from streams.runtime.topology import TopologySpec
+from tests.unit.offline_runner import offline_runner
 
 FENCED = (
     "Fatal consumer error: Broker: Static consumer fenced by other consumer with same"
@@ -131,17 +131,13 @@ def fenced_runner(
     monkeypatch: pytest.MonkeyPatch, consumers: Callable[[], Any]
 ) -> StreamRunner[Any]:
     """A runner whose every consumer comes from ``consumers()``."""
-    monkeypatch.setattr(runner_module, "wait_for_topics", lambda *args: 1)
-    monkeypatch.setattr(runner_module, "wait_for_metadata", lambda *args: True)
-    monkeypatch.setattr(runner_module, "group_consumer", lambda *args: consumers())
-    monkeypatch.setattr(runner_module, "transactional_producer", lambda *args: Producer())
-    return StreamRunner(
-        {"bootstrap.servers": "127.0.0.1:9"},  # never contacted: no client is built
-        None,  # type: ignore[arg-type]
+    return offline_runner(
+        monkeypatch,
         Topology(),
-        instance_id="i1",
-        options=RuntimeOptions(poll_timeout_s=0.01),
+        consumers=consumers,
+        producers=Producer,
         metrics_prefix="test_runtime_fatal",
+        options=RuntimeOptions(poll_timeout_s=0.01),
     )
 
 

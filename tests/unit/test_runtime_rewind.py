@@ -7,14 +7,11 @@ the partition would stall until the next rebalance.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from confluent_kafka import TopicPartition
 
 from streams.runtime import changelog
-from streams.runtime import runner as runner_module
-from streams.runtime.runner import RuntimeOptions, StreamRunner
+from tests.unit.offline_runner import offline_runner
 from tests.unit.test_runtime_coassignment import Consumer, Producer, Topology, assignment
 
 
@@ -36,17 +33,14 @@ def test_a_rewind_resumes_the_partitions_paused_for_the_buffers_it_drops(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     consumer = PausingConsumer()
-    monkeypatch.setattr(runner_module, "group_consumer", lambda *args: consumer)
-    monkeypatch.setattr(runner_module, "transactional_producer", lambda *args: Producer())
     monkeypatch.setattr(changelog, "restore_partition", lambda *args, **kwargs: 0)
-    runner: StreamRunner[Any] = StreamRunner(
-        {"bootstrap.servers": "127.0.0.1:9"},  # never contacted: no client is built
-        None,  # type: ignore[arg-type]
+    runner = offline_runner(
+        monkeypatch,
         Topology(),
-        instance_id="i1",
-        topic_prefix="p.",
-        options=RuntimeOptions(),
+        consumers=lambda: consumer,
+        producers=Producer,
         metrics_prefix="test_runtime_rewind",
+        topic_prefix="p.",
     )
     everything = {"uploads": range(2), "requests": range(2), "claims": range(2)}
     runner._on_assign(consumer, assignment({**everything, "verdicts": range(2)}))  # type: ignore[arg-type]

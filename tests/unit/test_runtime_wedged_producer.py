@@ -14,10 +14,10 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from streams.errors import TransientError
-from streams.runtime import runner as runner_module
 from streams.runtime.checkpoint import Checkpoint, ProducerWedgedError, RuntimeFatalError
 from streams.runtime.options import REJOINS_ALLOWED
 from streams.runtime.runner import RuntimeOptions, StreamRunner
+from tests.unit.offline_runner import offline_runner
 from tests.unit.test_runtime_fatal import QuietConsumer, Topology
 
 POSITIONS = {("in", 0): 5}
@@ -87,19 +87,17 @@ def test_a_fatal_offsets_error_propagates() -> None:
 def wedging_runner(
     monkeypatch: pytest.MonkeyPatch, made: list[WedgingProducer]
 ) -> StreamRunner[Any]:
-    def producers(*args: Any) -> WedgingProducer:
+    def producers() -> WedgingProducer:
         made.append(WedgingProducer())
         return made[-1]
 
-    monkeypatch.setattr(runner_module, "group_consumer", lambda *args: QuietConsumer())
-    monkeypatch.setattr(runner_module, "transactional_producer", producers)
-    return StreamRunner(
-        {"bootstrap.servers": "127.0.0.1:9"},  # never contacted: no client is built
-        None,  # type: ignore[arg-type]
+    return offline_runner(
+        monkeypatch,
         Topology(),
-        instance_id="i1",
-        options=RuntimeOptions(poll_timeout_s=0.01),
+        consumers=QuietConsumer,
+        producers=producers,
         metrics_prefix="test_runtime_wedged",
+        options=RuntimeOptions(poll_timeout_s=0.01),
     )
 
 
