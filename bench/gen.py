@@ -205,12 +205,21 @@ class Generator:
 
 
 def generate(
-    codec: AvroCodec, prefix: str, *, requests: int, users: int, seed: int = 20261126
+    codec: AvroCodec,
+    prefix: str,
+    *,
+    requests: int,
+    users: int,
+    seed: int = 20261126,
+    end_ms: int | None = None,
 ) -> Workload:
-    """Generate and encode the backlog: ``requests`` share requests over ``users`` users."""
+    """Generate and encode the backlog: ``requests`` share requests over ``users`` users.
+
+    The week of events ends a minute ago, or at ``end_ms`` (a reproducible workload).
+    """
     gen = Generator(seed)
     rng = gen.rng
-    end = int(time.time() * 1000) - 60_000
+    end = int(time.time() * 1000) - 60_000 if end_ms is None else end_ms
     start = end - 7 * DAY_MS
     user_ids = [f"user-{i:08d}" for i in range(users)]
     photos_per_user = max(1, requests // users // 2)
