@@ -184,7 +184,8 @@ def detection(evaluation: dict[str, Any], out: Path) -> Path | None:
                         textcoords="offset points")  # fmt: skip
         for a in told["alerts"]:
             mark = "L" if a["trigger"] == "limit" else "B"
-            ax.annotate(mark if a["explained"] else mark + "?", (when(a["at_ms"]), a["observed"]),
+            count = a["observed"] if a["observed"] is not None else t["limit_per_hour"]
+            ax.annotate(mark if a["explained"] else mark + "?", (when(a["at_ms"]), count),
                         fontsize=7, color="darkorange", xytext=(2, -10),
                         textcoords="offset points")  # fmt: skip
         for i, ms in enumerate(t["suspended_ms"]):

@@ -415,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"figures: {results['figures']}")
     except ImportError as exc:  # matplotlib is in the `bench` extra
         say(f"figures not drawn: {exc}")
+    except Exception as exc:  # a figure must not cost the run its report
+        traceback.print_exc()
+        say(f"figures not drawn: {type(exc).__name__}: {exc}")
     if not args.no_report:
         report.write(REPO / "BENCHMARKS.md", RESULTS)
         say("BENCHMARKS.md rewritten")
