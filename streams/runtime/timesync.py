@@ -12,7 +12,11 @@ partition number:
 * an item is released only when every *other* stream either has a pending item, is known to be
   caught up (its consumer reached the end of the partition), or has been empty for longer than
   ``max_idle_ms`` — so a stream whose data is merely still in flight holds the others back briefly,
-  never forever;
+  never forever. A stream the consumer has reported nothing of since the merge began (a start,
+  a rebalance, a rewind: every fetch starts from a seek) is not idle but unknown, and holds the
+  others until its first record or its end arrives (as Kafka Streams waits on a partition whose
+  lag is not known to be zero). Without that, a consent whose fetch came 200 ms after its
+  request's was passed over after a transient failure's rewind, and the request was denied;
 * past a stream that is empty because it is caught up, an item is released only once it has been
   queued for ``caught_up_grace_ms`` (as Kafka Streams' ``max.task.idle.ms``). "Caught up" is
   what the last fetch said, and one fetch can be built while a producer's batch is being
@@ -44,6 +48,8 @@ class _Stream(Generic[T]):
     """How many items at the queue's end no drain has seen yet."""
     caught_up: bool = False
     empty_since_ms: int | None = None
+    reported: bool = False
+    """The consumer has delivered a record or the end of this stream since the merge began."""
 
 
 class PartitionSynchronizer(Generic[T]):
@@ -65,6 +71,7 @@ class PartitionSynchronizer(Generic[T]):
         state.unstamped += 1
         state.caught_up = False
         state.empty_since_ms = None
+        state.reported = True
 
     @property
     def streams(self) -> tuple[str, ...]:
@@ -73,7 +80,9 @@ class PartitionSynchronizer(Generic[T]):
 
     def mark_caught_up(self, stream: str) -> None:
         """Record that the consumer reached the current end of ``stream``'s partition."""
-        self._streams[stream].caught_up = True
+        state = self._streams[stream]
+        state.caught_up = True
+        state.reported = True
 
     def is_caught_up(self, stream: str) -> bool:
         """Whether ``stream`` is known to be at the end of its partition."""
@@ -137,6 +146,8 @@ class PartitionSynchronizer(Generic[T]):
     def _may_ignore(self, state: _Stream[T], now_ms: int) -> bool:
         if state.caught_up:
             return True
+        if not state.reported:
+            return False  # not idle but unknown: a fetch after a seek may still bring its head
         if state.empty_since_ms is None:
             state.empty_since_ms = now_ms
         return now_ms - state.empty_since_ms >= self.max_idle_ms

@@ -139,7 +139,9 @@ def test_a_registry_outage_is_retried_never_dead_lettered(gate_env: GateEnv) -> 
         proxy.up()
         decisions = env.read_exactly(topics.TOPIC_DECISIONS, 1, timeout_s=60)
         assert env.assert_approved() == []  # training reads: nothing to approve
-    assert [(d["subject_event_id"], d["verdict"]) for d in decisions] == [(event_id, "ALLOW")]
+    assert [(d["subject_event_id"], d["verdict"]) for d in decisions] == [(event_id, "ALLOW")], (
+        f"reasons: {[d['reason'] for d in decisions]}"
+    )
     assert env.read(topics.TOPIC_DLQ, until=lambda _: False, timeout_s=2) == []
     proxy.cut()
 
