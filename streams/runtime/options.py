@@ -10,10 +10,28 @@ TRANSIENT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 """Waits after successive transient failures of a batch (the last one repeats)."""
 
 REJOINS_ALLOWED = (3, 600.0)
-"""A fenced consumer is rebuilt in-process at most 3 times in 600 s; then the process ends.
+"""A fenced consumer, or a wedged producer, is rebuilt in-process at most 3 times in 600 s;
+then the process ends.
 
 Fenced more often, the group most likely has another live member with the same instance id,
 and rejoining would only fence that one in turn."""
+
+
+class RenewalBudget:
+    """Counts the in-process rebuilds of one client against :data:`REJOINS_ALLOWED`."""
+
+    def __init__(self, allowed: tuple[int, float] = REJOINS_ALLOWED) -> None:
+        self.most, self.window_s = allowed
+        self._at: list[float] = []
+
+    def spend(self, now_s: float) -> int:
+        """Count one rebuild at ``now_s`` (monotonic); return how many fall in the window."""
+        self._at = [t for t in self._at if now_s - t < self.window_s] + [now_s]
+        return len(self._at)
+
+    def exceeded(self, count: int) -> bool:
+        """Whether ``count`` rebuilds in the window are more than allowed."""
+        return count > self.most
 
 
 @dataclass

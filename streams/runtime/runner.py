@@ -37,7 +37,7 @@ from streams.runtime.health import Health, report_lag, wait_for_metadata, wait_f
 from streams.runtime.intake import Intake
 from streams.runtime.loop import StreamLoop
 from streams.runtime.metrics import runtime_metrics
-from streams.runtime.options import REJOINS_ALLOWED, TRANSIENT_BACKOFF_S, RuntimeOptions
+from streams.runtime.options import TRANSIENT_BACKOFF_S, RenewalBudget, RuntimeOptions
 from streams.runtime.records import RawInput
 from streams.runtime.topology import Topology
 from streams.runtime.transaction import monotonic_ms, transactional_producer
@@ -85,12 +85,12 @@ class StreamRunner(Generic[T]):
         self.gc = GcTuning(options, self.metrics.gc_pause)
         self._kafka_config = kafka_config
         self._instance_id = instance_id
-        self._rejoins: list[float] = []
+        self._rejoins = RenewalBudget()
         self.consumer = group_consumer(kafka_config, self.group, instance_id, options)
         self._transactional_id = f"{self.group}-{instance_id}"
         self.producer = transactional_producer(kafka_config, self._transactional_id, options)
         self._checkpoint: Checkpoint | None = None
-        self._replaced: list[float] = []
+        self._replacements = RenewalBudget()
         self._wedged: list[Any] = []
         """Producers stuck in a call that never returns: kept referenced, never destroyed."""
         self.globals = [
@@ -223,10 +223,7 @@ class StreamRunner(Generic[T]):
         as after a restart; the producer stays. Not ready until the new member is assigned.
         Raises ``fenced`` when it happens more often than ``REJOINS_ALLOWED``.
         """
-        most, window_s = REJOINS_ALLOWED
-        now = time.monotonic()
-        self._rejoins = [t for t in self._rejoins if now - t < window_s] + [now]
-        if len(self._rejoins) > most:
+        if self._rejoins.exceeded(self._rejoins.spend(time.monotonic())):
             raise fenced
         log.warning("%s: %s; rejoining the group with a new consumer", self.group, fenced)
         self.metrics.consumer_rejoins.inc()
@@ -291,12 +288,11 @@ class StreamRunner(Generic[T]):
         /live holds). Raises :class:`~streams.runtime.checkpoint.RuntimeFatalError` when
         producers wedge more often than ``REJOINS_ALLOWED``.
         """
-        most, window_s = REJOINS_ALLOWED
-        now = time.monotonic()
-        self._replaced = [t for t in self._replaced if now - t < window_s] + [now]
-        if len(self._replaced) > most:
+        budget = self._replacements
+        wedged = budget.spend(time.monotonic())
+        if budget.exceeded(wedged):
             raise RuntimeFatalError(
-                f"{len(self._replaced)} transactional producers wedged within {window_s:.0f}s",
+                f"{wedged} transactional producers wedged within {budget.window_s:.0f}s",
                 hint="the process restarts from its last commit; check the brokers",
             )
         log.warning("%s: replacing the wedged transactional producer", self.group)
