@@ -44,7 +44,8 @@ def _load(results_dir: Path) -> list[tuple[str, dict[str, Any]]]:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and "runs" in data:
+        # bench.run's results only: bench.restart's and others' files hold a list of runs
+        if isinstance(data, dict) and isinstance(data.get("runs"), dict):
             runs.append((path.stem, data))
     return runs
 
