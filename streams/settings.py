@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     decision_clock: Literal["wall", "stream"] = Field("wall", alias="CONSENTINEL_DECISION_CLOCK")
     """What the gate stamps ``decided_at`` with: its wall clock (production), or the partition's
     stream time (a replay or a simulation, so that detectors judge it in its own time)."""
+    unknown_photo_grace_ms: int = Field(
+        2_000, ge=0, le=300_000, alias="CONSENTINEL_UNKNOWN_PHOTO_GRACE_MS"
+    )
+    """How long (wall clock) the gate waits before it decides ``UNKNOWN_PHOTO`` for a photo the
+    index knows no upload of, unless an upload later than the request reaches its partition
+    first: an upload appended after the request it precedes still decides it."""
     commit_interval_ms: int = Field(0, ge=0, alias="CONSENTINEL_COMMIT_INTERVAL_MS")
     """Commit cadence by time as well as size (``RuntimeOptions.commit_interval_ms``): 0 commits
     every loop turn that has work (lowest latency); a larger value fills bigger transactions."""

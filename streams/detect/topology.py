@@ -239,7 +239,7 @@ class DetectorTopology:
     def committed(self, facts: Sequence[Any]) -> None:
         """Nothing to count after the commit: the steps count as they go."""
 
-    def punctuate(self, partition: int, state: DetectorState, now_ms: int) -> list[Output]:
+    def punctuate(self, partition: int, state: DetectorState, now_ms: int) -> Processed:
         """Return what wall-clock time made due: overdue recalls, and resumes to apply.
 
         ``RECALL_OVERDUE`` alerts, and the alerts (and suspensions) of recipients that an
@@ -249,7 +249,7 @@ class DetectorTopology:
         outputs += self.recall_stage.overdue(state.recalls, now_ms)
         if partition == min(self._recalls, default=partition):
             self.recall_stage.gauge(list(self._recalls.values()), now_ms)
-        return outputs
+        return Processed(outputs)
 
     def _resumed(self, partition: int, state: DetectorState) -> list[Output]:
         """Apply the resumes of this partition's recipients (stage 2 counts them here)."""

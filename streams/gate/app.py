@@ -80,6 +80,7 @@ def build_runner(
         SuspensionRegistry(),
         clock_ms=lambda: int(time.time() * 1000),
         stream_clock=settings.decision_clock == "stream",
+        unknown_photo_grace_ms=settings.unknown_photo_grace_ms,
     )
     options = options or RuntimeOptions()
     options.state_store = settings.state_store

@@ -77,6 +77,7 @@ class GateProcessor:
         *,
         clock_ms: Callable[[], int],
         stream_clock: bool = False,
+        unknown_photo_grace_ms: int = 2_000,
     ) -> None:
         self.policy = policy
         self.suspensions = suspensions
@@ -92,6 +93,8 @@ class GateProcessor:
             decide=self._request,
             apply_event=self._apply_event,
             refuse=lambda raw, exc: self.dead_letter(raw, exc.error_kind, str(exc)),
+            clock_ms=clock_ms,
+            unknown_grace_ms=unknown_photo_grace_ms,
         )
         bounds = policy.time
         self._seen_window_ms = bounds.max_lateness_ms + bounds.max_skew_ms
@@ -117,6 +120,10 @@ class GateProcessor:
                 return refused
             if raw.topic == topics.TOPIC_PHOTO_UPLOADS:
                 processed = self._upload(PhotoRecord.from_record(record), state)
+                state.advance_upload_time(record["occurred_at"])
+                if state.unsure():  # requests sure now that no earlier upload is to come
+                    released = self.queues.release_unsure(state)
+                    processed = Processed(processed.outputs + released.outputs, released.facts)
             elif raw.topic in REQUEST_TOPICS:
                 processed = self.queues.arrive(self._request_of(raw, record), raw, state)
             else:

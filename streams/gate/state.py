@@ -16,7 +16,10 @@ index must answer; ``x:<photo_id>`` -> the users waiting for that photo's claims
 :mod:`streams.gate.user_queues`);
 ``e:<event_id>`` -> ``<digest>:<append time>`` of an input seen recently (duplicate detection);
 ``h`` -> the hex hash of the last decision written on this partition; ``n`` -> how many decisions
-the partition's chain holds; ``t`` -> the partition's stream time (greatest ``occurred_at`` seen).
+the partition's chain holds; ``t`` -> the partition's stream time (greatest ``occurred_at`` seen);
+``T`` -> its upload time (greatest ``occurred_at`` of an upload seen); ``U`` -> the users whose
+queue waits to be sure a photo the index does not know was never uploaded (JSON, user -> the
+request's ``occurred_at`` and the wall-clock deadline; see :mod:`streams.gate.user_queues`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ PARKED_PREFIX = b"w:"
 WAITERS_PREFIX = b"x:"
 COUNT_KEY = b"n"
 STREAM_TIME_KEY = b"t"
+UPLOAD_TIME_KEY = b"T"
+UNSURE_KEY = b"U"
+_REMEMBERED = (HEAD_KEY, COUNT_KEY, STREAM_TIME_KEY, UPLOAD_TIME_KEY, UNSURE_KEY)
+"""Keys held in memory (and written to the store at each commit), not read from the store."""
 
 
 class PartitionState:
@@ -62,6 +69,8 @@ class PartitionState:
         self._head = GENESIS_HASH
         self._count = 0
         self._stream_time: int | None = None
+        self._upload_time: int | None = None
+        self._unsure: dict[str, list[int]] = {}
         self._ledgers: dict[str, RecallLedger] = {}
         self._dirty_ledgers: set[str] = set()
         self._seen: dict[str, tuple[str, int]] = {}
@@ -75,7 +84,7 @@ class PartitionState:
         holds the partition's state up to its changelog offset, these keys included; an empty
         store (every memory store) holds none of them.
         """
-        for key in (HEAD_KEY, COUNT_KEY, STREAM_TIME_KEY):
+        for key in _REMEMBERED:
             value = self.store.get(key)
             if value is not None:
                 self._remember(key, value)
@@ -101,6 +110,10 @@ class PartitionState:
             self._count = int(value) if value else 0
         elif key == STREAM_TIME_KEY:
             self._stream_time = int(value) if value else None
+        elif key == UPLOAD_TIME_KEY:
+            self._upload_time = int(value) if value else None
+        elif key == UNSURE_KEY:
+            self._unsure = json.loads(value) if value else {}
         elif key.startswith(SEEN_PREFIX):
             self._restore_seen(key, value)
         else:
@@ -135,7 +148,7 @@ class PartitionState:
         puts: dict[bytes, bytes] = {}
         deletes: set[bytes] = set()
         for key, value in records:
-            if key in (HEAD_KEY, COUNT_KEY, STREAM_TIME_KEY) or key.startswith(SEEN_PREFIX):
+            if key in _REMEMBERED or key.startswith(SEEN_PREFIX):
                 self.restore(key, value)
             elif value is None:
                 puts.pop(key, None)
@@ -342,6 +355,27 @@ class PartitionState:
             self._stream_time = occurred_at_ms
             self._changes[STREAM_TIME_KEY] = str(occurred_at_ms).encode()
 
+    @property
+    def upload_time(self) -> int | None:
+        """The greatest ``occurred_at`` of an upload processed on this partition (None before)."""
+        return self._upload_time
+
+    def advance_upload_time(self, occurred_at_ms: int) -> None:
+        """Move the upload time forward to ``occurred_at_ms`` if it is later."""
+        if self._upload_time is None or occurred_at_ms > self._upload_time:
+            self._upload_time = occurred_at_ms
+            self._changes[UPLOAD_TIME_KEY] = str(occurred_at_ms).encode()
+
+    # -- requests for a photo the index does not know -------------------------------------------
+    def unsure(self) -> dict[str, list[int]]:
+        """Users whose queue head waits to be sure its photo was never uploaded → [at, until]."""
+        return self._unsure
+
+    def set_unsure(self, users: dict[str, list[int]]) -> None:
+        """Replace the unsure users (an empty dict forgets them)."""
+        self._unsure = users
+        self._changes[UNSURE_KEY] = json.dumps(users, separators=(",", ":")).encode()
+
     def _put(self, key: bytes, value: bytes) -> None:
         self._changes[key] = value
         self.store.put(key, value)
@@ -388,7 +422,7 @@ class PartitionState:
         if not self._cache_all:
             self._users.clear()
             self._ledgers.clear()
-        for key in (HEAD_KEY, COUNT_KEY, STREAM_TIME_KEY):  # the others are in the store already
+        for key in _REMEMBERED:  # the others are in the store already
             kept = self._changes.get(key)
             if kept is not None:
                 self.store.put(key, kept)

@@ -122,7 +122,7 @@ class GateTopology:
             message = photos.decode_message(raw.value)
             if raw.topic == topics.TOPIC_GATE_PHOTO_CLAIMS:
                 return self.processor.on_claim(message, state)
-            return self._track(raw, self.processor.on_verdict(message, state), state)
+            return self._track(raw.partition, self.processor.on_verdict(message, state), state)
         record = raw.decoded
         if record is None:
             try:
@@ -131,18 +131,29 @@ class GateTopology:
                 if isinstance(exc, TransientError):
                     raise  # the registry is down: the runtime retries the batch
                 return self.processor.dead_letter(raw, exc.error_kind, str(exc))
-        return self._track(raw, self.processor.process(raw, record, state), state)
+        return self._track(raw.partition, self.processor.process(raw, record, state), state)
 
-    def _track(self, raw: RawInput, processed: Processed, state: PartitionState) -> Processed:
+    def _track(self, partition: int, processed: Processed, state: PartitionState) -> Processed:
         """Mark decisions for offset tracking: their heads are what checkpoints sign."""
         for output in processed.outputs:
             if output.topic == topics.TOPIC_DECISIONS:
                 output.track = True
-                self._pending_heads[raw.partition] = (state.head, state.decisions)
+                self._pending_heads[partition] = (state.head, state.decisions)
         return processed
 
-    def punctuate(self, partition: int, state: PartitionState, now_ms: int) -> list[Output]:
-        """Return the partition's signed chain head when one is due (CONTRACT §6)."""
+    def punctuate(self, partition: int, state: PartitionState, now_ms: int) -> Processed:
+        """Decide what waited for an unknown photo and is sure now; sign the head when due.
+
+        The requests whose grace for an unknown photo has passed are decided, and the
+        partition's signed chain head is returned when one is due (CONTRACT §6).
+        """
+        released = self.processor.queues.release_unsure(state, now_ms)
+        if released.outputs:
+            self._track(partition, released, state)
+        released.outputs += self._checkpoint(partition, now_ms)
+        return released
+
+    def _checkpoint(self, partition: int, now_ms: int) -> list[Output]:
         head = self._heads.get(partition)
         if self.signing_key is None or head is None:
             return []

@@ -14,6 +14,19 @@ users whose queue waits for that photo's claims.
 Release: the index's answer to a lookup (:meth:`UserQueues.answered`) or the settled claims of a
 photo (:meth:`UserQueues.wake`) drain the queues concerned: their inputs are processed in order
 for as long as the head can be.
+
+**Unknown is not decided on the first "no".** The index can only say that nobody has uploaded the
+photo *yet*. A producer's batches to different partitions land in any order, so the upload a
+request follows (earlier ``occurred_at``) can be appended after the request, past the merge's
+idle limit: decided at once, such a request was ``UNKNOWN_PHOTO`` or not depending on how the
+producer's batches happened to land (two gates reading a backlog as it was written decided 92 of
+100,000 requests so, where one gate reading it whole decided none). So a request the index does
+not know stays at its queue's head, its owner listed in the partition's unsure users, until
+either an upload later than the request has been processed on its partition (uploads of a
+partition arrive in ``occurred_at`` order, so none before it is still to come) or
+``unknown_grace_ms`` of wall clock have passed (the gate's punctuation decides it then). An
+upload of the photo meanwhile wakes it like any upload's waiters, and it is decided with that
+owner. Only these requests, and their owner's later inputs, wait.
 """
 
 from __future__ import annotations
@@ -36,6 +49,8 @@ WAIT = object()
 """What :meth:`UserQueues.photo_owner` returns while the photo index has not answered."""
 ERASED = object()
 """What :meth:`UserQueues.photo_owner` returns for a photo the index says is erased."""
+UNSURE = object()
+"""What :meth:`UserQueues.photo_owner` returns while an upload the index does not know may come."""
 
 Decode = Callable[[RawInput], dict[str, Any]]
 RequestOf = Callable[[RawInput, dict[str, Any]], AccessRequest]
@@ -57,7 +72,11 @@ class UserQueues:
         decide: Decide,
         apply_event: ApplyEvent,
         refuse: Refuse,
+        clock_ms: Callable[[], int],
+        unknown_grace_ms: int = 2_000,
     ) -> None:
+        self.clock_ms = clock_ms
+        self.unknown_grace_ms = unknown_grace_ms
         self.decode = decode
         self.request_of = request_of
         self.decide = decide
@@ -109,13 +128,42 @@ class UserQueues:
         found = state.photo_status(photo_id)
         if found is not None and not found[0].pending:
             first, erased = found[0].effective_owner, found[0].erased
+        unknown = first is None and not erased
         for entry in entries:
             if entry.get("photo") == photo_id and "answered" not in entry:
                 entry["answered"], entry["owner"] = True, None if erased else first
                 if erased:
                     entry["erased"] = True
+                if unknown:
+                    entry["until"] = self.clock_ms() + self.unknown_grace_ms
         state.set_queue(asker, entries)
+        if unknown and asker not in state.waiters(photo_id):
+            state.set_waiters(photo_id, [*state.waiters(photo_id), asker])  # its upload wakes it
         return self.drain(asker, state)
+
+    def release_unsure(self, state: PartitionState, now_ms: int | None = None) -> Processed:
+        """Drain the unsure users whose wait is over.
+
+        Over when an upload later than their request was processed here, or (``now_ms``, the
+        punctuation's wall clock) when their grace has passed.
+        """
+        unsure = state.unsure()
+        if not unsure:
+            return Processed()
+        upload_time = state.upload_time
+        due = [
+            user
+            for user, (at, until) in unsure.items()
+            if (upload_time is not None and upload_time > at)
+            or (now_ms is not None and now_ms >= until)
+        ]
+        if not due:
+            return Processed()
+        drained = [self.drain(user, state, now_ms) for user in due]
+        return Processed(
+            [output for done in drained for output in done.outputs],
+            facts=[fact for done in drained for fact in (done.facts or [])] or None,
+        )
 
     def wake(
         self, photo_id: str, asker: str, state: PartitionState, *, forgotten: bool = False
@@ -141,18 +189,26 @@ class UserQueues:
             facts=[fact for done in drained for fact in (done.facts or [])] or None,
         )
 
-    def drain(self, user: str, state: PartitionState) -> Processed:
-        """Process the user's waiting inputs, in order, for as long as the head can be."""
+    def drain(self, user: str, state: PartitionState, now_ms: int | None = None) -> Processed:
+        """Process the user's waiting inputs, in order, for as long as the head can be.
+
+        ``now_ms``: the punctuation's wall clock (an unsure head whose grace has passed is
+        decided ``UNKNOWN_PHOTO``); otherwise only an upload later than it ends its wait.
+        """
         entries = state.queue(user)
         outputs: list[Output] = []
         decisions = []
+        unsure = False
         while entries:
             entry = entries[0]
             raw, effective_at = unpark_entry(entry)
             record = self.decode(raw)
             if raw.topic in REQUEST_TOPICS:
                 request = self.request_of(raw, record)
-                owner = self.photo_owner(entry, request, state)
+                owner = self.photo_owner(entry, request, state, now_ms)
+                if owner is UNSURE:
+                    unsure = True
+                    break
                 if owner is WAIT:
                     if not entry.get("asked"):
                         entry["asked"] = True
@@ -176,25 +232,54 @@ class UserQueues:
             outputs += done.outputs
             entries.pop(0)
         state.set_queue(user, entries)
+        self._mark_unsure(user, entries[0] if unsure else None, state)
         return Processed(outputs, facts=decisions or None)
 
     @staticmethod
+    def _mark_unsure(user: str, head: dict[str, Any] | None, state: PartitionState) -> None:
+        """List the user among the partition's unsure users while ``head`` is unsure, else not."""
+        unsure = state.unsure()
+        if head is None:
+            if user in unsure:
+                state.set_unsure({u: wait for u, wait in unsure.items() if u != user})
+            return
+        wait = [int(head["at"]), int(head["until"])]
+        if unsure.get(user) != wait:
+            state.set_unsure({**unsure, user: wait})
+
     def photo_owner(
-        entry: dict[str, Any], request: AccessRequest, state: PartitionState
+        self,
+        entry: dict[str, Any],
+        request: AccessRequest,
+        state: PartitionState,
+        now_ms: int | None = None,
     ) -> str | object | None:
         """Return the owner to check ``request`` against, or :data:`WAIT` while it is not known.
 
-        :data:`ERASED` when the photo index says the photo is an erased one (or a copy of one).
+        :data:`ERASED` when the photo index says the photo is an erased one (or a copy of one);
+        :data:`UNSURE` while the index knows no upload of it and one may still come (module doc).
         """
         ledger = state.ledger(request.owner_id)
         if ledger is not None and ledger.is_erased(request.photo_id):
             return None  # decided ERASED whoever owns it
+        found = state.photo_status(request.photo_id)
         if "answered" in entry:
             if entry.get("erased"):
                 return ERASED
             owner: str | None = entry["owner"]
-            return owner
-        found = state.photo_status(request.photo_id)
+            if owner is not None or "until" not in entry:
+                return owner
+            # the index knew no upload of it: what this partition learnt since wins
+            if found is not None:
+                if found[0].pending:
+                    return WAIT
+                return ERASED if found[0].erased else found[0].effective_owner
+            upload_time = state.upload_time
+            if upload_time is not None and upload_time > request.occurred_at_ms:
+                return None
+            if now_ms is not None and now_ms >= entry["until"]:
+                return None
+            return UNSURE
         if found is None or found[0].pending:
             return WAIT
         return ERASED if found[0].erased else found[0].effective_owner

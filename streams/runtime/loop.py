@@ -36,6 +36,9 @@ from streams.runtime.transaction import Effects, OpenTransaction
 from streams.runtime.transport import Transaction, Transport
 from streams.serde.wire import AvroCodec
 
+PUNCTUATION = "<punctuation>"
+"""The topic of the input that stands for a punctuation's result in :meth:`StreamLoop._handle`."""
+
 
 class StreamLoop:
     """Processes a topology's inputs into exactly-once transactions over one transport.
@@ -91,32 +94,42 @@ class StreamLoop:
         # global tables' dead letters stay with their reader until a commit has written them
         letters = txn.unwritten_letters(self.transport.letter_sources)
         extra: list[Output] = [letter for _, taken in letters for letter in taken]
-        extra += self._punctuate()
+        punctuated = self._punctuate()
         worked = False
-        if batch or extra:
+        if batch or extra or punctuated:
             worked = True
-            if self._process_batch(batch, extra):
+            if self._process_batch(batch, extra, punctuated):
                 txn.hold_letters(letters)
         if txn.is_open and (stopping or txn.due()):
             worked = True
             self.commit_open()
         return worked
 
-    def _punctuate(self) -> list[Output]:
+    def _punctuate(self) -> list[tuple[RawInput, Processed]]:
+        """Punctuate every partition when due: (the punctuation as an input, what it returned)."""
         now = self.monotonic_ms()
         if self._next_punctuation is not None and now < self._next_punctuation:
             return []
         self._next_punctuation = now + self.options.punctuate_interval_s * 1000
         wall = self.clock_ms()
         punctuate = self.topology.punctuate
-        outputs: list[Output] = []
+        done = []
         for partition, task in self.tasks.items():
-            outputs += punctuate(partition, task.state, wall)
-        return outputs
+            processed = punctuate(partition, task.state, wall)
+            if processed.outputs or processed.facts is not None:
+                done.append((RawInput(PUNCTUATION, partition, -1, wall, None, None), processed))
+        return done
 
     # -- the transaction ------------------------------------------------------------------------
-    def _process_batch(self, batch: list[RawInput], extra: list[Output]) -> bool:
+    def _process_batch(
+        self,
+        batch: list[RawInput],
+        extra: list[Output],
+        punctuated: list[tuple[RawInput, Processed]],
+    ) -> bool:
         """Process ``batch`` and queue it with ``extra`` in the open transaction (opened if none).
+
+        Then what punctuation returned, as an input's result (loopback, facts).
 
         Return False when a transient failure aborted the transaction (the work since the last
         commit is rewound and redone).
@@ -135,14 +148,25 @@ class StreamLoop:
                 )
             for output in extra:
                 self._write(checkpoint, output, None)
+            for source, processed in punctuated:
+                self._handle(checkpoint, source, effects, processed)
 
         if not self._undone_on_failure(work):
             return False
         txn.taken(len(batch))
         return True
 
-    def _handle(self, checkpoint: Transaction, raw: RawInput, effects: Effects) -> None:
-        """Process one input, and at once what it writes to a locally assigned internal source."""
+    def _handle(
+        self,
+        checkpoint: Transaction,
+        raw: RawInput,
+        effects: Effects,
+        done: Processed | None = None,
+    ) -> None:
+        """Process one input, and at once what it writes to a locally assigned internal source.
+
+        ``done``: ``raw`` is a punctuation and this is what it returned (it is not processed).
+        """
         pending = [raw]
         loopback = self._loopback
         tasks = self.tasks
@@ -153,7 +177,9 @@ class StreamLoop:
             item = pending[i]
             i += 1
             value = item.value
-            if value is not None and len(value) > limit:  # its dead letter takes its place
+            if done is not None and i == 1:
+                processed = done
+            elif value is not None and len(value) > limit:  # its dead letter takes its place
                 letter = oversize_input(item, limit, at_ms=self.clock_ms())
                 assert letter is not None
                 processed = Processed([letter], dead_letter_kind="INPUT_TOO_LARGE")
@@ -176,7 +202,7 @@ class StreamLoop:
                             output.value,
                         )
                     )
-                elif not self._write(checkpoint, output, item):
+                elif not self._write(checkpoint, output, None if done and item is raw else item):
                     effects.output_too_large(item.topic)
             effects.note(processed, item.topic)
 

@@ -14,8 +14,10 @@ partition number of the sources:
 3. ``take_changes`` on the state before each commit: the changelog records of that transaction;
 4. :meth:`Topology.committed` with the facts of the processed inputs, then
    :meth:`Topology.delivered` with the offsets its tracked outputs got, after the commit;
-5. :meth:`Topology.punctuate` on a wall-clock schedule; what it returns is written in the next
-   transaction (one of its own when no input is waiting), with the state changes it made;
+5. :meth:`Topology.punctuate` on a wall-clock schedule; what it returns is handled in the next
+   transaction (one of its own when no input is waiting) as an input's would be (its records to
+   a locally assigned internal source processed at once, its facts reported after the commit),
+   with the state changes it made;
 6. :meth:`Topology.forget` when a partition is revoked or rewound (its state is closed).
 
 Every hook is part of the contract (a topology with nothing to do there returns at once).
@@ -30,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streams.runtime.records import Output, Processed, RawInput
+from streams.runtime.records import Processed, RawInput
 from streams.runtime.stores import KeyValueStore
 
 
@@ -121,7 +123,7 @@ class Topology(Protocol):
     def committed(self, facts: Sequence[Any]) -> None:
         """Report what a committed transaction held (metrics); facts in processing order."""
 
-    def punctuate(self, partition: int, state: Any, now_ms: int) -> list[Output]:
+    def punctuate(self, partition: int, state: Any, now_ms: int) -> Processed:
         """Return what wall-clock time alone makes due on ``partition`` (may change ``state``)."""
 
     def delivered(self, offsets: Mapping[tuple[str, int], int]) -> None:

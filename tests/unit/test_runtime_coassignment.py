@@ -19,7 +19,7 @@ from confluent_kafka import TopicPartition
 
 from streams.runtime import changelog
 from streams.runtime.assignment import co_assigned
-from streams.runtime.records import Output, Processed, RawInput
+from streams.runtime.records import Processed, RawInput
 from streams.runtime.stores import KeyValueStore
 from streams.runtime.topology import TopologySpec
 from tests.unit.offline_runner import offline_runner
@@ -63,8 +63,8 @@ class Topology:
     def committed(self, facts: Sequence[Any]) -> None:
         pass
 
-    def punctuate(self, partition: int, state: Any, now_ms: int) -> list[Output]:
-        return []
+    def punctuate(self, partition: int, state: Any, now_ms: int) -> Processed:
+        return Processed()
 
     def delivered(self, offsets: Mapping[tuple[str, int], int]) -> None:
         pass

@@ -110,9 +110,9 @@ class Toy:
     def committed(self, facts: Sequence[Any]) -> None:
         self.committed_facts += facts
 
-    def punctuate(self, partition: int, state: CountState, now_ms: int) -> list[Output]:
+    def punctuate(self, partition: int, state: CountState, now_ms: int) -> Processed:
         self.punctuated.append(now_ms)
-        return []
+        return Processed()
 
     def delivered(self, offsets: Mapping[tuple[str, int], int]) -> None:
         pass

@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError
 
 from streams.runtime.checkpoint import RuntimeFatalError
 from streams.runtime.options import REJOINS_ALLOWED
-from streams.runtime.records import Output, Processed, RawInput
+from streams.runtime.records import Processed, RawInput
 from streams.runtime.runner import RuntimeOptions, StreamRunner
 from streams.runtime.stores import KeyValueStore
 from streams.runtime.topology import TopologySpec
@@ -51,8 +51,8 @@ class Topology:
     def committed(self, facts: Sequence[Any]) -> None:
         pass
 
-    def punctuate(self, partition: int, state: Any, now_ms: int) -> list[Output]:
-        return []
+    def punctuate(self, partition: int, state: Any, now_ms: int) -> Processed:
+        return Processed()
 
     def delivered(self, offsets: Mapping[tuple[str, int], int]) -> None:
         pass

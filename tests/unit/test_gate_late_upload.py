@@ -1,0 +1,100 @@
+"""An upload appended after the request it precedes still decides it (issue #20).
+
+A producer's batches to different partitions land in any order: the upload a request follows
+(earlier ``occurred_at``) can be appended after the request, past the merge's idle limit. The
+request was then released first, the photo index knew no upload, and it was decided
+``UNKNOWN_PHOTO``; the same input written before the gate started decided it on its consent.
+That is how two gates reading a backlog as it was written decided 92 requests of 100,000
+``UNKNOWN_PHOTO`` that one gate reading it whole allowed or denied on consent.
+
+Now "the index knows no upload" waits until an upload later than the request has been processed
+on its partition, or the grace (``unknown_photo_grace_ms``) has passed on the wall clock.
+"""
+
+from __future__ import annotations
+
+from streams import topics
+from streams.gate.state import PartitionState
+from streams.runtime.runner import RuntimeOptions
+from streams.testing.topologies import gate_driver
+from tests.unit.gate_stories import HOUR, Story, Writer, decisions_by_subject, grant
+
+IDLE_MS = 500
+GRACE_MS = 2_000  # GateProcessor's default
+
+
+def verdict(driver, event_id: str) -> tuple[str, str] | None:  # type: ignore[no-untyped-def]
+    found = decisions_by_subject(driver).get(event_id)
+    if not found:
+        return None
+    (decision,) = found
+    return decision["verdict"], decision["reason"]
+
+
+def prepared() -> tuple:  # type: ignore[type-arg]
+    """A one-partition gate whose every source is caught up, and a consenting owner."""
+    driver = gate_driver(partitions=1, options=RuntimeOptions(max_idle_ms=IDLE_MS))
+    writer = Writer(driver)
+    now = driver.clock()
+    owner, first = writer.story(Story("first", "", "", consents=[grant()]), now - HOUR)
+    driver.run()
+    driver.advance(IDLE_MS)
+    assert verdict(driver, first) == ("ALLOW", "CONSENTED")
+    return driver, writer, owner, now
+
+
+def test_an_upload_appended_after_its_request_and_the_idle_limit_still_decides_it() -> None:
+    driver, writer, owner, now = prepared()
+    request = writer.request(Story("late upload", "", ""), owner, "p-late", now)
+    driver.run()
+    driver.advance(IDLE_MS)  # the merge stops waiting for the uploads: the request is released
+    driver.advance(GRACE_MS // 4)
+    assert verdict(driver, request) is None, "decided before the upload it follows could land"
+    writer.upload(owner, "p-late", now - 1_000)  # appended now, with its true occurred_at
+    driver.run()
+    assert verdict(driver, request) == ("ALLOW", "CONSENTED")
+
+
+def test_a_photo_never_uploaded_is_unknown_once_a_later_upload_is_processed() -> None:
+    driver, writer, owner, now = prepared()
+    request = writer.request(Story("missing", "", ""), owner, "p-missing", now)
+    driver.run()
+    driver.advance(IDLE_MS)
+    assert verdict(driver, request) is None
+    writer.upload(owner, "p-other", now + 10)  # uploads of a partition come in occurred_at order
+    driver.run()
+    assert verdict(driver, request) == ("DENY", "UNKNOWN_PHOTO")
+
+
+def test_a_photo_never_uploaded_is_unknown_after_the_grace() -> None:
+    driver, writer, owner, now = prepared()
+    request = writer.request(Story("missing", "", ""), owner, "p-missing", now)
+    later = writer.consent(owner, now + 5, **grant(granted=False))  # waits behind the request
+    driver.run()
+    state = driver.tasks[0].state
+    assert isinstance(state, PartitionState) and owner in state.unsure(), "released, unsure"
+    driver.advance(GRACE_MS - 1)
+    assert verdict(driver, request) is None
+    driver.advance(1_000)  # the next punctuation after the grace decides it
+    assert verdict(driver, request) == ("DENY", "UNKNOWN_PHOTO")
+    assert state.unsure() == {}, "nothing is left waiting"
+    assert state.queue(owner) == [], f"the withdrawal {later} behind it was applied"
+    again = writer.request(Story("after", "", ""), owner, "p" + owner[1:], now + 10)
+    driver.advance(IDLE_MS)
+    assert verdict(driver, again) == ("DENY", "CONSENT_REVOKED")
+
+
+def test_the_wait_survives_a_restart_from_the_changelog() -> None:
+    driver, writer, owner, now = prepared()
+    request = writer.request(Story("late upload", "", ""), owner, "p-late", now)
+    driver.run()
+    driver.advance(IDLE_MS)
+    assert verdict(driver, request) is None
+    restarted = gate_driver(partitions=1, restore_from=driver)
+    writer.driver = restarted
+    assert owner in restarted.tasks[0].state.unsure()
+    writer.upload(owner, "p-late", now - 1_000)
+    restarted.run()
+    assert verdict(restarted, request) == ("ALLOW", "CONSENTED")
+    assert topics.TOPIC_DECISIONS  # the restarted gate decided it once:
+    assert len(decisions_by_subject(restarted)[request]) == 1
