@@ -109,6 +109,8 @@ def _system_table(data: dict[str, Any]) -> list[str]:
             same = "(reference)"
         elif "mix_ok" not in run:
             same = "-"
+        elif "same_decisions" in run:
+            same = _same_decisions(run["same_decisions"])
         else:
             diff = run.get("mix_vs_gate_max_diff", 0)
             same = "yes" if run["mix_ok"] else f"**no** (a reason's share differs by {diff:.1%})"
@@ -307,7 +309,16 @@ def _targets(data: dict[str, Any]) -> list[str]:
     )
     for name in ("quix_peer", "faust_peer", "scale_out"):
         run = runs.get(name) or {}
-        if "mix_ok" in run:
+        same = run.get("same_decisions")
+        if same is not None:
+            wrong = same["differ"] + same["missing"] + same["extra"]
+            row(
+                f"{name}: every request decided as one gate decided it",
+                _same_decisions(same),
+                wrong == 0,
+                f"{wrong} requests",
+            )
+        elif "mix_ok" in run:
             row(
                 f"{name}: same verdict mix as the gate (each share within {MIX_TOLERANCE:.1%})",
                 f"largest difference {run['mix_vs_gate_max_diff']:.1%}",
@@ -315,6 +326,17 @@ def _targets(data: dict[str, Any]) -> list[str]:
                 f"{run['mix_vs_gate_max_diff'] - MIX_TOLERANCE:.1%}: its rate is not comparable",
             )
     return lines
+
+
+def _same_decisions(same: dict[str, Any]) -> str:
+    """Say how a run's decisions compare with the gate's, request by request."""
+    wrong = same["differ"] + same["missing"] + same["extra"]
+    if wrong == 0:
+        return f"yes: all {same['compared']:,} requests alike"
+    return (
+        f"**no**: {same['differ']:,} of {same['compared']:,} requests decided otherwise,"
+        f" {same['missing']:,} missing, {same['extra']:,} extra"
+    )
 
 
 def _share(prof: dict[str, Any], *functions: str) -> float:

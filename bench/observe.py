@@ -145,6 +145,19 @@ def read_topic(
     return monitor.arrivals.count
 
 
+def verdicts_by_request(settings: Settings, codec: AvroCodec, topic: str) -> dict[str, str]:
+    """Return ``subject_event_id`` → ``verdict/reason`` of every decision on ``topic`` (after a
+    run, not timed); a request decided twice keeps ``verdict/reason`` joined by ``|``."""
+    found: dict[str, str] = {}
+
+    def see(record: dict[str, Any]) -> None:
+        subject, outcome = record["subject_event_id"], f"{record['verdict']}/{record['reason']}"
+        found[subject] = f"{found[subject]}|{outcome}" if subject in found else outcome
+
+    read_topic(settings, codec, topic, see)
+    return found
+
+
 def tally(
     settings: Settings,
     codec: AvroCodec,

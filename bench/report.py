@@ -95,8 +95,29 @@ def shares(counts: dict[str, int] | None) -> dict[str, float]:
     return {k: v / total for k, v in (counts or {}).items()} if total else {}
 
 
+def same_decisions(reference: dict[str, str], other: dict[str, str]) -> dict[str, Any]:
+    """Compare two runs' decisions of the same input request by request (``verdict/reason``).
+
+    ``differ``: requests both decided, otherwise; ``missing``: decided by the reference only;
+    ``extra``: by the other only; ``examples``: a few differing ones, reference first.
+    """
+    differ = [k for k, v in reference.items() if k in other and other[k] != v]
+    return {
+        "compared": len(reference),
+        "differ": len(differ),
+        "missing": sum(1 for k in reference if k not in other),
+        "extra": sum(1 for k in other if k not in reference),
+        "examples": [[k, reference[k], other[k]] for k in sorted(differ)[:5]],
+    }
+
+
 def check_mixes(results: dict[str, Any]) -> None:
-    """Mark each run whose verdict mix differs from the gate's (``mix_vs_gate``, ``mix_ok``)."""
+    """Mark each run whose decisions differ from the gate's (``mix_vs_gate``, ``mix_ok``).
+
+    A run of the gate's own code on the same whole input (``same_decisions``: the scale-out)
+    must give every request the same verdict and reason; a peer, or a capped run, only the same
+    mix within :data:`MIX_TOLERANCE` of each share.
+    """
     gate = shares(_get(results, "runs", "gate", "verdicts"))
     if not gate:
         return
@@ -106,7 +127,11 @@ def check_mixes(results: dict[str, Any]) -> None:
             continue
         diff = max(abs(gate.get(k, 0.0) - mine.get(k, 0.0)) for k in {*gate, *mine})
         run["mix_vs_gate_max_diff"] = round(diff, 4)
-        run["mix_ok"] = diff <= MIX_TOLERANCE
+        same = run.get("same_decisions")
+        if same is not None:
+            run["mix_ok"] = same["differ"] == same["missing"] == same["extra"] == 0
+        else:
+            run["mix_ok"] = diff <= MIX_TOLERANCE
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:

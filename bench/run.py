@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ from bench.common import (
 )
 from bench.gen import Workload, generate, produce_workload
 from bench.modes import HARNESS, MODES, OTHER_WORK_LIMIT, RESULTS
-from bench.observe import ensure_stack, free_port, tally, versions
+from bench.observe import ensure_stack, free_port, tally, verdicts_by_request, versions
 from bench.systems import SystemRuns
 from streams import topics
 from streams.serde.wire import AvroCodec
@@ -101,6 +102,8 @@ class Bench(SystemRuns):
         self.decisions_prefix: str | None = None
         self.backlog_decision_ends: dict[int, int] | None = None
         self.baseline_ref = ""
+        self.by_request: dict[str, dict[str, str]] = {}
+        """Run name → each request's ``verdict/reason`` (the gate's own runs, first sample)."""
 
     # -- environments ---------------------------------------------------------------------------
 
@@ -287,7 +290,9 @@ class Bench(SystemRuns):
             result, procs = launch(prefix, codec)
             samples.append(result)
             if i == 0 and name in ("gate", "scale_out", "gate_baseline"):
-                result["verdicts"] = tally(self.base, codec, prefix + topics.TOPIC_DECISIONS)
+                decided = verdicts_by_request(self.base, codec, prefix + topics.TOPIC_DECISIONS)
+                self.by_request[name] = decided
+                result["verdicts"] = dict(sorted(Counter(decided.values()).items()))
                 result["dead_letters"] = tally(
                     self.base, codec, prefix + topics.TOPIC_DLQ, fields=("error_kind",)
                 )
@@ -330,6 +335,12 @@ class Bench(SystemRuns):
         finally:
             self.cleanup()
         self.results["elapsed_s"] = round(time.monotonic() - started, 1)
+        reference = self.by_request.get("gate")
+        if reference is not None and "scale_out" in self.by_request:
+            # same code, same whole input: every request must be decided as one gate decided it
+            same = report.same_decisions(reference, self.by_request["scale_out"])
+            self.results["runs"]["scale_out"]["same_decisions"] = same
+            say(f"scale_out vs gate, request by request: {same}")
         report.check_mixes(self.results)
         self.results["ratios"] = report.ratios(self.results)
         return self.results
