@@ -1,7 +1,8 @@
 """Whether a runner may take traffic (ready), whether its loop still turns (live), and its lag.
 
-Ready means started, every global table whole, no partition being restored, and every topic
-there and configured as the topology requires (:func:`wait_for_topics`); an instance with no
+Ready means started, every global table whole, no partition being restored, every topic
+there and configured as the topology requires (:func:`wait_for_topics`), and the cluster
+answering (:class:`~streams.runtime.reachability.BrokerProbe`); an instance with no
 partitions assigned (more replicas than partitions) is ready. Live means the loop, a restore or
 a back-off turned within ``liveness_timeout_s``, and the loop has not ended on an error it cannot
 recover from (:attr:`Health.failed`: a fenced or fatally failed consumer or producer). Consumer
@@ -42,6 +43,8 @@ class Health:
         """Why the runner cannot start (a topic missing or of the wrong layout), else None."""
         self.failed: str | None = None
         """Why the loop ended for good (it will never process again), else None."""
+        self.unreachable: str | None = None
+        """Why the cluster is taken for unreachable (the runner retries), else None."""
         self.last_turn = time.monotonic()
 
     def turned(self) -> None:
@@ -56,6 +59,7 @@ class Health:
             and not self.restoring
             and self.problem is None
             and self.failed is None
+            and self.unreachable is None
             and all(reader.healthy for reader in self.readers)
         )
 

@@ -58,6 +58,9 @@ class RuntimeOptions:
     lag_interval_s: float = 5.0
     punctuate_interval_s: float = 1.0
     liveness_timeout_s: float = 120.0
+    reachability_interval_s: float = 5.0
+    """How often a runner asks the cluster for metadata; two unanswered asks in a row make it
+    not ready until one is answered (:mod:`streams.runtime.reachability`; 0: never asks)."""
     max_input_bytes: int = 256 * 1024
     max_output_bytes: int = 900 * 1024
     commit_interval_ms: int = 0

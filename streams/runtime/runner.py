@@ -38,6 +38,7 @@ from streams.runtime.intake import Intake
 from streams.runtime.loop import StreamLoop
 from streams.runtime.metrics import runtime_metrics
 from streams.runtime.options import TRANSIENT_BACKOFF_S, RenewalBudget, RuntimeOptions
+from streams.runtime.reachability import BrokerProbe
 from streams.runtime.records import RawInput
 from streams.runtime.topology import Topology
 from streams.runtime.transaction import monotonic_ms, transactional_producer
@@ -172,6 +173,7 @@ class StreamRunner(Generic[T]):
         def keep_going() -> bool:
             return self._running and not (until and until())
 
+        probe: BrokerProbe | None = None
         try:
             partitions = wait_for_topics(
                 self._kafka_config, self.spec, self.physical, self.health, keep_going
@@ -179,6 +181,9 @@ class StreamRunner(Generic[T]):
             if partitions is None:
                 return
             self.topology.bind(partitions)
+            probe = BrokerProbe.started(
+                self._kafka_config, self.physical(self.spec.sources[0]), self.health, self.options
+            )
             self.gc.apply()
             self.producer.init_transactions()
             for reader in self.globals:
@@ -198,6 +203,8 @@ class StreamRunner(Generic[T]):
             log.error("%s stops: %s", self.group, exc)
             raise
         finally:
+            if probe is not None:
+                probe.stop()
             self.txn.abort()
             self.health.started = False
             self.metrics.ready.set(0)

@@ -25,7 +25,7 @@ from streams.settings import load_settings
 from streams.stack import cluster
 from tests.faults.conftest import Cluster
 from tests.faults.proxy import PartitionableProxy
-from tests.faults.watch import DecisionWatch
+from tests.faults.watch import DecisionWatch, ReadinessWatch, free_port
 from tests.integration.harness import GateEnv
 from tests.integration.test_gate_exactly_once import (
     assert_exactly_once,
@@ -170,24 +170,32 @@ def test_whole_cluster_down_for_10_s(kraft_cluster: Cluster, cluster_env: GateEn
     """
     now = int(time.time() * 1000)
     seed_users(cluster_env, now)
-    gate = cluster_env.gate_process("f3")
+    port = free_port()
+    gate = cluster_env.gate_process("f3", metrics_port=port)
     marks: dict[str, float] = {}
 
     def plan() -> None:
         time.sleep(REQUESTS / RATE / 3)
         for node in (1, 2, 3):
             kraft_cluster.kill(node)
+        marks["down"] = time.monotonic()
         time.sleep(10)
         kraft_cluster.restore()
         marks["back"] = time.monotonic()
 
     try:
-        with DecisionWatch(cluster_env) as watch:
+        with DecisionWatch(cluster_env) as watch, ReadinessWatch(port) as ready:
             _under_load(cluster_env, now, plan, flush_timeout_s=180, plan_timeout_s=180)
         assert gate.poll() is None, "the gate exited on its own during the outage"
     finally:
         stop(gate)
-    print(f"\nwhole cluster down 10 s: first decision {watch.first_after(marks['back'])} s after")
+    assert ready.not_ready_within(marks["down"], marks["back"] + 5), "ready with no broker up"
+    again = ready.ready_again_after(marks["back"])
+    assert again is not None, "never ready again after the cluster came back"
+    print(
+        f"\nwhole cluster down 10 s: first decision {watch.first_after(marks['back'])} s after,"
+        f" ready again {again:.1f} s after"
+    )
 
 
 def test_gates_join_leave_and_crash_under_load(
@@ -233,8 +241,9 @@ def test_network_partition_between_gate_and_cluster(
         ),
     )
     marks: dict[str, float] = {}
+    port = free_port()
     with PartitionableProxy() as proxy:
-        gate = behind_proxy.gate_process("f5")
+        gate = behind_proxy.gate_process("f5", metrics_port=port)
 
         def plan() -> None:
             time.sleep(REQUESTS / RATE / 3)
@@ -245,14 +254,20 @@ def test_network_partition_between_gate_and_cluster(
             marks["healed"] = time.monotonic()
 
         try:
-            with DecisionWatch(cluster_env) as watch:
+            with DecisionWatch(cluster_env) as watch, ReadinessWatch(port) as ready:
                 _under_load(cluster_env, now, plan)
                 during = [t for t in watch.arrivals if marks["cut"] + 2 < t < marks["healed"]]
             assert not during, f"{len(during)} decisions appeared while the gate was cut off"
             assert gate.poll() is None, "the gate exited on its own during the partition"
         finally:
             stop(gate)
-    print(f"\npartition healed: first decision {watch.first_after(marks['healed'])} s after")
+    assert ready.not_ready_within(marks["cut"], marks["healed"]), "ready while cut off 30 s"
+    again = ready.ready_again_after(marks["healed"])
+    assert again is not None, "never ready again after the partition healed"
+    print(
+        f"\npartition healed: first decision {watch.first_after(marks['healed'])} s after,"
+        f" ready again {again:.1f} s after"
+    )
 
 
 def test_registry_restarted_under_load(kraft_cluster: Cluster, cluster_env: GateEnv) -> None:

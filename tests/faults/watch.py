@@ -1,10 +1,13 @@
-"""A read_committed reader that timestamps every decision as it becomes visible."""
+"""Watches of a faulted run: decisions as they become visible, and the gate's readiness."""
 
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from types import TracebackType
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -69,3 +72,55 @@ class DecisionWatch:
         """Return the longest time between visible decisions within ``[start, end]``."""
         inside = [start, *(t for t in self.arrivals if start <= t <= end), end]
         return max(b - a for a, b in itertools.pairwise(inside))
+
+
+class ReadinessWatch:
+    """Polls a process's ``/ready`` every quarter second: when it said ready, and when not."""
+
+    def __init__(self, port: int) -> None:
+        self.samples: list[tuple[float, bool]] = []
+        self._url = f"http://127.0.0.1:{port}/ready"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ready-watch", daemon=True)
+
+    def __enter__(self) -> ReadinessWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(self._url, timeout=2) as reply:
+                    ready = reply.status == 200
+            except urllib.error.HTTPError as exc:
+                ready = exc.code == 200
+            except OSError:
+                ready = False  # not serving yet
+            self.samples.append((time.monotonic(), ready))
+            self._stop.wait(0.25)
+
+    def not_ready_within(self, start: float, end: float) -> bool:
+        """Whether it said not ready at some moment within ``[start, end]``."""
+        return any(not ready for t, ready in self.samples if start <= t <= end)
+
+    def ready_again_after(self, moment: float) -> float | None:
+        """Seconds from ``moment`` to its first ready answer after it (None: never)."""
+        later = [t for t, ready in self.samples if t > moment and ready]
+        return min(later) - moment if later else None
+
+
+def free_port() -> int:
+    """Return a TCP port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
