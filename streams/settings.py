@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.errors import ConfigError
+from streams.runtime.options import RuntimeOptions
 from streams.secretfile import refuse_shared_secret_file
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -200,3 +201,16 @@ def load_settings(**overrides: Any) -> Settings:
 def settings() -> Settings:
     """Return the process-wide settings, read on first use."""
     return load_settings()
+
+
+def runtime_options(settings: Settings, options: RuntimeOptions | None = None) -> RuntimeOptions:
+    """Return ``options`` (default: the defaults) with what the environment sets of them.
+
+    The store, its directory (one per instance) and the commit cadence: every processor (the
+    gate and the detectors) takes them the same way.
+    """
+    options = options or RuntimeOptions()
+    options.state_store = settings.state_store
+    options.commit_interval_ms = settings.commit_interval_ms
+    options.state_dir = settings.state_dir / settings.instance_id
+    return options

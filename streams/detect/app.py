@@ -23,7 +23,7 @@ from streams.errors import ConfigError
 from streams.gate.app import serve
 from streams.runtime.runner import RuntimeOptions, StreamRunner
 from streams.serde.factory import codec_from_settings
-from streams.settings import Settings
+from streams.settings import Settings, runtime_options
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,7 @@ def build_detector(
     policy = load_policy(policy_path)
     codec = codec_from_settings(settings)
     steps = DetectorSteps(policy, codec, topic_prefix=settings.topic_prefix)
-    options = options or RuntimeOptions()
-    options.state_store = settings.state_store
-    options.state_dir = settings.state_dir / settings.instance_id
+    options = runtime_options(settings, options)
     return StreamRunner(
         settings.kafka_config(),
         codec,

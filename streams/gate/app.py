@@ -20,7 +20,7 @@ from streams.gate.topology import GateTopology
 from streams.observability.http import HealthServer
 from streams.runtime.runner import RuntimeOptions, StreamRunner
 from streams.serde.factory import codec_from_settings
-from streams.settings import Settings
+from streams.settings import Settings, runtime_options
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,7 @@ def build_runner(
         stream_clock=settings.decision_clock == "stream",
         unknown_photo_grace_ms=settings.unknown_photo_grace_ms,
     )
-    options = options or RuntimeOptions()
-    options.state_store = settings.state_store
-    options.commit_interval_ms = settings.commit_interval_ms
-    options.state_dir = settings.state_dir / settings.instance_id
+    options = runtime_options(settings, options)
     return StreamRunner(
         settings.kafka_config(),
         codec,
