@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from types import TracebackType
+from typing import Self
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -16,16 +17,14 @@ from streams import topics
 from tests.integration.harness import GateEnv
 
 
-class DecisionWatch:
-    """Counts committed decisions over time, to measure how long a fault stopped them."""
+class _Watch:
+    """A daemon thread that watches for the ``with`` block (its ``_run`` ends on ``_stop``)."""
 
-    def __init__(self, env: GateEnv) -> None:
-        self.arrivals: list[float] = []
-        self._env = env
+    def __init__(self, name: str) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="decision-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def __enter__(self) -> DecisionWatch:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -37,6 +36,18 @@ class DecisionWatch:
     ) -> None:
         self._stop.set()
         self._thread.join(30)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class DecisionWatch(_Watch):
+    """Counts committed decisions over time, to measure how long a fault stopped them."""
+
+    def __init__(self, env: GateEnv) -> None:
+        self.arrivals: list[float] = []
+        self._env = env
+        super().__init__("decision-watch")
 
     def _run(self) -> None:
         topic = self._env.topic(topics.TOPIC_DECISIONS)
@@ -74,27 +85,13 @@ class DecisionWatch:
         return max(b - a for a, b in itertools.pairwise(inside))
 
 
-class ReadinessWatch:
+class ReadinessWatch(_Watch):
     """Polls a process's ``/ready`` every quarter second: when it said ready, and when not."""
 
     def __init__(self, port: int) -> None:
         self.samples: list[tuple[float, bool]] = []
         self._url = f"http://127.0.0.1:{port}/ready"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ready-watch", daemon=True)
-
-    def __enter__(self) -> ReadinessWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        super().__init__("ready-watch")
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from streams import topics
 from streams.gate.state import PartitionState
+from streams.gate.topology import GateTopology
 from streams.runtime.runner import RuntimeOptions
+from streams.runtime.testing import TopologyDriver
 from streams.testing.topologies import gate_driver
 from tests.unit.gate_stories import HOUR, Story, Writer, decisions_by_subject, grant
 
@@ -23,7 +25,10 @@ IDLE_MS = 500
 GRACE_MS = 2_000  # GateProcessor's default
 
 
-def verdict(driver, event_id: str) -> tuple[str, str] | None:  # type: ignore[no-untyped-def]
+Driver = TopologyDriver[GateTopology]
+
+
+def verdict(driver: Driver, event_id: str) -> tuple[str, str] | None:
     found = decisions_by_subject(driver).get(event_id)
     if not found:
         return None
@@ -31,7 +36,7 @@ def verdict(driver, event_id: str) -> tuple[str, str] | None:  # type: ignore[no
     return decision["verdict"], decision["reason"]
 
 
-def prepared() -> tuple:  # type: ignore[type-arg]
+def prepared() -> tuple[Driver, Writer, str, int]:
     """A one-partition gate whose every source is caught up, and a consenting owner."""
     driver = gate_driver(partitions=1, options=RuntimeOptions(max_idle_ms=IDLE_MS))
     writer = Writer(driver)
@@ -43,11 +48,19 @@ def prepared() -> tuple:  # type: ignore[type-arg]
     return driver, writer, owner, now
 
 
+def released(driver: Driver, writer: Writer, owner: str, photo: str, now: int) -> str:
+    """Append a request for ``photo`` (not uploaded), run past the merge's idle limit (the
+    request is released); return its event id, asserting it is not decided yet."""
+    request = writer.request(Story(photo, "", ""), owner, photo, now)
+    driver.run()
+    driver.advance(IDLE_MS)
+    assert verdict(driver, request) is None
+    return request
+
+
 def test_an_upload_appended_after_its_request_and_the_idle_limit_still_decides_it() -> None:
     driver, writer, owner, now = prepared()
-    request = writer.request(Story("late upload", "", ""), owner, "p-late", now)
-    driver.run()
-    driver.advance(IDLE_MS)  # the merge stops waiting for the uploads: the request is released
+    request = released(driver, writer, owner, "p-late", now)
     driver.advance(GRACE_MS // 4)
     assert verdict(driver, request) is None, "decided before the upload it follows could land"
     writer.upload(owner, "p-late", now - 1_000)  # appended now, with its true occurred_at
@@ -57,10 +70,7 @@ def test_an_upload_appended_after_its_request_and_the_idle_limit_still_decides_i
 
 def test_a_photo_never_uploaded_is_unknown_once_a_later_upload_is_processed() -> None:
     driver, writer, owner, now = prepared()
-    request = writer.request(Story("missing", "", ""), owner, "p-missing", now)
-    driver.run()
-    driver.advance(IDLE_MS)
-    assert verdict(driver, request) is None
+    request = released(driver, writer, owner, "p-missing", now)
     writer.upload(owner, "p-other", now + 10)  # uploads of a partition come in occurred_at order
     driver.run()
     assert verdict(driver, request) == ("DENY", "UNKNOWN_PHOTO")
@@ -86,10 +96,7 @@ def test_a_photo_never_uploaded_is_unknown_after_the_grace() -> None:
 
 def test_the_wait_survives_a_restart_from_the_changelog() -> None:
     driver, writer, owner, now = prepared()
-    request = writer.request(Story("late upload", "", ""), owner, "p-late", now)
-    driver.run()
-    driver.advance(IDLE_MS)
-    assert verdict(driver, request) is None
+    request = released(driver, writer, owner, "p-late", now)
     restarted = gate_driver(partitions=1, restore_from=driver)
     writer.driver = restarted
     assert owner in restarted.tasks[0].state.unsure()
