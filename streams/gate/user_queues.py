@@ -222,6 +222,10 @@ class UserQueues:
                     break
                 done = self.decide(request, raw, state, effective_at, owner)
                 decisions.append(done.facts)
+                if "until" in entry:  # it waited for an upload: stop waiting for it
+                    waiting = state.waiters(request.photo_id)
+                    if user in waiting:
+                        state.set_waiters(request.photo_id, [u for u in waiting if u != user])
             else:
                 try:
                     done = self.apply_event(raw, record, state)

@@ -88,6 +88,7 @@ def test_a_photo_never_uploaded_is_unknown_after_the_grace() -> None:
     driver.advance(1_000)  # the next punctuation after the grace decides it
     assert verdict(driver, request) == ("DENY", "UNKNOWN_PHOTO")
     assert state.unsure() == {}, "nothing is left waiting"
+    assert state.waiters("p-missing") == [], "nor waiting for its upload"
     assert state.queue(owner) == [], f"the withdrawal {later} behind it was applied"
     again = writer.request(Story("after", "", ""), owner, "p" + owner[1:], now + 10)
     driver.advance(IDLE_MS)
