@@ -39,17 +39,13 @@ from bench.common import (
     create_env,
     drop_prefix,
     env_settings,
-    machine_busy_seconds,
     new_prefix,
-    python_env,
     say,
-    signing_key,
-    start,
-    stop,
-    wait_consumed,
 )
+from bench.consumer_groups import wait_consumed
 from bench.modes import RESULTS
 from bench.observe import ensure_stack, free_port, wait_ready
+from bench.processes import machine_busy_seconds, python_env, signing_key, start, stop
 from streams import topics
 from streams.sdk.producer import ConsentinelProducer
 from streams.serde.wire import AvroCodec

@@ -210,7 +210,7 @@ class ProcessProbe:
         """CPU seconds so far, and the commit histogram's count and sum (seconds)."""
         import urllib.request
 
-        from bench.common import proc_cpu_seconds
+        from bench.processes import proc_cpu_seconds
 
         out = {"cpu_s": proc_cpu_seconds(self.pid) or 0.0, "commits": 0.0, "commit_s": 0.0}
         name = f"{self.metrics_prefix}_transaction_commit_duration_seconds"

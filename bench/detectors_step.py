@@ -7,17 +7,10 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench.common import (
-    POLICY,
-    ProcSampler,
-    committed_progress,
-    copy_topic,
-    python_env,
-    say,
-    start,
-    stop,
-)
+from bench.common import POLICY, copy_topic, say
+from bench.consumer_groups import committed_progress
 from bench.observe import read_topic, tally
+from bench.processes import ProcSampler, python_env, start, stop
 from bench.timeline import HOUR_MS, PhotosOut, count_allowed, timeline
 from streams import topics
 from streams.core.policy import load_policy

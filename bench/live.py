@@ -5,19 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.common import (
-    OutputMonitor,
-    ProcSampler,
-    percentiles,
-    say,
-    start,
-    stop,
-    wait_consumed,
-)
+from bench.common import say
+from bench.consumer_groups import wait_consumed
 from bench.gen import PacedSource, produce_workload, run_paced
 from bench.internals import HistogramSnapshot, internals
 from bench.modes import LIVE_RPS
 from bench.observe import decision_time, free_port, wait_ready
+from bench.output_monitor import OutputMonitor, percentiles
+from bench.processes import ProcSampler, start, stop
 from streams import topics
 from streams.serde.wire import AvroCodec
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.common import (
-    REPO,
-)
+from bench.common import REPO
 
 RESULTS = REPO / "bench" / "results"
 OTHER_WORK_LIMIT = 0.25  # cores used by other work above which a throughput run is repeated

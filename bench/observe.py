@@ -15,10 +15,8 @@ import httpx
 from confluent_kafka import Message, libversion
 from confluent_kafka.admin import AdminClient
 
-from bench.common import (
-    OutputMonitor,
-    say,
-)
+from bench.common import say
+from bench.output_monitor import OutputMonitor
 from bench.quix_peer import quix_version
 from streams.serde.wire import AvroCodec
 from streams.settings import Settings, load_settings

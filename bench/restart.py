@@ -40,13 +40,10 @@ from bench.common import (
     drop_prefix,
     ensure_bench_policy,
     env_settings,
-    machine_busy_seconds,
     new_prefix,
-    python_env,
     say,
-    signing_key,
-    start,
 )
+from bench.processes import machine_busy_seconds, python_env, signing_key, start
 from bench.restore import write_changelog
 from streams import topics
 from streams.core.partitioning import partition_for

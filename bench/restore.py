@@ -32,7 +32,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from bench.common import CHANGELOG, PARTITIONS, POLICY, proc_status_kb
+from bench.common import CHANGELOG, PARTITIONS, POLICY
+from bench.processes import proc_status_kb
 from streams.core.consent import AllowedAccess, UserState
 from streams.core.model import ConsentRecord, DataCategory, Purpose
 from streams.settings import Settings

@@ -44,26 +44,13 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from bench import report
-from bench.common import (
-    POLICY,
-    REPO,
-    OutputMonitor,
-    ProcSampler,
-    create_env,
-    drop_prefix,
-    ensure_bench_policy,
-    machine,
-    new_prefix,
-    python_env,
-    say,
-    signing_key,
-    start,
-    stop,
-    wait_group_stable,
-)
+from bench.common import POLICY, REPO, create_env, drop_prefix, ensure_bench_policy, new_prefix, say
+from bench.consumer_groups import wait_group_stable
 from bench.gen import Workload, generate, produce_workload
 from bench.modes import HARNESS, MODES, OTHER_WORK_LIMIT, RESULTS
 from bench.observe import ensure_stack, free_port, tally, verdicts_by_request, versions
+from bench.output_monitor import OutputMonitor
+from bench.processes import ProcSampler, machine, python_env, signing_key, start, stop
 from bench.systems import SystemRuns
 from streams import topics
 from streams.serde.wire import AvroCodec

@@ -10,20 +10,14 @@ from typing import Any
 from bench import report
 from bench.common import (
     REPO,
-    OutputMonitor,
-    ProcSampler,
     create_env,
     create_topics,
     drop_prefix,
     new_prefix,
     partition_ends,
-    python_env,
     say,
-    signing_key,
-    start,
-    stop,
-    wait_consumed,
 )
+from bench.consumer_groups import wait_consumed
 from bench.detectors_step import DetectorRuns
 from bench.gen import produce_workload
 from bench.live import LiveRuns
@@ -44,6 +38,8 @@ from bench.observe import (
     set_create_time,
     tally,
 )
+from bench.output_monitor import OutputMonitor
+from bench.processes import ProcSampler, python_env, signing_key, start, stop
 from bench.restore import parse_result, write_changelog
 from streams import topics
 from streams.serde.wire import AvroCodec
