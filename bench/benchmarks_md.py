@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.burst_hops import section as burst_section
+from bench.page_format import dead, mix, num, same_decisions_text
 from bench.report import MIX_TOLERANCE, shares
 from bench.timeline import explain
 
@@ -59,34 +60,6 @@ def _headline(runs: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, An
     return quick[-1] if quick else None
 
 
-def _num(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return " + ".join(_num(v, digits) for v in value)
-    if isinstance(value, (int, float)):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
-def _mix(counts: dict[str, int] | None, top: int = 4) -> str:
-    if not counts:
-        return "-"
-    share = shares(counts)
-    ranked = sorted(share.items(), key=lambda kv: -kv[1])
-    text = ", ".join(f"{k} {v:.1%}" for k, v in ranked[:top])
-    rest = sum(v for _, v in ranked[top:])
-    return text + (f", other {rest:.1%}" if rest else "")
-
-
-def _dead(counts: dict[str, int] | None) -> str:
-    if counts is None:
-        return "-"
-    if not counts:
-        return "none"
-    return ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
-
-
 def _system_table(data: dict[str, Any]) -> list[str]:
     runs = data["runs"]
     gate = (runs.get("gate") or {}).get("events_per_s")
@@ -103,32 +76,32 @@ def _system_table(data: dict[str, Any]) -> list[str]:
         note = "" if run.get("complete", True) else " ¹"
         samples = run.get("samples_events_per_s")
         if samples and len(samples) > 1:
-            note += f" (best of {', '.join(_num(x) for x in samples)})"
+            note += f" (best of {', '.join(num(x) for x in samples)})"
         ratio = run["events_per_s"] / gate if gate else None
         if key == "gate":
             same = "(reference)"
         elif "mix_ok" not in run:
             same = "-"
         elif "same_decisions" in run:
-            same = _same_decisions(run["same_decisions"])
+            same = same_decisions_text(run["same_decisions"])
         else:
             diff = run.get("mix_vs_gate_max_diff", 0)
             same = "yes" if run["mix_ok"] else f"**no** (a reason's share differs by {diff:.1%})"
         lines.append(
-            f"| {label}{note} | {_num(run['events_per_s'])} | {_num(run['requests_per_s'])} |"
-            f" {_num(ratio, 2)} | {_num(run['cpu_s_per_million_events'], 1)} |"
-            f" {_num(run['peak_rss_mb'])} | {_mix(run.get('verdicts'))} | {same} |"
-            f" {_dead(run.get('dead_letters'))} | {_num(run.get('cores_other_work'), 2)} |"
+            f"| {label}{note} | {num(run['events_per_s'])} | {num(run['requests_per_s'])} |"
+            f" {num(ratio, 2)} | {num(run['cpu_s_per_million_events'], 1)} |"
+            f" {num(run['peak_rss_mb'])} | {mix(run.get('verdicts'))} | {same} |"
+            f" {dead(run.get('dead_letters'))} | {num(run.get('cores_other_work'), 2)} |"
         )
     det = runs.get("detectors")
     if det:
         rate = det.get("decisions_per_s") or 0
         lines.append(
-            f"| detectors, both stages (decisions in) | {_num(rate)}"
-            f" decisions/s | - | {_num(rate / gate if gate else None, 2)}"
-            f" | {_num(det.get('cpu_us_per_decision'), 1)} per decision |"
-            f" {_num(det.get('peak_rss_mb'))} | alerts: {_dead(det.get('alerts'))} | - |"
-            f" {_dead(det.get('dead_letters'))} | {_num(det.get('cores_other_work'), 2)} |"
+            f"| detectors, both stages (decisions in) | {num(rate)}"
+            f" decisions/s | - | {num(rate / gate if gate else None, 2)}"
+            f" | {num(det.get('cpu_us_per_decision'), 1)} per decision |"
+            f" {num(det.get('peak_rss_mb'))} | alerts: {dead(det.get('alerts'))} | - |"
+            f" {dead(det.get('dead_letters'))} | {num(det.get('cores_other_work'), 2)} |"
         )
     return lines
 
@@ -139,7 +112,7 @@ def _verdict_table(data: dict[str, Any]) -> list[str]:
     if not names:
         return []
     keys = sorted({k for n in names for k in runs[n]["verdicts"]})
-    head = " | ".join(f"{n} ({_num(sum(runs[n]['verdicts'].values()))})" for n in names)
+    head = " | ".join(f"{n} ({num(sum(runs[n]['verdicts'].values()))})" for n in names)
     lines = [f"| verdict / reason | {head} |", "|---|" + "---:|" * len(names)]
     for key in keys:
         cells = " | ".join(f"{shares(runs[n]['verdicts']).get(key, 0.0):.1%}" for n in names)
@@ -154,7 +127,7 @@ def _inside(seen: dict[str, Any] | None) -> str:
     pauses = seen.get("gc_pauses") or {}
     long = sum(p.get("over_50ms", 0) for p in pauses.values())
     seconds = sum(p.get("seconds", 0.0) for p in pauses.values())
-    return f"{_num(seen.get('commit_p99_ms'))} | {long} ({seconds:.2f} s in GC)"
+    return f"{num(seen.get('commit_p99_ms'))} | {long} ({seconds:.2f} s in GC)"
 
 
 def _lat_row(label: str, run: dict[str, Any] | None) -> str:
@@ -162,11 +135,11 @@ def _lat_row(label: str, run: dict[str, Any] | None) -> str:
         return f"| {label} | - | - | - | - | - | - | - | - |"
     kept = "" if run.get("kept_up", True) else " (fell behind)"
     return (
-        f"| {label}{kept} | {_num(run['offered_requests_per_s'])} | {_num(run['p50_ms'])} |"
-        f" {_num(run['p99_ms'])} | {_num(run['p999_ms'])} |"
+        f"| {label}{kept} | {num(run['offered_requests_per_s'])} | {num(run['p50_ms'])} |"
+        f" {num(run['p99_ms'])} | {num(run['p999_ms'])} |"
         f" {_inside(run.get('gate_internals'))} |"
-        f" {_num(run.get('cores_under_test'), 2)} |"
-        f" {_num(run.get('cores_other_work'), 2)} |"
+        f" {num(run.get('cores_under_test'), 2)} |"
+        f" {num(run.get('cores_other_work'), 2)} |"
     )
 
 
@@ -181,7 +154,7 @@ def _latency(data: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         _lat_row("2,000 requests/s", gate.get("live_2000")),
         _lat_row(
-            f"the backlog maximum (→ live maximum {_num(live_max)} requests/s)",
+            f"the backlog maximum (→ live maximum {num(live_max)} requests/s)",
             gate.get("full_load"),
         ),
         _lat_row("half the live maximum", gate.get("half_live_max")),
@@ -201,10 +174,10 @@ def _curve(data: dict[str, Any]) -> list[str]:
     ]
     for c in curve:
         lines.append(
-            f"| {c['commit_interval_ms']} | {_num(c.get('p50_ms_at_2000'))} |"
-            f" {_num(c.get('p99_ms_at_2000'))} | {_inside(c.get('gate_internals_at_2000'))} |"
-            f" {_num(c.get('live_max_requests_per_s'))} |"
-            f" {_num(c.get('p99_ms_at_full_load'))} | {_num(c.get('cores_other_work'), 2)} |"
+            f"| {c['commit_interval_ms']} | {num(c.get('p50_ms_at_2000'))} |"
+            f" {num(c.get('p99_ms_at_2000'))} | {_inside(c.get('gate_internals_at_2000'))} |"
+            f" {num(c.get('live_max_requests_per_s'))} |"
+            f" {num(c.get('p99_ms_at_full_load'))} | {num(c.get('cores_other_work'), 2)} |"
         )
     return lines
 
@@ -222,14 +195,14 @@ def _restore(data: dict[str, Any]) -> list[str]:
     for e in entries:
         if e.get("skipped"):
             skipped.append(
-                f"- {_num(e['users'])} users, {e.get('state', 'consent')}, {e['store']}:"
+                f"- {num(e['users'])} users, {e.get('state', 'consent')}, {e['store']}:"
                 f" {e['skipped']}."
             )
             continue
         lines.append(
-            f"| {_num(e['users'])} | {e.get('state', 'consent')} | {e['store']} |"
-            f" {_num(e.get('records'))} | {_num(e['total_s'], 1)} | {_num(e.get('records_per_s'))}"
-            f" | {_num(e['peak_rss_mb'])} | {_num(e.get('value_bytes_avg'))} |"
+            f"| {num(e['users'])} | {e.get('state', 'consent')} | {e['store']} |"
+            f" {num(e.get('records'))} | {num(e['total_s'], 1)} | {num(e.get('records_per_s'))}"
+            f" | {num(e['peak_rss_mb'])} | {num(e.get('value_bytes_avg'))} |"
         )
     return [*lines, *([""] if skipped else []), *skipped]
 
@@ -239,7 +212,7 @@ def _profile(data: dict[str, Any]) -> list[str]:
     if not prof:
         return ["(not run)"]
     lines = [
-        f"{_num(prof['decisions_profiled'])} decisions under pyinstrument (report"
+        f"{num(prof['decisions_profiled'])} decisions under pyinstrument (report"
         f" `{prof['text_report']}`), inclusive time:",
         "",
         "| part of the hot path | seconds | share of the loop |",
@@ -272,7 +245,7 @@ def _targets(data: dict[str, Any]) -> list[str]:
     cpu = gate.get("cpu_s_per_million_events")
     row(
         f"gate CPU ≤ {TARGET_CPU_US:.0f} µs per input event (bench input)",
-        f"{_num(cpu, 1)} µs",
+        f"{num(cpu, 1)} µs",
         None if cpu is None else cpu <= TARGET_CPU_US,
         f"{(cpu or 0) - TARGET_CPU_US:.0f} µs ({(cpu or 0) / TARGET_CPU_US:.1f}x)",
     )
@@ -280,7 +253,7 @@ def _targets(data: dict[str, Any]) -> list[str]:
     p99 = live.get("p99_ms")
     row(
         f"p99 ≤ {TARGET_P99_LIVE_MS:.0f} ms at 2,000 requests/s live",
-        f"{_num(p99)} ms",
+        f"{num(p99)} ms",
         None if p99 is None else p99 <= TARGET_P99_LIVE_MS,
         f"{(p99 or 0) - TARGET_P99_LIVE_MS:.0f} ms",
     )
@@ -288,21 +261,21 @@ def _targets(data: dict[str, Any]) -> list[str]:
     p99 = half.get("p99_ms")
     row(
         f"p99 ≤ {TARGET_P99_HALF_MS:.0f} ms at half the gate's live maximum",
-        f"{_num(p99)} ms at {_num(half.get('offered_requests_per_s'))} requests/s",
+        f"{num(p99)} ms at {num(half.get('offered_requests_per_s'))} requests/s",
         None if p99 is None else p99 <= TARGET_P99_HALF_MS,
         f"{(p99 or 0) - TARGET_P99_HALF_MS:.0f} ms",
     )
     r = ratios.get("gate_over_quix")
     row(
         f"gate ≥ {TARGET_OVER_QUIX:.0f}x Quix Streams",
-        f"{_num(r, 2)}x",
+        f"{num(r, 2)}x",
         None if r is None else r >= TARGET_OVER_QUIX,
         f"{TARGET_OVER_QUIX - (r or 0):.2f}x ({(r or 0) / TARGET_OVER_QUIX:.0%} of the target)",
     )
     r = ratios.get("gate_over_ceiling")
     row(
         f"gate ≥ {TARGET_OVER_CEILING}x the same-cadence ceiling",
-        f"{_num(r, 3)}x",
+        f"{num(r, 3)}x",
         None if r is None else r >= TARGET_OVER_CEILING,
         f"{TARGET_OVER_CEILING - (r or 0):.2f}x ({(r or 0) / TARGET_OVER_CEILING:.0%} of the"
         " target)",
@@ -314,7 +287,7 @@ def _targets(data: dict[str, Any]) -> list[str]:
             wrong = same["differ"] + same["missing"] + same["extra"]
             row(
                 f"{name}: every request decided as one gate decided it",
-                _same_decisions(same),
+                same_decisions_text(same),
                 wrong == 0,
                 f"{wrong} requests",
             )
@@ -326,17 +299,6 @@ def _targets(data: dict[str, Any]) -> list[str]:
                 f"{run['mix_vs_gate_max_diff'] - MIX_TOLERANCE:.1%}: its rate is not comparable",
             )
     return lines
-
-
-def _same_decisions(same: dict[str, Any]) -> str:
-    """Say how a run's decisions compare with the gate's, request by request."""
-    wrong = same["differ"] + same["missing"] + same["extra"]
-    if wrong == 0:
-        return f"yes: all {same['compared']:,} requests alike"
-    return (
-        f"**no**: {same['differ']:,} of {same['compared']:,} requests decided otherwise,"
-        f" {same['missing']:,} missing, {same['extra']:,} extra"
-    )
 
 
 def _share(prof: dict[str, Any], *functions: str) -> float:
@@ -379,11 +341,11 @@ def _measured_causes(data: dict[str, Any]) -> list[str]:
     if fresh and live.get("p99_ms") is not None:
         out.append(
             f"- *Latency, measured*: at 2,000 requests/s a fresh gate holding only the uploads"
-            f" and consents had p50 {_num(fresh.get('p50_ms_at_2000'))} ms / p99"
-            f" {_num(fresh.get('p99_ms_at_2000'))} ms (commit curve, `commit_interval_ms=0`); the"
-            f" gate that had just decided the whole backlog had p50 {_num(live.get('p50_ms'))} ms"
-            f" / p99 {_num(live.get('p99_ms'))} ms at the same rate. Other work used"
-            f" {_num(live.get('cores_other_work'), 2)} of the 2 cores meanwhile."
+            f" and consents had p50 {num(fresh.get('p50_ms_at_2000'))} ms / p99"
+            f" {num(fresh.get('p99_ms_at_2000'))} ms (commit curve, `commit_interval_ms=0`); the"
+            f" gate that had just decided the whole backlog had p50 {num(live.get('p50_ms'))} ms"
+            f" / p99 {num(live.get('p99_ms'))} ms at the same rate. Other work used"
+            f" {num(live.get('cores_other_work'), 2)} of the 2 cores meanwhile."
             + _split(live.get("split"))
             + _tail_causes(live.get("gate_internals"), live.get("p99_ms"))
         )
@@ -414,10 +376,10 @@ def _split(split: dict[str, Any] | None) -> str:
     until, after = split["until_produced"], split["produced_to_visible"]
     return (
         " Split at the decision record's timestamp (when the gate produced it): from the send"
-        f" to the gate producing the decision p50 {_num(until.get('p50_ms'))} ms / p99"
-        f" {_num(until.get('p99_ms'))} ms; from there to visible (the transaction's commit and"
-        f" the reader's fetch) p50 {_num(after.get('p50_ms'))} ms / p99"
-        f" {_num(after.get('p99_ms'))} ms."
+        f" to the gate producing the decision p50 {num(until.get('p50_ms'))} ms / p99"
+        f" {num(until.get('p99_ms'))} ms; from there to visible (the transaction's commit and"
+        f" the reader's fetch) p50 {num(after.get('p50_ms'))} ms / p99"
+        f" {num(after.get('p99_ms'))} ms."
         + _split_verdict(until.get("p99_ms") or 0, after.get("p99_ms") or 0)
     )
 
@@ -451,7 +413,7 @@ def _tail_causes(seen: dict[str, Any] | None, p99_ms: float | None) -> str:
     commit = seen.get("commit_p99_ms")
     parts = [
         f" Inside the gate meanwhile (its own histograms): {seen.get('commits')} commits,"
-        f" p99 at most {_num(commit)} ms (mean {_num(seen.get('commit_mean_ms'), 1)} ms), and"
+        f" p99 at most {num(commit)} ms (mean {num(seen.get('commit_mean_ms'), 1)} ms), and"
         f" {long} garbage collection(s) longer than 50 ms ({in_gc:.2f} s in the collector"
         " in all)."
     ]
@@ -514,8 +476,8 @@ def _crossing_sentence(org: str, t: dict[str, Any]) -> str:
         low, high = a["line_bounds"]
         verdict = "" if a["explained"] else "; NOT explained by the line"
         text += (
-            f" Alert at {_utc(a['at_ms'])}: {_num(a['observed'])} photos counted, above {what}"
-            f" ({_num(a['threshold'])}); the line allows {_num(low)}-{_num(high)} there{verdict}."
+            f" Alert at {_utc(a['at_ms'])}: {num(a['observed'])} photos counted, above {what}"
+            f" ({num(a['threshold'])}); the line allows {num(low)}-{num(high)} there{verdict}."
         )
     return text
 
@@ -547,10 +509,10 @@ def _cpu_before_after(data: dict[str, Any]) -> list[str]:
     return [
         "| gate | CPU µs per input event | input events/s | verdict mix |",
         "|---|---:|---:|---|",
-        f"| before (`{before.get('ref', '?')}`) | {_num(b, 1)} | {_num(before['events_per_s'])} |"
-        f" {_mix(before.get('verdicts'))} |",
-        f"| after (working tree) | {_num(a, 1)} | {_num(after['events_per_s'])} |"
-        f" {_mix(after.get('verdicts'))} |",
+        f"| before (`{before.get('ref', '?')}`) | {num(b, 1)} | {num(before['events_per_s'])} |"
+        f" {mix(before.get('verdicts'))} |",
+        f"| after (working tree) | {num(a, 1)} | {num(after['events_per_s'])} |"
+        f" {mix(after.get('verdicts'))} |",
         "",
         f"CPU per event after ÷ before: **{a / b:.2f}** (same input, same run, one after the"
         " other on the same broker).",
@@ -582,7 +544,7 @@ def _retired(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
             note = "issue 6's before-profile run"
         lines.append(
             f"| `bench/results/{stem}.json` | {d.get('date')} | {d.get('mode')} |"
-            f" {_num(gate.get('requests_per_s'))} |"
+            f" {num(gate.get('requests_per_s'))} |"
             f" {'-' if unknown is None else f'{unknown:.1%}'} | {note} |"
         )
     return lines
@@ -608,7 +570,7 @@ def render(results_dir: Path) -> str:
         f"Headline run: `bench/results/{stem}.json` ({data['mode']} mode, {data['date']}):"
         f" {w['requests']:,} share requests over {w['users']:,} users, {w['events']:,} input"
         f" events (uploads, consent changes, requests; 8 partitions), run in"
-        f" {_num(data.get('total_s'))} s.",
+        f" {num(data.get('total_s'))} s.",
         "",
         f"**Machine load.** {m['nproc']} cores ({m['cpu_model']}), shared with other engineers'"
         " work: every row gives the cores that other work used during its measurement. Absolute"
@@ -616,14 +578,14 @@ def render(results_dir: Path) -> str:
         "",
         "## Headline",
         "",
-        f"- gate: **{_num(gate.get('events_per_s'))} input events/s**"
-        f" ({_num(gate.get('requests_per_s'))} requests/s),"
-        f" **{_num(gate.get('cpu_s_per_million_events'), 1)} µs CPU per input event**, verdict"
-        f" mix {_mix(gate.get('verdicts'), 3)}",
-        f"- gate ÷ ceiling = **{_num(ratios.get('gate_over_ceiling'), 3)}**;"
-        f" gate ÷ Quix Streams = **{_num(ratios.get('gate_over_quix'), 2)}**;"
-        f" gate ÷ faust = {_num(ratios.get('gate_over_faust'), 2)};"
-        f" two gates ÷ one = {_num(ratios.get('scale_out_over_gate'), 2)}",
+        f"- gate: **{num(gate.get('events_per_s'))} input events/s**"
+        f" ({num(gate.get('requests_per_s'))} requests/s),"
+        f" **{num(gate.get('cpu_s_per_million_events'), 1)} µs CPU per input event**, verdict"
+        f" mix {mix(gate.get('verdicts'), 3)}",
+        f"- gate ÷ ceiling = **{num(ratios.get('gate_over_ceiling'), 3)}**;"
+        f" gate ÷ Quix Streams = **{num(ratios.get('gate_over_quix'), 2)}**;"
+        f" gate ÷ faust = {num(ratios.get('gate_over_faust'), 2)};"
+        f" two gates ÷ one = {num(ratios.get('scale_out_over_gate'), 2)}",
         "",
         *_system_table(data),
         "",
