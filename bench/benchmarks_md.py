@@ -14,20 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.burst_hops import section as burst_section
-from bench.page_format import dead, mix, num, same_decisions_text
+from bench.page_format import mix, num, same_decisions_text
+from bench.page_throughput import MIX_NOTE, cpu_before_after, system_table, verdict_table
 from bench.report import MIX_TOLERANCE, shares
 from bench.timeline import explain
 
 HARNESS = 12
 
-SYSTEMS = [
-    ("ceiling", "ceiling: transactional passthrough (same cadence), no decoding"),
-    ("gate", "**gate**: one `consentinel gate` process"),
-    ("scale_out", "gate x2: two processes, one group"),
-    ("gate_baseline", "gate before this change (same input, same run)"),
-    ("quix_peer", "Quix Streams peer (exactly-once)"),
-    ("faust_peer", "faust peer (at-least-once)"),
-]
 
 TARGET_CPU_US = 20.0
 TARGET_P99_LIVE_MS = 100.0
@@ -58,66 +51,6 @@ def _headline(runs: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, An
     if full and (not quick or full[-1][1]["date"] >= quick[-1][1]["date"]):
         return full[-1]
     return quick[-1] if quick else None
-
-
-def _system_table(data: dict[str, Any]) -> list[str]:
-    runs = data["runs"]
-    gate = (runs.get("gate") or {}).get("events_per_s")
-    lines = [
-        "| system | input events/s | requests/s | ÷ gate | CPU µs per input event | peak RSS MB"
-        " | verdict mix (share of decisions) | same mix as gate? | dead letters by kind"
-        " | other work (cores) |",
-        "|---|---:|---:|---:|---:|---:|---|---|---|---:|",
-    ]
-    for key, label in SYSTEMS:
-        run = runs.get(key)
-        if run is None:
-            continue
-        note = "" if run.get("complete", True) else " ¹"
-        samples = run.get("samples_events_per_s")
-        if samples and len(samples) > 1:
-            note += f" (best of {', '.join(num(x) for x in samples)})"
-        ratio = run["events_per_s"] / gate if gate else None
-        if key == "gate":
-            same = "(reference)"
-        elif "mix_ok" not in run:
-            same = "-"
-        elif "same_decisions" in run:
-            same = same_decisions_text(run["same_decisions"])
-        else:
-            diff = run.get("mix_vs_gate_max_diff", 0)
-            same = "yes" if run["mix_ok"] else f"**no** (a reason's share differs by {diff:.1%})"
-        lines.append(
-            f"| {label}{note} | {num(run['events_per_s'])} | {num(run['requests_per_s'])} |"
-            f" {num(ratio, 2)} | {num(run['cpu_s_per_million_events'], 1)} |"
-            f" {num(run['peak_rss_mb'])} | {mix(run.get('verdicts'))} | {same} |"
-            f" {dead(run.get('dead_letters'))} | {num(run.get('cores_other_work'), 2)} |"
-        )
-    det = runs.get("detectors")
-    if det:
-        rate = det.get("decisions_per_s") or 0
-        lines.append(
-            f"| detectors, both stages (decisions in) | {num(rate)}"
-            f" decisions/s | - | {num(rate / gate if gate else None, 2)}"
-            f" | {num(det.get('cpu_us_per_decision'), 1)} per decision |"
-            f" {num(det.get('peak_rss_mb'))} | alerts: {dead(det.get('alerts'))} | - |"
-            f" {dead(det.get('dead_letters'))} | {num(det.get('cores_other_work'), 2)} |"
-        )
-    return lines
-
-
-def _verdict_table(data: dict[str, Any]) -> list[str]:
-    runs = data["runs"]
-    names = [k for k, _ in SYSTEMS if (runs.get(k) or {}).get("verdicts")]
-    if not names:
-        return []
-    keys = sorted({k for n in names for k in runs[n]["verdicts"]})
-    head = " | ".join(f"{n} ({num(sum(runs[n]['verdicts'].values()))})" for n in names)
-    lines = [f"| verdict / reason | {head} |", "|---|" + "---:|" * len(names)]
-    for key in keys:
-        cells = " | ".join(f"{shares(runs[n]['verdicts']).get(key, 0.0):.1%}" for n in names)
-        lines.append(f"| {key} | {cells} |")
-    return lines
 
 
 def _inside(seen: dict[str, Any] | None) -> str:
@@ -497,28 +430,6 @@ def _utc(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _cpu_before_after(data: dict[str, Any]) -> list[str]:
-    runs = data["runs"]
-    before, after = runs.get("gate_baseline"), runs.get("gate")
-    if not before or not after:
-        return [
-            "Not measured in this run (`python -m bench.run --quick --baseline <ref>` measures"
-            " the gate at `<ref>` on the same input in the same run)."
-        ]
-    b, a = before["cpu_s_per_million_events"], after["cpu_s_per_million_events"]
-    return [
-        "| gate | CPU µs per input event | input events/s | verdict mix |",
-        "|---|---:|---:|---|",
-        f"| before (`{before.get('ref', '?')}`) | {num(b, 1)} | {num(before['events_per_s'])} |"
-        f" {mix(before.get('verdicts'))} |",
-        f"| after (working tree) | {num(a, 1)} | {num(after['events_per_s'])} |"
-        f" {mix(after.get('verdicts'))} |",
-        "",
-        f"CPU per event after ÷ before: **{a / b:.2f}** (same input, same run, one after the"
-        " other on the same broker).",
-    ]
-
-
 def _retired(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     old = [(s, d) for s, d in runs if d.get("harness") != HARNESS]
     if not old:
@@ -587,7 +498,7 @@ def render(results_dir: Path) -> str:
         f" gate ÷ faust = {num(ratios.get('gate_over_faust'), 2)};"
         f" two gates ÷ one = {num(ratios.get('scale_out_over_gate'), 2)}",
         "",
-        *_system_table(data),
+        *system_table(data),
         "",
     ]
     if any(not r.get("complete", True) for r in data["runs"].values()):
@@ -604,8 +515,8 @@ def render(results_dir: Path) -> str:
         if "detection" in figures:
             out += [_detection_note(data, results_dir), ""]
     out += ["## Targets", "", *_targets(data), "", WHY, *_measured_causes(data), ""]
-    out += ["## CPU per input event, before and after", "", *_cpu_before_after(data), ""]
-    out += ["## Decisions by verdict and reason", "", *_verdict_table(data), "", MIX_NOTE, ""]
+    out += ["## CPU per input event, before and after", "", *cpu_before_after(data), ""]
+    out += ["## Decisions by verdict and reason", "", *verdict_table(data), "", MIX_NOTE, ""]
     out += [
         "## Latency (send → decision visible to a `read_committed` reader)",
         "",
@@ -646,16 +557,6 @@ def render(results_dir: Path) -> str:
     out += [*_retired(runs), ""]
     return "\n".join(out)
 
-
-MIX_NOTE = (
-    "The gate merges each partition's topics by the decoded `occurred_at` and parks a request"
-    " until the photo index has settled its photo, so it decides a backlog as it would have"
-    " live (1% of the requests name a photo never uploaded: `UNKNOWN_PHOTO`). The Quix peer's"
-    " input topics are `CreateTime` stamped with `occurred_at`, because Quix aligns"
-    " concatenated topics by the Kafka timestamp only. The faust peer has no event-time merge:"
-    " it takes records in arrival order, and decides requests before the consents they follow"
-    " where its mix differs."
-)
 
 WHY = """\
 **Why the misses, as measured.**
