@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.burst_hops import section as burst_section
 from bench.page_format import mix, num, same_decisions_text
+from bench.page_latency import commit_curve, latency_split, latency_table, tail_causes
 from bench.page_throughput import MIX_NOTE, cpu_before_after, system_table, verdict_table
 from bench.report import MIX_TOLERANCE, shares
 from bench.timeline import explain
@@ -51,68 +52,6 @@ def _headline(runs: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, An
     if full and (not quick or full[-1][1]["date"] >= quick[-1][1]["date"]):
         return full[-1]
     return quick[-1] if quick else None
-
-
-def _inside(seen: dict[str, Any] | None) -> str:
-    """The gate's own histograms during a phase: commit p99, and long GC pauses."""
-    if not seen:
-        return "- | -"
-    pauses = seen.get("gc_pauses") or {}
-    long = sum(p.get("over_50ms", 0) for p in pauses.values())
-    seconds = sum(p.get("seconds", 0.0) for p in pauses.values())
-    return f"{num(seen.get('commit_p99_ms'))} | {long} ({seconds:.2f} s in GC)"
-
-
-def _lat_row(label: str, run: dict[str, Any] | None) -> str:
-    if not run or run.get("p50_ms") is None:
-        return f"| {label} | - | - | - | - | - | - | - | - |"
-    kept = "" if run.get("kept_up", True) else " (fell behind)"
-    return (
-        f"| {label}{kept} | {num(run['offered_requests_per_s'])} | {num(run['p50_ms'])} |"
-        f" {num(run['p99_ms'])} | {num(run['p999_ms'])} |"
-        f" {_inside(run.get('gate_internals'))} |"
-        f" {num(run.get('cores_under_test'), 2)} |"
-        f" {num(run.get('cores_other_work'), 2)} |"
-    )
-
-
-def _latency(data: dict[str, Any]) -> list[str]:
-    gate = data.get("latency", {}).get("gate") or {}
-    if not gate:
-        return ["(not run)"]
-    live_max = (gate.get("full_load") or {}).get("live_max_requests_per_s")
-    lines = [
-        "| offered live load | requests/s | p50 ms | p99 ms | p99.9 ms | gate's commit p99 ms |"
-        " gate's GC pauses over 50 ms | gate cores | other work (cores) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        _lat_row("2,000 requests/s", gate.get("live_2000")),
-        _lat_row(
-            f"the backlog maximum (→ live maximum {num(live_max)} requests/s)",
-            gate.get("full_load"),
-        ),
-        _lat_row("half the live maximum", gate.get("half_live_max")),
-    ]
-    return lines
-
-
-def _curve(data: dict[str, Any]) -> list[str]:
-    curve = data.get("commit_curve") or []
-    if not curve:
-        return ["(not run)"]
-    lines = [
-        "| `commit_interval_ms` | p50 ms at 2,000/s | p99 ms at 2,000/s | gate's commit p99 ms"
-        " | gate's GC pauses over 50 ms | live maximum requests/s | p99 ms at that maximum"
-        " | other work (cores) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for c in curve:
-        lines.append(
-            f"| {c['commit_interval_ms']} | {num(c.get('p50_ms_at_2000'))} |"
-            f" {num(c.get('p99_ms_at_2000'))} | {_inside(c.get('gate_internals_at_2000'))} |"
-            f" {num(c.get('live_max_requests_per_s'))} |"
-            f" {num(c.get('p99_ms_at_full_load'))} | {num(c.get('cores_other_work'), 2)} |"
-        )
-    return lines
 
 
 def _restore(data: dict[str, Any]) -> list[str]:
@@ -279,8 +218,8 @@ def _measured_causes(data: dict[str, Any]) -> list[str]:
             f" gate that had just decided the whole backlog had p50 {num(live.get('p50_ms'))} ms"
             f" / p99 {num(live.get('p99_ms'))} ms at the same rate. Other work used"
             f" {num(live.get('cores_other_work'), 2)} of the 2 cores meanwhile."
-            + _split(live.get("split"))
-            + _tail_causes(live.get("gate_internals"), live.get("p99_ms"))
+            + latency_split(live.get("split"))
+            + tail_causes(live.get("gate_internals"), live.get("p99_ms"))
         )
     scale = runs.get("scale_out") or {}
     if scale.get("verdicts"):
@@ -300,59 +239,6 @@ def _measured_causes(data: dict[str, Any]) -> list[str]:
                 " Until fixed, the two-gate rate is not fully comparable."
             )
     return out
-
-
-def _split(split: dict[str, Any] | None) -> str:
-    """Where the send→visible time went, by the decision record's timestamp (a sentence)."""
-    if not split:
-        return ""
-    until, after = split["until_produced"], split["produced_to_visible"]
-    return (
-        " Split at the decision record's timestamp (when the gate produced it): from the send"
-        f" to the gate producing the decision p50 {num(until.get('p50_ms'))} ms / p99"
-        f" {num(until.get('p99_ms'))} ms; from there to visible (the transaction's commit and"
-        f" the reader's fetch) p50 {num(after.get('p50_ms'))} ms / p99"
-        f" {num(after.get('p99_ms'))} ms."
-        + _split_verdict(until.get("p99_ms") or 0, after.get("p99_ms") or 0)
-    )
-
-
-def _split_verdict(until_p99: float, after_p99: float) -> str:
-    if until_p99 > 2 * after_p99:
-        return (
-            " Most of the tail comes before the gate produced the decision: the request's way"
-            " in (producer, broker, the gate's fetch and event-time merge) and its wait behind"
-            " the loop turn in progress."
-        )
-    if after_p99 > 2 * until_p99:
-        return (
-            " Most of the tail comes after the gate produced the decision: the rest of its"
-            " loop turn, the transaction's commit and the reader's fetch."
-        )
-    return (
-        " The two halves are about equal: a request waits for the loop turn in progress"
-        " before the gate takes it, then for the rest of its own turn and the commit, so the"
-        " tail is about two turns of the gate's loop."
-    )
-
-
-def _tail_causes(seen: dict[str, Any] | None, p99_ms: float | None) -> str:
-    """What the gate's own histograms rule in or out as the cause of a p99 (a sentence)."""
-    if not seen or p99_ms is None:
-        return ""
-    pauses = seen.get("gc_pauses") or {}
-    long = sum(p.get("over_50ms", 0) for p in pauses.values())
-    in_gc = sum(p.get("seconds", 0.0) for p in pauses.values())
-    commit = seen.get("commit_p99_ms")
-    parts = [
-        f" Inside the gate meanwhile (its own histograms): {seen.get('commits')} commits,"
-        f" p99 at most {num(commit)} ms (mean {num(seen.get('commit_mean_ms'), 1)} ms), and"
-        f" {long} garbage collection(s) longer than 50 ms ({in_gc:.2f} s in the collector"
-        " in all)."
-    ]
-    if long == 0 and commit is not None and commit < p99_ms / 2:
-        parts.append(" So neither a collector pause nor a slow commit makes the tail.")
-    return "".join(parts)
 
 
 def _detection_note(data: dict[str, Any], results_dir: Path) -> str:
@@ -520,7 +406,7 @@ def render(results_dir: Path) -> str:
     out += [
         "## Latency (send → decision visible to a `read_committed` reader)",
         "",
-        *_latency(data),
+        *latency_table(data),
         "",
         "Commit cadence by time as well as size (`RuntimeOptions.commit_interval_ms`,"
         " `CONSENTINEL_COMMIT_INTERVAL_MS`): a fresh gate per interval on a fresh prefix holding"
@@ -528,7 +414,7 @@ def render(results_dir: Path) -> str:
         f" {data['config'].get('paced_s')} s of live traffic at 2,000 requests/s, then above its"
         " maximum to find it again:",
         "",
-        *_curve(data),
+        *commit_curve(data),
         "",
         "## Live burst: crossing request → alert → suspension → HOLD, hop by hop (#19)",
         "",
