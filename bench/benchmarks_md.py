@@ -16,6 +16,7 @@ from typing import Any
 from bench.burst_hops import section as burst_section
 from bench.page_format import mix, num, same_decisions_text
 from bench.page_latency import commit_curve, latency_split, latency_table, tail_causes
+from bench.page_profile import loop_share, profile_tables
 from bench.page_throughput import MIX_NOTE, cpu_before_after, system_table, verdict_table
 from bench.report import MIX_TOLERANCE, shares
 from bench.timeline import explain
@@ -77,31 +78,6 @@ def _restore(data: dict[str, Any]) -> list[str]:
             f" | {num(e['peak_rss_mb'])} | {num(e.get('value_bytes_avg'))} |"
         )
     return [*lines, *([""] if skipped else []), *skipped]
-
-
-def _profile(data: dict[str, Any]) -> list[str]:
-    prof = data.get("profile")
-    if not prof:
-        return ["(not run)"]
-    lines = [
-        f"{num(prof['decisions_profiled'])} decisions under pyinstrument (report"
-        f" `{prof['text_report']}`), inclusive time:",
-        "",
-        "| part of the hot path | seconds | share of the loop |",
-        "|---|---:|---:|",
-    ]
-    for part in prof["hot_path"]:
-        if not part["seconds"]:
-            continue
-        share = part.get("share_of_loop")
-        lines.append(
-            f"| {part['part']} (`{part['function'].split('/')[-1]}`) | {part['seconds']:.2f} |"
-            f" {'-' if share is None else f'{share:.0%}'} |"
-        )
-    lines += ["", "| top functions by self time | self s | share |", "|---|---:|---:|"]
-    for top in prof["top_self"][:12]:
-        lines.append(f"| `{top['function']}` | {top['self_s']:.2f} | {top['share']:.1%} |")
-    return lines
 
 
 def _targets(data: dict[str, Any]) -> list[str]:
@@ -173,11 +149,6 @@ def _targets(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _share(prof: dict[str, Any], *functions: str) -> float:
-    parts = {p["function"].split(":")[-1]: p.get("share_of_loop") or 0.0 for p in prof["hot_path"]}
-    return sum(parts.get(f, 0.0) for f in functions)
-
-
 def _measured_causes(data: dict[str, Any]) -> list[str]:
     """The numbers behind the misses, from this run's profile, curve and peers."""
     out = []
@@ -185,11 +156,11 @@ def _measured_causes(data: dict[str, Any]) -> list[str]:
     runs = data["runs"]
     gate, quix = runs.get("gate") or {}, runs.get("quix_peer") or {}
     if prof:
-        core = _share(
+        core = loop_share(
             prof, "event_time", "from_share", "decide_safely", "decision_record", "encode"
         )
-        contract = _share(prof, "_refusal", "_upload", "on_claim", "on_verdict")
-        commit = _share(prof, "commit_open")
+        contract = loop_share(prof, "_refusal", "_upload", "on_claim", "on_verdict")
+        commit = loop_share(prof, "commit_open")
         out.append(
             f"- *Measured split* (profile below, share of the gate's loop): the pure core both"
             f" peers share (Avro decode, `from_share`, evaluate, decision record and hash, Avro"
@@ -426,7 +397,7 @@ def render(results_dir: Path) -> str:
         "",
         "## Profile of the gate",
         "",
-        *_profile(data),
+        *profile_tables(data),
         "",
         "## Method",
         "",
