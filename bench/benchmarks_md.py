@@ -17,6 +17,7 @@ from bench.burst_hops import section as burst_section
 from bench.page_format import mix, num, same_decisions_text
 from bench.page_latency import commit_curve, latency_split, latency_table, tail_causes
 from bench.page_profile import loop_share, profile_tables
+from bench.page_restore import restore_table
 from bench.page_throughput import MIX_NOTE, cpu_before_after, system_table, verdict_table
 from bench.report import MIX_TOLERANCE, shares
 from bench.timeline import explain
@@ -53,31 +54,6 @@ def _headline(runs: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, An
     if full and (not quick or full[-1][1]["date"] >= quick[-1][1]["date"]):
         return full[-1]
     return quick[-1] if quick else None
-
-
-def _restore(data: dict[str, Any]) -> list[str]:
-    entries = data.get("restore") or []
-    if not entries:
-        return ["(not run)"]
-    lines = [
-        "| users | state | store | changelog records | restore s (8 partitions, one process)"
-        " | records/s | peak RSS MB | value bytes per user |",
-        "|---:|---|---|---:|---:|---:|---:|---:|",
-    ]
-    skipped = []
-    for e in entries:
-        if e.get("skipped"):
-            skipped.append(
-                f"- {num(e['users'])} users, {e.get('state', 'consent')}, {e['store']}:"
-                f" {e['skipped']}."
-            )
-            continue
-        lines.append(
-            f"| {num(e['users'])} | {e.get('state', 'consent')} | {e['store']} |"
-            f" {num(e.get('records'))} | {num(e['total_s'], 1)} | {num(e.get('records_per_s'))}"
-            f" | {num(e['peak_rss_mb'])} | {num(e.get('value_bytes_avg'))} |"
-        )
-    return [*lines, *([""] if skipped else []), *skipped]
 
 
 def _targets(data: dict[str, Any]) -> list[str]:
@@ -393,7 +369,7 @@ def render(results_dir: Path) -> str:
         "",
         "## State restore: consent state and recall ledgers",
         "",
-        *_restore(data),
+        *restore_table(data),
         "",
         "## Profile of the gate",
         "",
