@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.burst_hops import section as burst_section
+from bench.page_detection import detection_note
 from bench.page_format import mix, num, same_decisions_text
 from bench.page_latency import commit_curve, latency_split, latency_table, tail_causes
 from bench.page_profile import loop_share, profile_tables
 from bench.page_restore import restore_table
 from bench.page_throughput import MIX_NOTE, cpu_before_after, system_table, verdict_table
 from bench.report import MIX_TOLERANCE, shares
-from bench.timeline import explain
 
 HARNESS = 12
 
@@ -188,81 +188,6 @@ def _measured_causes(data: dict[str, Any]) -> list[str]:
     return out
 
 
-def _detection_note(data: dict[str, Any], results_dir: Path) -> str:
-    own = data.get("detection_timeline")
-    if own:
-        seen = [_crossing_sentence(org, t) for org, t in (own.get("timeline") or {}).items()]
-        return (
-            "The detection timeline comes from this run's detectors step: the gate's decisions"
-            " (decided at the stream's event time), read back with the detectors' alerts and"
-            f" controls; the {len(own.get('timeline') or {})} recipient(s) with the most"
-            " `BULK_EXPORT` alerts, drawn from 3 hours before the first. The line counts every"
-            " `ALLOW` by decision time over a sliding 60 minutes. The detectors read the decisions"
-            " after the gate made them, so a suspension shows when it was written and does not"
-            " hold those decisions."
-            + "".join(seen)
-            + " The threshold is the lower of the policy's limit and the learned baseline (at"
-            " least 100 per hour). The detector merges the gate's 8 decision partitions by"
-            " `decided_at` (contract §5), so it counts what the line counts: an alert whose count"
-            " the line does not bracket is flagged. The detectors step copies only the gate's"
-            " backlog decisions (not the latency phases' live traffic)."
-            " Recall and false alerts per scenario come from"
-            " `python -m bench.detection_eval` (docs/detection-quality.md)."
-        )
-    from bench.figures import latest_detection
-
-    evaluation = latest_detection(results_dir) or {}
-    c = evaluation.get("config") or {}
-    return (
-        f"The detection timeline is drawn from the latest `bench/results/detection-*.json` with a"
-        f" timeline ({evaluation.get('date')}: {c.get('days')} simulated days, {c.get('rate')}"
-        f" background events/s, {c.get('users')} users, {evaluation.get('wall_s')} s of wall"
-        " time), written by `python -m bench.detection_eval`, which drives the real gate and"
-        " detector topologies in-process: this results file has no detectors step. Allowed"
-        " photos are counted by decision time; the limit is per sliding 60 minutes."
-    )
-
-
-def _crossing_sentence(org: str, t: dict[str, Any]) -> str:
-    """Each crossing of the policy's limit with the first alert after it (event time), and what
-    explains each alert (:func:`bench.timeline.explain`), as sentences."""
-    told = explain(t)
-    text = f" {org}: {len(t['alerts_ms'])} `BULK_EXPORT` alert(s)."
-    crossed = told["crossings"]
-    if not crossed:
-        text += f" The line never exceeded the limit of {t['limit_per_hour']:,}/hour."
-    for c in crossed:
-        text += (
-            f" The line exceeded {t['limit_per_hour']:,}/hour in the minute {_utc(c['minute_ms'])}"
-        )
-        after = c["alert_after_s"]
-        text += "; no alert followed." if after is None else f"; first alert {_later(after)}."
-    for a in told["alerts"]:
-        what = "the limit" if a["trigger"] == "limit" else "the learned baseline"
-        low, high = a["line_bounds"]
-        verdict = "" if a["explained"] else "; NOT explained by the line"
-        text += (
-            f" Alert at {_utc(a['at_ms'])}: {num(a['observed'])} photos counted, above {what}"
-            f" ({num(a['threshold'])}); the line allows {num(low)}-{num(high)} there{verdict}."
-        )
-    return text
-
-
-def _later(seconds: float) -> str:
-    """``12 s later``, ``5 min later``, ``12.3 hours later`` (event time)."""
-    if seconds < 120:
-        return f"{seconds:.0f} s later"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min later"
-    return f"{seconds / 3600:.1f} hours later"
-
-
-def _utc(ms: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _retired(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     old = [(s, d) for s, d in runs if d.get("harness") != HARNESS]
     if not old:
@@ -346,7 +271,7 @@ def render(results_dir: Path) -> str:
         for name, path in figures.items():
             out += [f"![{name}]({path})", ""]
         if "detection" in figures:
-            out += [_detection_note(data, results_dir), ""]
+            out += [detection_note(data, results_dir), ""]
     out += ["## Targets", "", *_targets(data), "", WHY, *_measured_causes(data), ""]
     out += ["## CPU per input event, before and after", "", *cpu_before_after(data), ""]
     out += ["## Decisions by verdict and reason", "", *verdict_table(data), "", MIX_NOTE, ""]
