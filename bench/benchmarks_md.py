@@ -5,6 +5,13 @@ The headline is the latest run of the current harness (``"harness": 12`` in the 
 Files of earlier harnesses are listed as retired, with what they measured and why they no longer
 stand. Every number in the page comes from those JSON files; the figures are PNGs drawn by
 :mod:`bench.figures` from the same run.
+
+Each section is rendered by its own module: :mod:`bench.page_throughput` (the systems' table,
+decisions by verdict, CPU before and after), :mod:`bench.page_targets` (targets and why the
+misses), :mod:`bench.page_latency`, :mod:`bench.page_restore`, :mod:`bench.page_profile`,
+:mod:`bench.page_detection` (the note under the figures) and :func:`bench.burst_hops.section`;
+:mod:`bench.page_format` formats their cells. This module picks the headline run and assembles
+the page.
 """
 
 from __future__ import annotations
