@@ -49,7 +49,11 @@ def _load(results_dir: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _headline(runs: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]] | None:
-    current = [(s, d) for s, d in runs if d.get("harness") == HARNESS and "-t" not in s[10:]]
+    current = [
+        (s, d)
+        for s, d in runs
+        if d.get("harness") == HARNESS and "-t" not in s[10:] and not d.get("partial_steps")
+    ]
     full = [(s, d) for s, d in current if d.get("mode") == "full"]
     quick = [(s, d) for s, d in current if d.get("mode") == "quick"]
     if full and (not quick or full[-1][1]["date"] >= quick[-1][1]["date"]):

@@ -211,6 +211,10 @@ def _crossing_note(crossing: dict[str, Any]) -> str:
 
     at = dt.datetime.fromtimestamp(crossing["minute_ms"] / 1000, dt.UTC).strftime("%H:%M")
     after = crossing["alert_after_s"]
+    episode = crossing.get("episode_alert_ms")
+    if after is None and episode is not None:
+        alerted = dt.datetime.fromtimestamp(episode / 1000, dt.UTC).strftime("%H:%M")
+        return f"crossed {at} again, in the episode of the {alerted} alert (one per episode)"
     if after is None:
         return f"crossed {at}, no alert after"
     if after < 120:
@@ -221,9 +225,33 @@ def _crossing_note(crossing: dict[str, Any]) -> str:
 
 
 def detection_source(results: dict[str, Any], results_dir: Path) -> dict[str, Any]:
-    """The timeline of this run's detectors step; for a results file without one (a run that
-    skipped the step, or older), the latest detection evaluation's."""
-    return results.get("detection_timeline") or latest_detection(results_dir) or {}
+    """The timeline to draw: this run's detectors step's when it raised a ``BULK_EXPORT`` alert,
+    else the latest results file's whose detectors step did (a full run: a quick run's input
+    crosses no limit), else this run's, else the latest detection evaluation's."""
+    own = results.get("detection_timeline")
+    if alerted(own):
+        return dict(own or {})
+    other = latest_alerted_run(results_dir)
+    if other is not None:
+        return dict(other["detection_timeline"])
+    return own or latest_detection(results_dir) or {}
+
+
+def alerted(timeline: dict[str, Any] | None) -> bool:
+    """Whether a detectors step's timeline holds a ``BULK_EXPORT`` alert."""
+    return any(t.get("alerts_ms") for t in ((timeline or {}).get("timeline") or {}).values())
+
+
+def latest_alerted_run(results_dir: Path) -> dict[str, Any] | None:
+    """Return the latest ``bench.run`` results whose detectors step raised ``BULK_EXPORT``."""
+    for path in sorted(results_dir.glob("20*.json"), reverse=True):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and alerted(data.get("detection_timeline")):
+            return dict(data)
+    return None
 
 
 def latest_detection(results_dir: Path) -> dict[str, Any] | None:

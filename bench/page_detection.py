@@ -15,11 +15,22 @@ from bench.timeline import explain
 
 
 def detection_note(data: dict[str, Any], results_dir: Path) -> str:
+    from bench.figures import alerted, latest_alerted_run
+
     own = data.get("detection_timeline")
+    where = "this run's detectors step"
+    other = None if alerted(own) else latest_alerted_run(results_dir)
+    if other is not None:  # as the figure (bench.figures.detection_source) draws it
+        where = (
+            f"the detectors step of the {other.get('mode')} run of {other.get('date')}"
+            f" (steps: {', '.join(other.get('partial_steps') or ['all'])}; code"
+            f" {other.get('code', 'not recorded')}), since this run's raised no `BULK_EXPORT`"
+        )
+        own = other["detection_timeline"]
     if own:
         seen = [_crossing_sentence(org, t) for org, t in (own.get("timeline") or {}).items()]
         return (
-            "The detection timeline comes from this run's detectors step: the gate's decisions"
+            f"The detection timeline comes from {where}: the gate's decisions"
             " (decided at the stream's event time), read back with the detectors' alerts and"
             f" controls; the {len(own.get('timeline') or {})} recipient(s) with the most"
             " `BULK_EXPORT` alerts, drawn from 3 hours before the first. The line counts every"
@@ -61,8 +72,14 @@ def _crossing_sentence(org: str, t: dict[str, Any]) -> str:
         text += (
             f" The line exceeded {t['limit_per_hour']:,}/hour in the minute {_utc(c['minute_ms'])}"
         )
-        after = c["alert_after_s"]
-        text += "; no alert followed." if after is None else f"; first alert {_later(after)}."
+        after, episode = c["alert_after_s"], c.get("episode_alert_ms")
+        if after is None and episode is not None:
+            text += (
+                f", within the episode of the alert of {_utc(episode)} (the line never fell"
+                " below half its threshold since: one alert per episode)."
+            )
+        else:
+            text += "; no alert followed." if after is None else f"; first alert {_later(after)}."
     for a in told["alerts"]:
         what = "the limit" if a["trigger"] == "limit" else "the learned baseline"
         low, high = a["line_bounds"]

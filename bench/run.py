@@ -333,6 +333,17 @@ class Bench(SystemRuns):
         return self.results
 
 
+def code_version() -> str:
+    """Return the commit the benchmarked code is at (``+changes`` if the tree differs from it)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     group = parser.add_mutually_exclusive_group(required=True)
@@ -378,6 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     only = [s for s in args.only.split(",") if s]
     results = bench.run(only or None)
     results["total_s"] = round(time.monotonic() - started, 1)
+    results["code"] = code_version()
+    if only:
+        # a partial run is never the page's headline (bench.benchmarks_md), but its detection
+        # timeline may be drawn (bench.figures.detection_source)
+        results["partial_steps"] = only
+        results["note"] = args.note
     out = RESULTS / f"{bench.name}.json"
     if only and out.exists():
         # A partial re-run (--only) updates the day's results for the steps it ran and says so.

@@ -132,12 +132,34 @@ def crossings(entry: Mapping[str, Any]) -> list[int]:
     return out
 
 
+REARM_FRACTION = 0.5
+"""The detector's default ``rearm_fraction``: an episode ends when the volume falls below it."""
+
+
+def _episode_of(
+    start: int, raised: list[tuple[int, Any, Any]], line: Mapping[int, int], limit: int
+) -> int | None:
+    """Return the alert (epoch ms) whose episode the crossing at minute ``start`` falls in: the
+    last alert before it, if the line stayed at or above its re-arm level since."""
+    before = [r for r in raised if r[0] < start]
+    if not before:
+        return None
+    at, _, threshold = before[-1]
+    rearm = REARM_FRACTION * float(threshold if threshold is not None else limit)
+    minute = at - at % MINUTE_MS
+    return at if all(v >= rearm for m, v in line.items() if minute <= m < start) else None
+
+
 def explain(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Explain a timeline entry's ``BULK_EXPORT`` alerts from its own line (minute bins).
 
     ``crossings``: each minute the line rose above the limit, with the first alert at or after
-    it (event time). ``alerts``: per alert, its trigger (``limit`` when its threshold is the
-    policy's limit, else ``learned``), and whether the line accounts for it. The detector's
+    it (event time), and ``episode_alert_ms``: the alert whose episode it falls in, if any (an
+    alert before it, after which the line never fell below :data:`REARM_FRACTION` of that
+    alert's threshold: the detector raises one alert per episode, so none is due).
+
+    ``alerts``: per alert, its trigger (``limit`` when its threshold is the policy's limit, else
+    ``learned``), and whether the line accounts for it. The detector's
     count at an alert in minute ``m`` is the sliding hour up to the alerting decision, so it
     lies between the line at ``m`` without minute ``m`` and the line at ``m``; a count outside
     those bounds, or not above its threshold, is not explained by the line (an under-count,
@@ -165,6 +187,7 @@ def explain(entry: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
                 "minute_ms": start,
                 "first_alert_ms": after[0] if after else None,
                 "alert_after_s": (after[0] - start) / 1000 if after else None,
+                "episode_alert_ms": _episode_of(start, raised, line, limit),
             }
         )
     out_alerts = []

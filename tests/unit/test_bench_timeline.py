@@ -139,8 +139,20 @@ def test_each_crossing_gets_its_first_alert_and_every_alert_is_explained_by_the_
     assert crossings(entry) == [T0 + 50 * MINUTE_MS, T0 + 170 * MINUTE_MS]
     told = explain(entry)
     assert told["crossings"] == [
-        {"minute_ms": T0 + 50 * MINUTE_MS, "first_alert_ms": at_crossing, "alert_after_s": 0.001},
-        {"minute_ms": T0 + 170 * MINUTE_MS, "first_alert_ms": None, "alert_after_s": None},
+        {
+            "minute_ms": T0 + 50 * MINUTE_MS,
+            "first_alert_ms": at_crossing,
+            "alert_after_s": 0.001,
+            "episode_alert_ms": None,
+        },
+        # the learned alert of minute 130 (threshold 100) began an episode the line never left
+        # (never below 50 since): no new alert is due at this crossing
+        {
+            "minute_ms": T0 + 170 * MINUTE_MS,
+            "first_alert_ms": None,
+            "alert_after_s": None,
+            "episode_alert_ms": too_low,
+        },
     ]
     first, second = told["alerts"]
     assert first["trigger"] == "limit" and first["explained"]
