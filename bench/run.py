@@ -387,9 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(mode, work_dir, args.keep, args.tag)
     bench.baseline_ref = args.baseline
     only = [s for s in args.only.split(",") if s]
+    code = code_version()  # before the run writes its results into the tree
     results = bench.run(only or None)
     results["total_s"] = round(time.monotonic() - started, 1)
-    results["code"] = code_version()
+    results["code"] = code
     if only:
         # a partial run is never the page's headline (bench.benchmarks_md), but its detection
         # timeline may be drawn (bench.figures.detection_source)
