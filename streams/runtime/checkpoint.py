@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from streams.errors import ConsentinelError, TransientError
 
@@ -66,6 +66,23 @@ class ProducerWedgedError(TransientError):
     """
 
 
+FENCED_CODES = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
+"""Errors that mean another producer with the same ``transactional.id`` took over: a newer
+instance of this processor is alive, so this one must end, never take the id back."""
+
+
+def replaceable(error: KafkaError) -> bool:
+    """Whether a fatal producer error is cured by a new producer (not a fence by a newer one).
+
+    After a whole-cluster outage librdkafka can fail a producer fatally with
+    ``INVALID_TXN_STATE`` (an abort the restarted coordinator no longer recognises): a new
+    producer with the same ``transactional.id`` fences it and starts clean.
+    """
+    return error.fatal() and error.code() not in FENCED_CODES
+
+
 class Checkpoint:
     """One open transaction of a processor's producer."""
 
@@ -74,7 +91,8 @@ class Checkpoint:
         self.producer.begin_transaction()
         self.open = True
         self.wedged = False
-        """The producer is stuck in a call that never returned: it must not be used again."""
+        """The producer is stuck in a call that never returned, or failed fatally without being
+        fenced (:func:`replaceable`): it must not be used again; the runner replaces it."""
         self._offsets_deadline_s = offsets_deadline_s
 
     def produce(
@@ -199,4 +217,8 @@ class Checkpoint:
             self.producer.abort_transaction()
             on_outcome("aborted")
         except KafkaException as exc:
-            log.error("abort failed (the broker times the transaction out): %s", exc)
+            if replaceable(exc.args[0]):
+                self.wedged = True  # its replacement's fencing aborts the transaction
+                log.error("abort failed, the producer is replaced: %s", exc)
+            else:
+                log.error("abort failed (the broker times the transaction out): %s", exc)

@@ -29,7 +29,12 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from streams.errors import TransientError
 from streams.runtime.assignment import Assignment, co_assigned, group_consumer
-from streams.runtime.checkpoint import Checkpoint, ConsumerFencedError, RuntimeFatalError
+from streams.runtime.checkpoint import (
+    Checkpoint,
+    ConsumerFencedError,
+    RuntimeFatalError,
+    replaceable,
+)
 from streams.runtime.flow import FlowControl
 from streams.runtime.gc_tuning import GcTuning
 from streams.runtime.global_table import GlobalTableReader
@@ -281,10 +286,21 @@ class StreamRunner(Generic[T]):
         return self._drain(budget)
 
     def begin(self) -> Transaction:
-        """Begin a Kafka transaction on the processor's producer (replaced if it wedged)."""
+        """Begin a Kafka transaction on the processor's producer.
+
+        The producer is replaced first if it wedged, or if it failed fatally without being
+        fenced (:func:`~streams.runtime.checkpoint.replaceable`).
+        """
         if self._checkpoint is not None and self._checkpoint.wedged:
             self._replace_producer()
-        self._checkpoint = Checkpoint(self.producer)
+        try:
+            self._checkpoint = Checkpoint(self.producer)
+        except KafkaException as exc:
+            if not replaceable(exc.args[0]):
+                raise
+            log.error("%s: cannot begin a transaction: %s", self.group, exc)
+            self._replace_producer()
+            self._checkpoint = Checkpoint(self.producer)
         return self._checkpoint
 
     def _replace_producer(self) -> None:
@@ -302,7 +318,7 @@ class StreamRunner(Generic[T]):
                 f"{wedged} transactional producers wedged within {budget.window_s:.0f}s",
                 hint="the process restarts from its last commit; check the brokers",
             )
-        log.warning("%s: replacing the wedged transactional producer", self.group)
+        log.warning("%s: replacing the wedged (or fatally failed) producer", self.group)
         self.metrics.producer_replacements.inc()
         self._wedged.append(self.producer)  # its blocked call still holds it: never destroyed
         self._checkpoint = None

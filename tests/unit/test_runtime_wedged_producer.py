@@ -146,3 +146,78 @@ def test_a_rewind_after_a_wedge_replaces_the_producer_before_it_restores(
     runner.rewind()
     assert order == ["restore, 2 made"], "the new producer exists before the restore reads"
     assert made[1].calls == ["init"], "replaced (and fenced the old one) before the restore"
+
+
+class FailingProducer(WedgingProducer):
+    """A producer whose abort or begin fails with ``error`` (once each, then works)."""
+
+    def __init__(self, error: KafkaError, *, on: str) -> None:
+        super().__init__(wedges=False)
+        self.failure, self.on = error, on
+
+    def abort_transaction(self, *args: Any) -> None:
+        super().abort_transaction()
+        if self.on == "abort":
+            raise KafkaException(self.failure)
+
+    def begin_transaction(self) -> None:
+        super().begin_transaction()
+        if self.on == "begin" and self.calls.count("begin") == 1:
+            raise KafkaException(self.failure)
+
+
+INVALID_TXN_STATE = KafkaError(
+    KafkaError.INVALID_TXN_STATE, "Failed to end transaction: invalid state", fatal=True
+)
+
+
+def test_an_abort_that_fails_fatally_after_an_outage_marks_the_producer_for_replacement() -> None:
+    # the detector on the three-node cluster, after the whole cluster came back: adding the
+    # offsets failed (CONCURRENT_TRANSACTIONS), the abort failed fatally, and the next
+    # begin_transaction ended the process
+    checkpoint = Checkpoint(FailingProducer(INVALID_TXN_STATE, on="abort"))  # type: ignore[arg-type]
+    checkpoint.abort(lambda outcome: None)
+    assert checkpoint.wedged, "replaced before the next transaction, not used again"
+
+
+def test_a_fenced_abort_is_not_replaced() -> None:
+    fenced = KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True)
+    checkpoint = Checkpoint(FailingProducer(fenced, on="abort"))  # type: ignore[arg-type]
+    checkpoint.abort(lambda outcome: None)
+    assert not checkpoint.wedged, "a newer instance owns the id: this process must end"
+
+
+def test_a_begin_that_fails_fatally_replaces_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[WedgingProducer] = []
+
+    def producers() -> WedgingProducer:
+        made.append(FailingProducer(INVALID_TXN_STATE, on="begin" if not made else "none"))
+        return made[-1]
+
+    runner = offline_runner(
+        monkeypatch,
+        Topology(),
+        consumers=QuietConsumer,
+        producers=producers,
+        metrics_prefix="test_runtime_fatal_begin",
+        options=RuntimeOptions(poll_timeout_s=0.01),
+    )
+    checkpoint = runner.begin()
+    assert isinstance(checkpoint, Checkpoint) and checkpoint.producer is made[1]
+    assert made[1].calls[:2] == ["init", "begin"]
+
+
+def test_a_begin_fenced_by_a_newer_instance_ends_the_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fenced = KafkaError(KafkaError.PRODUCER_FENCED, "fenced", fatal=True)
+    runner = offline_runner(
+        monkeypatch,
+        Topology(),
+        consumers=QuietConsumer,
+        producers=lambda: FailingProducer(fenced, on="begin"),
+        metrics_prefix="test_runtime_fenced_begin",
+        options=RuntimeOptions(poll_timeout_s=0.01),
+    )
+    with pytest.raises(KafkaException):
+        runner.begin()
