@@ -8,6 +8,7 @@ cluster hung there for minutes after the whole cluster came back, alive and deci
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -84,6 +85,21 @@ def test_a_fatal_offsets_error_propagates() -> None:
         checkpoint.offsets(POSITIONS, object())
 
 
+def quiet_runner(
+    monkeypatch: pytest.MonkeyPatch, producers: Callable[[], WedgingProducer], prefix: str
+) -> StreamRunner[Any]:
+    """A runner (no broker) whose consumer fetches nothing and whose producers ``producers``
+    makes."""
+    return offline_runner(
+        monkeypatch,
+        Topology(),
+        consumers=QuietConsumer,
+        producers=producers,
+        metrics_prefix=prefix,
+        options=RuntimeOptions(poll_timeout_s=0.01),
+    )
+
+
 def wedging_runner(
     monkeypatch: pytest.MonkeyPatch, made: list[WedgingProducer]
 ) -> StreamRunner[Any]:
@@ -91,14 +107,7 @@ def wedging_runner(
         made.append(WedgingProducer())
         return made[-1]
 
-    return offline_runner(
-        monkeypatch,
-        Topology(),
-        consumers=QuietConsumer,
-        producers=producers,
-        metrics_prefix="test_runtime_wedged",
-        options=RuntimeOptions(poll_timeout_s=0.01),
-    )
+    return quiet_runner(monkeypatch, producers, "test_runtime_wedged")
 
 
 def test_the_runner_replaces_a_wedged_producer_before_its_next_transaction(
@@ -194,14 +203,7 @@ def test_a_begin_that_fails_fatally_replaces_the_producer(monkeypatch: pytest.Mo
         made.append(FailingProducer(INVALID_TXN_STATE, on="begin" if not made else "none"))
         return made[-1]
 
-    runner = offline_runner(
-        monkeypatch,
-        Topology(),
-        consumers=QuietConsumer,
-        producers=producers,
-        metrics_prefix="test_runtime_fatal_begin",
-        options=RuntimeOptions(poll_timeout_s=0.01),
-    )
+    runner = quiet_runner(monkeypatch, producers, "test_runtime_fatal_begin")
     checkpoint = runner.begin()
     assert isinstance(checkpoint, Checkpoint) and checkpoint.producer is made[1]
     assert made[1].calls[:2] == ["init", "begin"]
@@ -211,13 +213,8 @@ def test_a_begin_fenced_by_a_newer_instance_ends_the_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fenced = KafkaError(KafkaError.PRODUCER_FENCED, "fenced", fatal=True)
-    runner = offline_runner(
-        monkeypatch,
-        Topology(),
-        consumers=QuietConsumer,
-        producers=lambda: FailingProducer(fenced, on="begin"),
-        metrics_prefix="test_runtime_fenced_begin",
-        options=RuntimeOptions(poll_timeout_s=0.01),
+    runner = quiet_runner(
+        monkeypatch, lambda: FailingProducer(fenced, on="begin"), "test_runtime_fenced_begin"
     )
     with pytest.raises(KafkaException):
         runner.begin()
