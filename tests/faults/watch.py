@@ -46,6 +46,9 @@ class DecisionWatch(_Watch):
 
     def __init__(self, env: GateEnv) -> None:
         self.arrivals: list[float] = []
+        """When each decision became visible here (monotonic seconds)."""
+        self.written_ms: list[int] = []
+        """Each decision's record timestamp (epoch ms, when the gate wrote it), as ``arrivals``."""
         self._env = env
         super().__init__("decision-watch")
 
@@ -69,6 +72,7 @@ class DecisionWatch(_Watch):
                     error = message.error()
                     if error is None:
                         self.arrivals.append(time.monotonic())
+                        self.written_ms.append(message.timestamp()[1])
                     elif error.code() != KafkaError._PARTITION_EOF:
                         continue  # a broker of the cluster is down: the client retries
         finally:
