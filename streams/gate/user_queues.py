@@ -159,11 +159,7 @@ class UserQueues:
         ]
         if not due:
             return Processed()
-        drained = [self.drain(user, state, now_ms) for user in due]
-        return Processed(
-            [output for done in drained for output in done.outputs],
-            facts=[fact for done in drained for fact in (done.facts or [])] or None,
-        )
+        return _merged([self.drain(user, state, now_ms) for user in due])
 
     def wake(
         self, photo_id: str, asker: str, state: PartitionState, *, forgotten: bool = False
@@ -183,11 +179,7 @@ class UserQueues:
                     if entry.get("photo") == photo_id and "answered" not in entry:
                         entry.pop("asked", None)
                 state.set_queue(user, entries)
-        drained = [self.drain(user, state) for user in users]
-        return Processed(
-            [output for done in drained for output in done.outputs],
-            facts=[fact for done in drained for fact in (done.facts or [])] or None,
-        )
+        return _merged([self.drain(user, state) for user in users])
 
     def drain(self, user: str, state: PartitionState, now_ms: int | None = None) -> Processed:
         """Process the user's waiting inputs, in order, for as long as the head can be.
@@ -266,7 +258,6 @@ class UserQueues:
         ledger = state.ledger(request.owner_id)
         if ledger is not None and ledger.is_erased(request.photo_id):
             return None  # decided ERASED whoever owns it
-        found = state.photo_status(request.photo_id)
         if "answered" in entry:
             if entry.get("erased"):
                 return ERASED
@@ -274,6 +265,7 @@ class UserQueues:
             if owner is not None or "until" not in entry:
                 return owner
             # the index knew no upload of it: what this partition learnt since wins
+            found = state.photo_status(request.photo_id)
             if found is not None:
                 if found[0].pending:
                     return WAIT
@@ -284,6 +276,7 @@ class UserQueues:
             if now_ms is not None and now_ms >= entry["until"]:
                 return None
             return UNSURE
+        found = state.photo_status(request.photo_id)
         if found is None or found[0].pending:
             return WAIT
         return ERASED if found[0].erased else found[0].effective_owner
@@ -318,6 +311,14 @@ class UserQueues:
         )
         entries.insert(index, entry)
         state.set_queue(user, entries)
+
+
+def _merged(drained: list[Processed]) -> Processed:
+    """Return what draining several users' queues produced, as one result."""
+    return Processed(
+        [output for done in drained for output in done.outputs],
+        facts=[fact for done in drained for fact in (done.facts or [])] or None,
+    )
 
 
 def park_entry(raw: RawInput, effective_at_ms: int) -> dict[str, Any]:
