@@ -56,6 +56,37 @@ class Cluster:
         return {p: m.leader for p, m in metadata.partitions.items()}
 
 
+LOG_TAIL_LINES = 80
+"""Lines of each process log a failed fault test shows (the process's last words)."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed fault test shows the tail of every gate or detector log it started.
+
+    A gate still alive is asked first for every thread's stack (``SIGUSR1``): where a stalled
+    gate waits. The processes log into the test's temporary directory, which CI does not keep:
+    without this a gate that stalled leaves nothing to read.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    env = getattr(item, "funcargs", {}).get("cluster_env")
+    if report.when != "call" or not report.failed or env is None:
+        return
+    alive = [p for p in env.processes if p.poll() is None]
+    for process in alive:
+        process.send_signal(signal.SIGUSR1)
+    if alive:
+        time.sleep(1.0)  # faulthandler writes the stacks at once; let them reach the log
+    for process in env.processes:
+        report.sections.append(
+            (f"gate pid {process.pid}", f"exit status {process.poll()} (None: alive)")
+        )
+    for log in sorted(env.work_dir.glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        report.sections.append((f"last {len(lines)} lines of {log.name}", "\n".join(lines)))
+
+
 @pytest.fixture(scope="session")
 def kraft_cluster() -> Iterator[Cluster]:
     """The three-node cluster, all nodes up at the start of each test that uses it."""

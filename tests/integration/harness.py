@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,8 @@ class GateEnv:
     work_dir: Path
     profile: GateProfile = REPLAY
     """How gates run here (:data:`REPLAY` unless a test asks for :data:`PRODUCTION`)."""
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    """Every gate process started here (:meth:`gate_process`), for a failed test's post-mortem."""
 
     def topic(self, logical: str) -> str:
         """Return the broker's name of a contract topic in this environment."""
@@ -203,13 +205,15 @@ class GateEnv:
         if metrics_port is not None:
             env["METRICS_PORT"] = str(metrics_port)
         log = (self.work_dir / f"gate-{instance}.log").open("ab")
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "gate", "--policy", str(self.profile.policy)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
+        self.processes.append(process)
+        return process
 
     def with_instance(
         self, instance: str, store: str = "memory", registry_url: str | None = None
