@@ -18,7 +18,14 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from streams.errors import AuthorizationError, ConsentinelError, MissingTopicError, TransientError
 from streams.runtime.dead_letters import dead_letter
@@ -73,8 +80,27 @@ class GlobalTableReader:
         return self.caught_up and self.consumer_error is None and self.table.handler.whole
 
     def catch_up(self, timeout_s: float = 120.0) -> None:
-        """Read the topic from its beginning to its current end (blocking)."""
-        metadata = self._consumer.list_topics(self.physical_topic, timeout=30)
+        """Read the topic from its beginning to its current end (blocking).
+
+        Raises :class:`~streams.errors.TransientError` when the cluster does not answer; called
+        again, it reads from the beginning once more (applying a record twice, in order, leaves
+        the table as once), and writes each unreadable record's dead letter once.
+        """
+        letters = len(self.dead_letters)
+        try:
+            self._catch_up(timeout_s)
+        except TransientError:
+            del self.dead_letters[letters:]
+            raise
+
+    def _catch_up(self, timeout_s: float) -> None:
+        try:
+            metadata = self._consumer.list_topics(self.physical_topic, timeout=30)
+        except KafkaException as exc:
+            raise TransientError(
+                f"the cluster did not tell the partitions of {self.physical_topic}: {exc}",
+                hint="check that the brokers are up; retrying",
+            ) from exc
         topic = metadata.topics.get(self.physical_topic)
         if topic is not None and topic.error is not None and topic.error.code() in REFUSALS:
             raise AuthorizationError(

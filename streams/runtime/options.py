@@ -9,6 +9,10 @@ from typing import Any
 TRANSIENT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 """Waits after successive transient failures of a batch (the last one repeats)."""
 
+INIT_TRANSACTIONS_TIMEOUT_S = 30.0
+"""How long one ``init_transactions`` call may wait for the coordinator before it is retried
+(librdkafka's own default waits for ever: a gate started during an outage must stay live)."""
+
 REJOINS_ALLOWED = (3, 600.0)
 """A fenced consumer, or a wedged producer, is rebuilt in-process at most 3 times in 600 s;
 then the process ends.

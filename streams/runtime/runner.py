@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from streams.errors import TransientError
+from streams.runtime import start_up
 from streams.runtime.assignment import Assignment, co_assigned, group_consumer
 from streams.runtime.checkpoint import (
     Checkpoint,
@@ -190,9 +191,8 @@ class StreamRunner(Generic[T]):
                 self._kafka_config, self.physical(self.spec.sources[0]), self.health, self.options
             )
             self.gc.apply()
-            self.producer.init_transactions()
-            for reader in self.globals:
-                reader.catch_up()
+            if not self._start_up(keep_going):
+                return
             sources = [self.physical(t) for t in self.spec.sources]
             if not wait_for_metadata(self.consumer, sources, partitions, keep_going):
                 return
@@ -217,6 +217,25 @@ class StreamRunner(Generic[T]):
             for reader in self.globals:
                 reader.close()
             self.assignment.close()
+
+    def _start_up(self, keep_going: Callable[[], bool]) -> bool:
+        """Initialise transactions, then read every global table to its end, through an outage.
+
+        Returns False if ``keep_going()`` turns false first. Not ready meanwhile: nothing is
+        subscribed yet.
+        """
+        log.info(
+            "%s: initialising transactions, then reading %d global table(s) to their end",
+            self.group,
+            len(self.globals),
+        )
+        return start_up.init_transactions(
+            self.producer, self._retry, keep_going
+        ) and start_up.catch_up(self.globals, self._retry, keep_going)
+
+    def _retry(self, exc: TransientError, failures: int) -> None:
+        self.metrics.transient_errors.inc()
+        self.back_off(exc, failures)
 
     def _subscribe(self) -> None:
         self.consumer.subscribe(
@@ -325,18 +344,8 @@ class StreamRunner(Generic[T]):
         self.producer = transactional_producer(
             self._kafka_config, self._transactional_id, self.options
         )
-        failures = 0
-        while True:
-            try:
-                self.producer.init_transactions(30)
-                return
-            except KafkaException as exc:
-                if not exc.args[0].retriable():
-                    raise
-                failures += 1
-                self.back_off(TransientError(str(exc.args[0])), failures)
-                if not self._running:
-                    raise
+        if not start_up.init_transactions(self.producer, self.back_off, lambda: self._running):
+            raise TransientError("stopped before the new producer was initialised")
 
     def group_metadata(self) -> Any:
         """Return the consumer's group metadata (it fences a zombie's offsets)."""
@@ -407,7 +416,10 @@ class StreamRunner(Generic[T]):
             )
         self.health.restoring = True
         try:
-            consumer.committed(assigned, timeout=60)
+            try:
+                consumer.committed(assigned, timeout=60)
+            except KafkaException as exc:  # the restore below reads to the true end anyway
+                log.warning("%s: committed offsets not read on assignment: %s", self.group, exc)
             for partition in sorted(whole - set(self.tasks)):
                 self._restore_retrying(partition)
         finally:
