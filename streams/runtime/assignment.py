@@ -110,6 +110,7 @@ class Assignment:
         options: RuntimeOptions,
         metrics: RuntimeMetrics,
         turned: Callable[[], None],
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.tasks: dict[int, PartitionTask] = {}
         """Partition number → its task (the same dict for the assignment's life)."""
@@ -120,6 +121,7 @@ class Assignment:
         self._group = group
         self._changelog_topic = changelog_topic
         self._turned = turned
+        self._stopping = stopping
         spec = topology.spec
         self._merged = [t for t in spec.sources if t not in spec.internal]
         self._state_dir = (options.state_dir or Path(".consentinel/state")) / spec.name
@@ -155,6 +157,7 @@ class Assignment:
                     lambda store: self.topology.open_state(partition, store),
                     timeout_s=self.options.restore_timeout_s,
                     max_age_ms=int(self.options.kept_state_max_age_s * 1000),
+                    cancelled=self._stopping,
                 )
             except BaseException:
                 kept.close()  # what was restored so far stays, with its offset
@@ -173,6 +176,7 @@ class Assignment:
                 partition,
                 state,
                 timeout_s=self.options.restore_timeout_s,
+                cancelled=self._stopping,
             )
             how = "full"
         self.tasks[partition] = self._task(partition, state, kept)

@@ -108,11 +108,13 @@ def restore_partition(
     state: PartitionState,
     *,
     timeout_s: float,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> int:
     """Replay ``changelog_topic[partition]`` into ``state``; return the records replayed.
 
     Every committed record up to the partition's high watermark at the start is replayed: a
-    transaction still open then is waited for (up to ``timeout_s``), never cut off.
+    transaction still open then is waited for (up to ``timeout_s``, or until ``cancelled()``),
+    never cut off.
     """
     restorer = Consumer({**kafka_config, **READER_CONFIG, "group.id": group})
     probe = Consumer({**kafka_config, **END_PROBE_CONFIG, "group.id": group})
@@ -124,6 +126,7 @@ def restore_partition(
             timeout_s=timeout_s,
             what=f"the changelog {changelog_topic}[{partition}]",
             ends_from=probe,
+            cancelled=cancelled,
         )
     finally:
         probe.close()
@@ -138,6 +141,7 @@ def restore_kept(
     *,
     timeout_s: float,
     max_age_ms: int,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> tuple[PartitionState, int]:
     """Bring a kept store up to its changelog's end; return the state over it and records read.
 
@@ -178,6 +182,7 @@ def restore_kept(
             timeout_s=timeout_s,
             what=f"the changelog {topic}[{partition}]",
             ends_from=probe,
+            cancelled=cancelled,
         )
         store.commit(max(store.offset, high), log=False)
         store.flush()  # before any logged write lands on this copy

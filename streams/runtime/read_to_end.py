@@ -103,6 +103,7 @@ def read_to_end(
     what: str,
     stop_at: Mapping[tuple[str, int], int] | None = None,
     ends_from: Consumer | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> int:
     """Assign ``starts`` to ``consumer`` and hand every record up to the ends to ``on_records``.
 
@@ -123,6 +124,9 @@ def read_to_end(
     ends: then a transaction open (or still committing) when the read begins is waited for and
     read once committed. Without it the ends are asked of ``consumer``, which for a
     ``read_committed`` consumer are the last stable offsets: what is committed and visible now.
+
+    ``cancelled()`` true (the process is stopping) ends the wait at once with a
+    :class:`~streams.errors.TransientError`: a stop never waits out ``timeout_s``.
     """
     marks = watermarks(ends_from or consumer, starts, timeout_s=min(timeout_s, 30.0))
     ends = {key: high for key, (_, high) in marks.items()}
@@ -144,6 +148,10 @@ def read_to_end(
     deadline = time.monotonic() + timeout_s
     count = 0
     while remaining:
+        if cancelled():
+            raise TransientError(
+                f"stopped while reading {what} to its end ({len(remaining)} partition(s) short)"
+            )
         if time.monotonic() > deadline:
             raise TransientError(
                 f"could not read {what} to its end within {timeout_s:.0f}s"

@@ -115,6 +115,7 @@ class StreamRunner(Generic[T]):
             options=options,
             metrics=self.metrics,
             turned=self.health.turned,
+            stopping=lambda: not self._running,
         )
         self.tasks = self.assignment.tasks
         self.intake = Intake(
@@ -441,18 +442,22 @@ class StreamRunner(Generic[T]):
         self.metrics.assigned_partitions.set(len(self.tasks))
 
     def _restore_retrying(self, partition: int) -> None:
-        """Restore ``partition``, retrying with back-off while the broker is unreachable."""
+        """Restore ``partition``, retrying with back-off while the broker is unreachable.
+
+        A stop meanwhile ends the wait at once; the partition is then not taken (nothing of it
+        is processed, its next owner restores it), and the run ends as stopped, not failed.
+        """
         failures = 0
-        while True:
+        while self._running:
             try:
                 self.assignment.restore(partition)
                 return
             except TransientError as exc:
-                failures += 1
-                self.metrics.transient_errors.inc()
-                self.back_off(exc, failures)
                 if not self._running:
-                    raise
+                    log.info("%s: stopping; partition %d not restored", self.group, partition)
+                    return
+                failures += 1
+                self._retry(exc, failures)
 
     def restore_partition(self, partition: int) -> int:
         """Restore one partition's state from the changelog, as on assignment; return records."""
