@@ -77,6 +77,18 @@ def _under_load(
     return ids
 
 
+def _behind_proxy(env: GateEnv) -> GateEnv:
+    """``env`` with gates that reach the cluster only through the proxy (:mod:`.proxy`)."""
+    return dataclasses.replace(
+        env,
+        settings=load_settings(
+            KAFKA_BOOTSTRAP_SERVERS=cluster.proxied_bootstrap_servers(),
+            SCHEMA_REGISTRY_URL=env.settings.schema_registry_url,
+            CONSENTINEL_TOPIC_PREFIX=env.prefix,
+        ),
+    )
+
+
 def _busiest_leader(kraft_cluster: Cluster, env: GateEnv) -> int:
     admin = AdminClient(env.settings.kafka_config())
     leaders = Counter(kraft_cluster.leaders(admin, env.topic(topics.TOPIC_DECISIONS)).values())
@@ -239,14 +251,7 @@ def test_network_partition_between_gate_and_cluster(
     """The gate alone is cut off from every broker for 30 s (a TCP proxy it talks through)."""
     now = int(time.time() * 1000)
     seed_users(cluster_env, now)
-    behind_proxy = dataclasses.replace(
-        cluster_env,
-        settings=load_settings(
-            KAFKA_BOOTSTRAP_SERVERS=cluster.proxied_bootstrap_servers(),
-            SCHEMA_REGISTRY_URL=cluster_env.settings.schema_registry_url,
-            CONSENTINEL_TOPIC_PREFIX=cluster_env.prefix,
-        ),
-    )
+    behind_proxy = _behind_proxy(cluster_env)
     marks: dict[str, float] = {}
     port = free_port()
     with PartitionableProxy() as proxy:
@@ -275,6 +280,41 @@ def test_network_partition_between_gate_and_cluster(
         f"\npartition healed: first decision {watch.first_after(marks['healed'])} s after,"
         f" ready again {again:.1f} s after"
     )
+
+
+def test_gate_cut_off_while_it_starts(kraft_cluster: Cluster, cluster_env: GateEnv) -> None:
+    """The gate loses every broker (40 s) just as it initialises its transactions.
+
+    Each start-up step waits for the cluster (an unbounded ``init_transactions``, or a global
+    table's 30 s metadata wait, used to hang or end the process): once healed it starts, decides
+    the load sent meanwhile exactly once, and was never ready while cut off.
+    """
+    now = int(time.time() * 1000)
+    seed_users(cluster_env, now)
+    behind_proxy = _behind_proxy(cluster_env)
+    marks: dict[str, float] = {}
+    port = free_port()
+    with PartitionableProxy() as proxy:
+        gate = behind_proxy.gate_process("f7", metrics_port=port)
+
+        def plan() -> None:
+            wait_for_log(cluster_env, "f7", "initialising transactions", timeout_s=120)
+            proxy.cut()
+            marks["cut"] = time.monotonic()
+            time.sleep(40)
+            proxy.heal()
+            marks["healed"] = time.monotonic()
+
+        try:
+            with ReadinessWatch(port) as ready:
+                _under_load(cluster_env, now, plan, plan_timeout_s=240)
+            assert gate.poll() is None, "the gate exited on its own while it started cut off"
+        finally:
+            stop(gate)
+    assert not ready.ready_within(marks["cut"], marks["healed"]), "ready while cut off"
+    again = ready.ready_again_after(marks["healed"])
+    assert again is not None, "never ready after the partition healed"
+    print(f"\ncut off while starting: ready {again:.1f} s after the partition healed")
 
 
 def test_registry_restarted_under_load(kraft_cluster: Cluster, cluster_env: GateEnv) -> None:

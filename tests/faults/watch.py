@@ -113,6 +113,10 @@ class ReadinessWatch(_Watch):
         """Whether it said not ready at some moment within ``[start, end]``."""
         return any(not ready for t, ready in self.samples if start <= t <= end)
 
+    def ready_within(self, start: float, end: float) -> bool:
+        """Whether it said ready at some moment within ``[start, end]``."""
+        return any(ready for t, ready in self.samples if start <= t <= end)
+
     def ready_again_after(self, moment: float) -> float | None:
         """Seconds from ``moment`` to its first ready answer after it (None: never)."""
         later = [t for t, ready in self.samples if t > moment and ready]

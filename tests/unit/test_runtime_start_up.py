@@ -140,7 +140,7 @@ def test_a_global_table_the_cluster_cannot_describe_is_a_transient_error() -> No
     reader._consumer.close()
     reader._consumer = UnreachableConsumer()  # type: ignore[assignment]
     reader.dead_letters.append("a letter of an earlier catch-up")  # type: ignore[arg-type]
-    with pytest.raises(TransientError, match="p.controls"):
+    with pytest.raises(TransientError, match=r"p\.controls"):
         reader.catch_up()
     assert not reader.caught_up
     assert reader.dead_letters == ["a letter of an earlier catch-up"]
