@@ -17,14 +17,13 @@ The single-node stack (``localhost:9092``) stays the default for ``make demo`` a
 
 from __future__ import annotations
 
-import base64
 import subprocess
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from streams.errors import StackError
+from streams.stack.kraft import new_cluster_id
 
 NODES = 3
 """How many nodes ``--brokers 3`` starts (the only cluster size offered)."""
@@ -120,7 +119,7 @@ def _cluster_id(home: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = new_cluster_id()
     path.write_text(cluster_id + "\n")
     return cluster_id
 

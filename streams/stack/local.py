@@ -13,10 +13,8 @@ that ``up`` recorded, and only while they still run the command it started; ever
 
 from __future__ import annotations
 
-import base64
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +25,7 @@ from streams.stack import alertmanager, cluster
 from streams.stack.artifacts import ensure_artifacts
 from streams.stack.java import find_java
 from streams.stack.keys import ensure_key_pair
+from streams.stack.kraft import new_cluster_id
 from streams.stack.lifecycle import kafka_ready, port_taken, registry_ready, terminate
 from streams.stack.prometheus import PROMETHEUS_PORT, identify, prometheus_component, skip_reason
 
@@ -107,7 +106,7 @@ class LocalStack:
         java = find_java(17, purpose="Kafka 4")
         base = [java, "-cp", f"{lib}/*", f"-Dlog4j2.configurationFile={log4j}"]
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             fmt = [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)]
             result = subprocess.run(
                 [*fmt, "--standalone", "--ignore-formatted"],

@@ -30,7 +30,6 @@ import shlex
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 
 from streams.errors import ConfigError, StackError
 from streams.secretfile import refuse_shared_secret_file
+from streams.stack.kraft import new_cluster_id
 
 SECURE_KAFKA_PORT = 9094
 """The SASL_PLAINTEXT client listener of the secure broker."""
@@ -280,7 +280,7 @@ def secure_kafka(home: Path, lib: Path, log_dir: Path, java: str) -> SecureLaunc
     )
     base = [java, "-cp", f"{lib}/*", f"-Dlog4j2.configurationFile={log4j}"]
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         scram = scram_bootstrap_argument(ADMIN, admin_password)
         result = subprocess.run(
             [
