@@ -359,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paced-s", type=float, help="override the latency runs' duration")
     parser.add_argument("--note", default="", help="why a partial (--only) re-run was made")
     parser.add_argument(
+        "--no-latency",
+        action="store_true",
+        help="skip the paced latency phases and the commit-interval curve (throughput and "
+        "decisions only)",
+    )
+    parser.add_argument(
         "--baseline",
         default="",
         help="git ref of a gate to measure on the same input in the same run (before/after)",
@@ -371,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         MODES[mode]["users"] = args.users
     if args.paced_s:
         MODES[mode]["paced_s"] = args.paced_s
+    if args.no_latency:
+        MODES[mode]["latency_systems"] = []
     if args.restore_users:
         MODES[mode]["restore_users"] = [int(n) for n in args.restore_users.split(",")]
     started = time.monotonic()
