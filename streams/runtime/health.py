@@ -1,9 +1,10 @@
 """Whether a runner may take traffic (ready), whether its loop still turns (live), and its lag.
 
-Ready means started, every global table whole, no partition being restored, every topic
-there and configured as the topology requires (:func:`wait_for_topics`), and the cluster
-answering (:class:`~streams.runtime.reachability.BrokerProbe`); an instance with no
-partitions assigned (more replicas than partitions) is ready. Live means the loop, a restore or
+Ready means started, given its partitions by the group since it subscribed, every global table
+whole, no partition being restored, every topic there and configured as the topology requires
+(:func:`wait_for_topics`), and the cluster answering
+(:class:`~streams.runtime.reachability.BrokerProbe`); an instance the group gave no partitions
+(more replicas than partitions) is ready. Live means the loop, a restore or
 a back-off turned within ``liveness_timeout_s``, and the loop has not ended on an error it cannot
 recover from (:attr:`Health.failed`: a fenced or fatally failed consumer or producer). Consumer
 lag is reported per logical source topic, best effort.
@@ -37,6 +38,9 @@ class Health:
         self.liveness_timeout_s = liveness_timeout_s
         self.started = False
         """Subscribed, after the global tables were read to their end."""
+        self.joined = False
+        """The group has assigned this member its partitions (possibly none) since it last
+        subscribed, and has not taken them away as lost since."""
         self.restoring = False
         """A partition's state is being restored (its inputs wait)."""
         self.problem: str | None = None
@@ -56,6 +60,7 @@ class Health:
         """Whether the runner may take traffic (see the module's docstring)."""
         return (
             self.started
+            and self.joined
             and not self.restoring
             and self.problem is None
             and self.failed is None

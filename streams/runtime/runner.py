@@ -243,8 +243,9 @@ class StreamRunner(Generic[T]):
             [self.physical(t) for t in self.spec.sources],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
+            on_lost=self._on_lost,
         )
+        self.health.joined = False  # not ready until the group answers (it may be unreachable)
         self.health.started = True
 
     def _rejoin(self, fenced: ConsumerFencedError) -> None:
@@ -428,6 +429,7 @@ class StreamRunner(Generic[T]):
         self.gc.freeze(force=True)  # the restored state is long-lived
         self.intake.reassigned()
         self.metrics.assigned_partitions.set(len(self.tasks))
+        self.health.joined = True
 
     def _on_revoke(self, consumer: Consumer, revoked: list[Any]) -> None:
         if self.txn.is_open:
@@ -440,6 +442,10 @@ class StreamRunner(Generic[T]):
             self.assignment.drop(partition)
         self.intake.keep_assigned()
         self.metrics.assigned_partitions.set(len(self.tasks))
+
+    def _on_lost(self, consumer: Consumer, lost: list[Any]) -> None:
+        self.health.joined = False  # out of the group (its session expired): no progress here
+        self._on_revoke(consumer, lost)
 
     def _restore_retrying(self, partition: int) -> None:
         """Restore ``partition``, retrying with back-off while the broker is unreachable.

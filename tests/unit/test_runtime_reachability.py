@@ -30,6 +30,7 @@ class Cluster:
 def started_health() -> Health:
     health = Health([], liveness_timeout_s=120)
     health.started = True
+    health.joined = True
     return health
 
 
