@@ -70,7 +70,7 @@ def runtime_metrics(prefix: str) -> RuntimeMetrics:
         ),
         ready=Gauge(
             f"{prefix}_ready",
-            "1 when global tables are read and every assigned partition's state is restored.",
+            "1 as /ready: assigned by the group, global tables read, state restored, cluster up.",
         ),
         last_iteration=Gauge(
             f"{prefix}_loop_last_iteration_timestamp_seconds",
