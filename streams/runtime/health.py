@@ -3,11 +3,11 @@
 Ready means started, given its partitions by the group since it subscribed, every global table
 whole, no partition being restored, every topic there and configured as the topology requires
 (:func:`wait_for_topics`), and the cluster answering
-(:class:`~streams.runtime.reachability.BrokerProbe`); an instance the group gave no partitions
-(more replicas than partitions) is ready. Live means the loop, a restore or
-a back-off turned within ``liveness_timeout_s``, and the loop has not ended on an error it cannot
-recover from (:attr:`Health.failed`: a fenced or fatally failed consumer or producer). Consumer
-lag is reported per logical source topic, best effort.
+(:class:`~streams.runtime.reachability.BrokerProbe`), and no client being replaced (a wedged
+producer); an instance the group gave no partitions (more replicas than partitions) is ready.
+Live means the loop, a restore or a back-off turned within ``liveness_timeout_s``, and the loop
+has not ended on an error it cannot recover from (:attr:`Health.failed`: a fenced or fatally
+failed consumer or producer). Consumer lag is reported per logical source topic, best effort.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class Health:
         """Why the loop ended for good (it will never process again), else None."""
         self.unreachable: str | None = None
         """Why the cluster is taken for unreachable (the runner retries), else None."""
+        self.replacing: str | None = None
+        """Which client is being replaced (nothing is decided until its replacement is up)."""
         self.last_turn = time.monotonic()
 
     def turned(self) -> None:
@@ -65,6 +67,7 @@ class Health:
             and self.problem is None
             and self.failed is None
             and self.unreachable is None
+            and self.replacing is None
             and all(reader.healthy for reader in self.readers)
         )
 

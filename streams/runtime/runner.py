@@ -343,11 +343,13 @@ class StreamRunner(Generic[T]):
         self.metrics.producer_replacements.inc()
         self._wedged.append(self.producer)  # its blocked call still holds it: never destroyed
         self._checkpoint = None
+        self.health.replacing = "the transactional producer"
         self.producer = transactional_producer(
             self._kafka_config, self._transactional_id, self.options
         )
         if not start_up.init_transactions(self.producer, self.back_off, lambda: self._running):
             raise TransientError("stopped before the new producer was initialised")
+        self.health.replacing = None
 
     def group_metadata(self) -> Any:
         """Return the consumer's group metadata (it fences a zombie's offsets)."""

@@ -5,6 +5,7 @@ transactions subscribed, and then said ready for 15 s, until the broker probe's 
 although the group could not answer it and it had decided nothing. Ready now also needs the
 group's assignment since the last subscription (possibly empty: more replicas than partitions),
 and a member whose partitions are lost (its session expired) is not ready until it rejoins.
+Nor is a runner whose wedged producer is being replaced.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from streams.runtime import changelog
 from streams.runtime.health import Health
 from tests.unit.offline_runner import offline_runner
 from tests.unit.test_runtime_coassignment import Producer, Topology
+from tests.unit.test_runtime_wedged_producer import WedgingProducer, quiet_runner
 
 
 class Consumer:
@@ -83,3 +85,28 @@ def test_a_new_subscription_waits_for_its_own_assignment(runner: Any) -> None:
     runner._subscribe()  # as after a fenced consumer is replaced
 
     assert not runner.health.ready
+
+
+def test_not_ready_while_a_wedged_producer_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make faults`: after the whole cluster came back, a gate said ready at once while its
+    wedged producer's replacement waited 30 s in ``init_transactions`` (decisions came 37 s
+    after)."""
+    ready_during_init: list[bool] = []
+    runners: list[Any] = []
+
+    class Observed(WedgingProducer):
+        def init_transactions(self, *args: Any) -> None:
+            super().init_transactions(*args)
+            if runners:
+                ready_during_init.append(runners[0].health.ready)
+
+    runner = quiet_runner(monkeypatch, Observed, "test_runtime_readiness_replacing")
+    runners.append(runner)
+    runner.health.started = runner.health.joined = True
+    assert runner.health.ready
+    runner.begin().wedged = True  # as after ProducerWedgedError
+
+    runner.begin()  # replaces the producer first
+
+    assert ready_during_init == [False], "not ready while the new producer is initialised"
+    assert runner.health.ready and runner.health.replacing is None
