@@ -333,6 +333,21 @@ class Bench(SystemRuns):
         return self.results
 
 
+def draw_figures(results: dict[str, Any], out: Path) -> None:
+    """Draw the page's figures from ``results`` and record them in ``out``; never raise."""
+    try:
+        from bench.figures import draw
+
+        results["figures"] = draw(results, RESULTS)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        say(f"figures: {results['figures']}")
+    except ImportError as exc:  # matplotlib is in the `bench` extra
+        say(f"figures not drawn: {exc}")
+    except Exception as exc:  # a figure must not cost the run its report
+        traceback.print_exc()
+        say(f"figures not drawn: {type(exc).__name__}: {exc}")
+
+
 def code_version() -> str:
     """Return the commit the benchmarked code is at (``+changes`` if the tree differs from it)."""
 
@@ -431,18 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         results = merged
     out.write_text(json.dumps(results, indent=2) + "\n")
     say(f"results in {out} ({results['total_s']}s)")
-    try:
-        from bench.figures import draw
-
-        results["figures"] = draw(results, RESULTS)
-        out.write_text(json.dumps(results, indent=2) + "\n")
-        say(f"figures: {results['figures']}")
-    except ImportError as exc:  # matplotlib is in the `bench` extra
-        say(f"figures not drawn: {exc}")
-    except Exception as exc:  # a figure must not cost the run its report
-        traceback.print_exc()
-        say(f"figures not drawn: {type(exc).__name__}: {exc}")
-    if not args.no_report:
+    if not args.no_report:  # the figures are the page's: a run that leaves it leaves them too
+        draw_figures(results, out)
         report.write(REPO / "BENCHMARKS.md", RESULTS)
         say("BENCHMARKS.md rewritten")
     shutil.rmtree(work_dir / "state", ignore_errors=True)
