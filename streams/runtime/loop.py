@@ -6,10 +6,11 @@ tests alike; only its :class:`~streams.runtime.transport.Transport` differs (Kaf
 :class:`~streams.runtime.testing.TopologyDriver`). Each :meth:`StreamLoop.turn`:
 
 1. fetches what may be processed now, at most what the open transaction still takes;
-2. punctuates every partition when due (every ``punctuate_interval_s`` of the monotonic clock);
-3. processes the inputs into the open transaction (begun if none is), each input's records to
+2. processes the inputs into the open transaction (begun if none is), each input's records to
    a locally assigned internal source at once (``local_loopback``), the rest encoded and queued,
-   the global tables' dead letters and what punctuation returned with them;
+   and the global tables' dead letters;
+3. then punctuates every partition when due (every ``punctuate_interval_s`` of the monotonic
+   clock), on the state the inputs fetched so far left, and queues what it returned likewise;
 4. commits the transaction once due (``batch_max_events`` inputs, or ``commit_interval_ms``):
    outputs, then every partition's changelog records, then the consumed offsets.
 
@@ -94,12 +95,17 @@ class StreamLoop:
         # global tables' dead letters stay with their reader until a commit has written them
         letters = txn.unwritten_letters(self.transport.letter_sources)
         extra: list[Output] = [letter for _, taken in letters for letter in taken]
-        punctuated = self._punctuate()
         worked = False
-        if batch or extra or punctuated:
+        if batch or extra:
             worked = True
-            if self._process_batch(batch, extra, punctuated):
+            if self._process_batch(batch, extra, []):
                 txn.hold_letters(letters)
+        # after the batch: a punctuation judges the state the inputs fetched so far left (a
+        # request's grace for its upload must not expire while that upload sits in the batch)
+        punctuated = self._punctuate()
+        if punctuated:
+            worked = True
+            self._process_batch([], [], punctuated)
         if txn.is_open and (stopping or txn.due()):
             worked = True
             self.commit_open()

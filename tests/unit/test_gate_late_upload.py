@@ -68,6 +68,19 @@ def test_an_upload_appended_after_its_request_and_the_idle_limit_still_decides_i
     assert verdict(driver, request) == ("ALLOW", "CONSENTED")
 
 
+def test_an_upload_fetched_with_the_punctuation_that_ends_the_grace_decides_it() -> None:
+    """A gate busy past the grace (a long batch, a loaded machine) must first process what it
+    fetched: the upload was on the broker before the punctuation judged the request unknown.
+    Punctuating before the batch decided it ``UNKNOWN_PHOTO``, where a gate that kept up (or
+    one reading the input whole) allowed it: two gates differed from one at full size."""
+    driver, writer, owner, now = prepared()
+    request = released(driver, writer, owner, "p-late", now)
+    driver.clock.advance(2 * GRACE_MS)  # stalled: nothing fetched, no punctuation, meanwhile
+    writer.upload(owner, "p-late", now - 1_000)  # ... its upload was appended
+    driver.run()
+    assert verdict(driver, request) == ("ALLOW", "CONSENTED")
+
+
 def test_a_photo_never_uploaded_is_unknown_once_a_later_upload_is_processed() -> None:
     driver, writer, owner, now = prepared()
     request = released(driver, writer, owner, "p-missing", now)
