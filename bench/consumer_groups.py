@@ -1,4 +1,4 @@
-"""Waits on consumer groups: until a group is stable, has consumed its input, or committed it.
+"""Waits on consumer groups: until a group has consumed its input, or committed it.
 
 Each polls the broker's view of the group (its members' assignment, its committed offsets).
 """
@@ -13,39 +13,6 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams.settings import Settings
-
-
-def wait_group_stable(
-    admin: AdminClient, group: str, members: int, partitions: int, timeout_s: float = 120
-) -> float:
-    """Wait until ``group`` is stable with ``members`` members holding ``partitions`` input
-    partitions between them (per input topic); return the seconds waited."""
-    from confluent_kafka import ConsumerGroupState
-
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        with contextlib.suppress(Exception):
-            description = admin.describe_consumer_groups([group], request_timeout=10)[
-                group
-            ].result()
-            assigned = {
-                (tp.topic, tp.partition)
-                for member in description.members
-                for tp in member.assignment.topic_partitions
-            }
-            per_topic: dict[str, int] = {}
-            for topic, _ in assigned:
-                per_topic[topic] = per_topic.get(topic, 0) + 1
-            if (
-                description.state == ConsumerGroupState.STABLE
-                and len(description.members) == members
-                and per_topic
-                and min(per_topic.values()) >= partitions
-                and all(m.assignment.topic_partitions for m in description.members)
-            ):
-                return time.monotonic() - started
-        time.sleep(0.5)
-    raise RuntimeError(f"consumer group {group} not stable with {members} members in {timeout_s}s")
 
 
 def wait_consumed(

@@ -45,7 +45,6 @@ from confluent_kafka.admin import AdminClient
 
 from bench import report
 from bench.common import POLICY, REPO, create_env, drop_prefix, ensure_bench_policy, new_prefix, say
-from bench.consumer_groups import wait_group_stable
 from bench.gen import Workload, generate, produce_workload
 from bench.modes import HARNESS, MODES, OTHER_WORK_LIMIT, RESULTS
 from bench.observe import ensure_stack, free_port, tally, verdicts_by_request, versions
@@ -142,38 +141,24 @@ class Bench(SystemRuns):
         *,
         keep_running: bool = False,
         cap_s: float | None = None,
-        ready_group: str | None = None,
         codec: AvroCodec | None = None,
         cwd: Path = REPO,
     ) -> tuple[dict[str, Any], list[subprocess.Popen[bytes]]]:
         """Run ``commands`` over the backlog until ``expected`` outputs are visible.
 
         With ``cap_s``, stop measuring ``cap_s`` seconds after the first output (the rate of a
-        slow system is then measured on the first part of the same input). With
-        ``ready_group``, the processes start on empty input topics and the backlog is written
-        once that consumer group is stable with all of them (so that no rebalance falls inside
-        the measurement); otherwise the backlog is written before they start.
+        slow system is then measured on the first part of the same input). The backlog is
+        written before they start.
         """
         assert self.work is not None
         monitor = OutputMonitor(self.base, outputs, group=f"{prefix}bench-monitor-{name}")
         monitor.start()
-        if ready_group is None:
-            self.produce_backlog(prefix, codec)
+        self.produce_backlog(prefix, codec)
         launched = time.time()
         procs = [
             start(argv, env, self.work_dir / f"{name}-{i}.log", cwd=cwd)
             for i, (argv, env) in enumerate(commands)
         ]
-        if ready_group is not None:
-            try:
-                waited = wait_group_stable(self.admin, ready_group, len(procs), 8)
-                time.sleep(2.0)  # state restore (empty) and the controls read follow assignment
-                say(f"{name}: group stable after {waited:.1f}s; writing the backlog")
-                self.produce_backlog(prefix, codec)
-            except BaseException:
-                monitor.stop()
-                stop(procs)
-                raise
         sampler = ProcSampler([p.pid for p in procs])
         sampler.start()
         say(f"{name}: started pid(s) {[p.pid for p in procs]}, waiting for {expected} outputs")
