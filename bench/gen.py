@@ -277,11 +277,20 @@ def raw_producer(settings: Settings) -> Producer:
 
 
 def produce_workload(
-    settings: Settings, codec: AvroCodec, prefix: str, work: Workload, *, requests: bool = True
+    settings: Settings,
+    codec: AvroCodec,
+    prefix: str,
+    work: Workload,
+    *,
+    requests: bool = True,
+    flush_every: int | None = None,
 ) -> float:
     """Produce the workload to ``prefix``'s input topics; return the seconds it took.
 
     ``requests=False`` writes only the uploads and consent changes (state, no decisions).
+    ``flush_every``: wait for every ``flush_every`` records to be appended before writing more,
+    so that records that far apart are appended in event-time order across partitions (the
+    producer's batches to different partitions otherwise land in any order).
     """
     headers: dict[str, bytes | None] = {}
     for topic, schema_id in work.schema_ids.items():
@@ -290,9 +299,11 @@ def produce_workload(
     started = time.monotonic()
     producer = raw_producer(settings)
     names = {t: prefix + t for t in INPUT_TOPICS}
-    for ts, topic, key, value in work.events:
+    for i, (ts, topic, key, value) in enumerate(work.events):
         if not requests and topic == topics.TOPIC_SHARE_REQUESTS:
             continue
+        if flush_every and i and i % flush_every == 0 and producer.flush(120):
+            raise RuntimeError("input records not delivered")
         header = headers[topic]
         if header is not None:
             value = header + value[5:]

@@ -48,6 +48,10 @@ from streams.runtime.topology import PartitionState, Topology
 log = logging.getLogger(__name__)
 
 
+PREFETCH_BATCHES = 4
+"""How many batches (``batch_max_events``) of records librdkafka fetches ahead of the runner."""
+
+
 def group_consumer(
     kafka_config: dict[str, Any], group: str, instance_id: str, options: RuntimeOptions
 ) -> Consumer:
@@ -75,6 +79,16 @@ def group_consumer(
             # just created) is found at the next refresh, which rejoins with the full
             # subscription: within seconds instead of librdkafka's default 5 minutes.
             "topic.metadata.refresh.interval.ms": 10_000,
+            # What the merge knows of a partition's end (its end-of-partition event, its high
+            # watermark) is as old as librdkafka's prefetch queue: with the defaults it holds
+            # 100,000 records and, once full, stops fetching every partition for 1 s at a time.
+            # Working through such a queue takes seconds, and meanwhile a stream the merge saw
+            # at its end may have records on the broker: a gate reading a backlog as it was
+            # written released later events past them (1,214 of 400,000 requests decided
+            # otherwise than by a gate reading the same backlog whole). A few batches' worth
+            # keeps the ends fresh.
+            "queued.min.messages": PREFETCH_BATCHES * options.batch_max_events,
+            "fetch.queue.backoff.ms": 10,
             **options.consumer_overrides,
         }
     )
