@@ -61,6 +61,18 @@ class SystemRuns(LiveRuns, DetectorRuns):
             capture_output=True,
         )
         subprocess.run(["tar", "-x", "-C", str(code)], input=archive.stdout, check=True)
+        changed = sorted(
+            path.name
+            for path in (REPO / "schemas").glob("*.avsc")
+            if not (code / "schemas" / path.name).is_file()
+            or (code / "schemas" / path.name).read_bytes() != path.read_bytes()
+        )
+        if changed:  # its gate would refuse this run's subjects ("our schema ... not registered")
+            raise RuntimeError(
+                f"baseline {self.baseline_ref} has other schemas than this checkout"
+                f" ({', '.join(changed)}): its gate cannot run on this run's topics; pick a ref"
+                " with the same schemas/"
+            )
 
         def launch(prefix: str, codec: AvroCodec) -> Any:
             assert self.work is not None
