@@ -6,8 +6,8 @@ their upload (so user queues, recall ledgers and alerts are exercised too), is f
 gate on the in-process :class:`~streams.runtime.testing.TopologyDriver` and run to the end.
 
 It prints the CPU per input event (``time.process_time``: compare two runs only within one
-sitting) and, with ``--profile``, the top of a cProfile of the run. :func:`digests` is what
-``tests/unit/test_gate_hot_path.py`` compares with the golden digests of the code before the
+sitting; the collector is tuned as the gate's runner tunes it) and, with ``--profile``, the top
+of a cProfile of the run. :func:`digests` is what ``tests/unit/test_gate_hot_path.py`` compares with the golden digests of the code before the
 hot-path change: every output record, the changelog's live state and the verdict mix.
 """
 
@@ -28,6 +28,7 @@ from typing import Any
 from bench.gen import generate
 from streams import topics
 from streams.gate.topology import GateTopology
+from streams.runtime.gc_tuning import GcTuning
 from streams.runtime.options import RuntimeOptions
 from streams.runtime.testing import DEFAULT_START_MS, TopologyDriver, sample_record
 from streams.testing.topologies import gate_driver, memory_codec
@@ -241,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     driver, events, late = loaded_driver(args.requests, args.users)
+    production_gc = GcTuning(RuntimeOptions())  # the collector as `consentinel gate` sets it
+    production_gc.apply()
+    production_gc.freeze(force=True)  # the runner freezes what is alive after its restore
     profiler = cProfile.Profile() if args.profile else None
     began = time.process_time()
     if profiler is not None:

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     commit_interval_ms: int = Field(0, ge=0, alias="CONSENTINEL_COMMIT_INTERVAL_MS")
     """Commit cadence by time as well as size (``RuntimeOptions.commit_interval_ms``): 0 commits
     every loop turn that has work (lowest latency); a larger value fills bigger transactions."""
+    caught_up_grace_ms: int = Field(
+        RuntimeOptions.caught_up_grace_ms, ge=0, le=10_000, alias="CONSENTINEL_CAUGHT_UP_GRACE_MS"
+    )
+    """How long a record waits before it overtakes an input stream of its partition that is at
+    its end only as of the last fetch (``RuntimeOptions.caught_up_grace_ms``): the order kept for
+    events of one user written to different topics within about this time of each other, paid
+    as latency by every live decision whose other streams are idle. 0: no wait."""
     topic_prefix: str = Field("", alias="CONSENTINEL_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]*$")
     stack_home: Path = Field(
         Path.home() / ".cache" / "consentinel" / "stack", alias="CONSENTINEL_STACK_HOME"
@@ -206,11 +213,12 @@ def settings() -> Settings:
 def runtime_options(settings: Settings, options: RuntimeOptions | None = None) -> RuntimeOptions:
     """Return ``options`` (default: the defaults) with what the environment sets of them.
 
-    The store, its directory (one per instance) and the commit cadence: every processor (the
-    gate and the detectors) takes them the same way.
+    The store, its directory (one per instance), the commit cadence and the merge's grace: every
+    processor (the gate and the detectors) takes them the same way.
     """
     options = options or RuntimeOptions()
     options.state_store = settings.state_store
     options.commit_interval_ms = settings.commit_interval_ms
+    options.caught_up_grace_ms = settings.caught_up_grace_ms
     options.state_dir = settings.state_dir / settings.instance_id
     return options
