@@ -7,8 +7,9 @@ gate on the in-process :class:`~streams.runtime.testing.TopologyDriver` and run 
 
 It prints the CPU per input event (``time.process_time``: compare two runs only within one
 sitting; the collector is tuned as the gate's runner tunes it) and, with ``--profile``, the top
-of a cProfile of the run. :func:`digests` is what ``tests/unit/test_gate_hot_path.py`` compares with the golden digests of the code before the
-hot-path change: every output record, the changelog's live state and the verdict mix.
+of a cProfile of the run. :func:`digests` is what ``tests/unit/test_gate_hot_path.py`` compares
+with the golden digests of the code before the hot-path change: every output record, the
+changelog's live state and the verdict mix.
 """
 
 from __future__ import annotations
