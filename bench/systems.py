@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench import report
@@ -42,6 +43,8 @@ from bench.output_monitor import OutputMonitor
 from bench.processes import ProcSampler, python_env, signing_key, start, stop
 from bench.restore import parse_result, write_changelog
 from streams import topics
+from streams.serde.catalog import TOPIC_RECORDS, Catalog, default_catalog
+from streams.serde.registry import register_all
 from streams.serde.wire import AvroCodec
 
 
@@ -67,15 +70,14 @@ class SystemRuns(LiveRuns, DetectorRuns):
             if not (code / "schemas" / path.name).is_file()
             or (code / "schemas" / path.name).read_bytes() != path.read_bytes()
         )
-        if changed:  # its gate would refuse this run's subjects ("our schema ... not registered")
-            raise RuntimeError(
-                f"baseline {self.baseline_ref} has other schemas than this checkout"
-                f" ({', '.join(changed)}): its gate cannot run on this run's topics; pick a ref"
-                " with the same schemas/"
-            )
+        if changed:
+            say(f"baseline {self.baseline_ref}: its own {', '.join(changed)} go on its topics")
 
         def launch(prefix: str, codec: AvroCodec) -> Any:
             assert self.work is not None
+            # its gate refuses subjects whose latest schema is not its own: register its
+            # versions of what differs on its prefix (the input records are this run's)
+            register_baseline_schemas(self.base.schema_registry_url, code / "schemas", prefix)
             argv, env = self.gate_command(prefix, "bench-base")
             env["PYTHONPATH"] = str(code)
             return self.backlog(
@@ -367,3 +369,21 @@ class SystemRuns(LiveRuns, DetectorRuns):
                 say(f"restore: {entry}")
             drop_prefix(self.base, self.admin, prefix)
             self.prefixes.remove(prefix)
+
+
+def register_baseline_schemas(registry_url: str, schemas: Path, prefix: str) -> list[str]:
+    """Register, under ``prefix``, the schemas of a baseline checkout that differ from ours.
+
+    Each becomes the latest version of its ``<prefix><topic>-value`` subject (a field removed
+    with its default is ``FULL_TRANSITIVE``-compatible), so a gate of that checkout finds its
+    own schemas registered. Returns the subjects it registered under.
+    """
+    ours, theirs = default_catalog(), Catalog.load(schemas)
+    differing = [
+        topic
+        for topic, record in TOPIC_RECORDS.items()
+        if theirs.record(record).schema_str != ours.record(record).schema_str
+    ]
+    catalog = theirs.with_topics({prefix + t: TOPIC_RECORDS[t] for t in differing})
+    registered = register_all(registry_url, catalog, topics=[prefix + t for t in differing])
+    return [entry.subject for entry in registered]
