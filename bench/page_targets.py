@@ -181,8 +181,16 @@ WHY = """\
   `CONCURRENT_TRANSACTIONS` and retried after `retry.backoff.ms` (100 ms by default; Java's
   client uses 20 ms for that error). Timing the loop live at 2,000 requests/s showed that call
   at up to 140 ms; the runtime's producer now sets 5 ms, and p99 at 2,000/s went from 245-357 ms
-  to 65-81 ms in that experiment. What remains is queueing on two shared cores: when the gate
-  gets less than a core, live traffic waits; the curve shows what a longer interval buys.
+  to 65-81 ms in that experiment. Since issue #20 the event-time merge holds a record that would
+  overtake an idle input topic of its partition for `caught_up_grace_ms` (50 ms), rounded up to
+  the next loop turn, so that events of one user written to different topics within that time
+  stay in order. Measured on 2026-12-07 on a fresh gate at 2,000 requests/s: p50/p99 130/256 ms
+  with it, 55/125 ms with `CONSENTINEL_CAUGHT_UP_GRACE_MS=0` (docs/performance.md: what each
+  value keeps in order). What remains is queueing on two shared cores: when the gate gets less
+  than a core, live traffic waits; the curve shows what a longer interval buys. The CPU per
+  event is the lever (docs/adr/0005-hot-path-per-batch-before-native.md).
+- *CPU per event, plan.* ADR 0005 (proposed): a per-batch core first, a native kernel only if
+  a profile of that core still shows the interpreter dominating.
 - *Ceiling and peers.* The ceiling moves bytes through librdkafka (a few µs per event); every
   Python system pays its per-event Python work on one core, so 0.4x the ceiling would need the
   gate at about 2.5x the ceiling's CPU per event. The Quix peer runs the same pure core at its

@@ -97,7 +97,8 @@ class SystemRuns(LiveRuns, DetectorRuns):
             text=True,
             check=False,
         ).stdout.strip()
-        result["ref"] = f"{self.baseline_ref} = {resolved}" if resolved else self.baseline_ref
+        named = resolved and resolved != self.baseline_ref
+        result["ref"] = f"{self.baseline_ref} = {resolved}" if named else self.baseline_ref
 
     def run_ceiling(self) -> None:
         def launch(prefix: str, codec: AvroCodec) -> Any:
