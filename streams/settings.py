@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     )
     """How long (wall clock) the gate waits before it decides ``UNKNOWN_PHOTO`` for a photo the
     index knows no upload of, unless an upload later than the request reaches its partition
-    first: an upload appended after the request it precedes still decides it."""
+    first: an upload appended after the request it precedes still decides it. The wait does not
+    end while the partition's input topics have records the gate has not been given yet."""
     commit_interval_ms: int = Field(0, ge=0, alias="CONSENTINEL_COMMIT_INTERVAL_MS")
     """Commit cadence by time as well as size (``RuntimeOptions.commit_interval_ms``): 0 commits
     every loop turn that has work (lowest latency); a larger value fills bigger transactions."""

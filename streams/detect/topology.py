@@ -239,7 +239,9 @@ class DetectorTopology:
     def committed(self, facts: Sequence[Any]) -> None:
         """Nothing to count after the commit: the steps count as they go."""
 
-    def punctuate(self, partition: int, state: DetectorState, now_ms: int) -> Processed:
+    def punctuate(
+        self, partition: int, state: DetectorState, now_ms: int, *, sources_behind: bool = False
+    ) -> Processed:
         """Return what wall-clock time made due: overdue recalls, and resumes to apply.
 
         ``RECALL_OVERDUE`` alerts, and the alerts (and suspensions) of recipients that an

@@ -141,13 +141,17 @@ class GateTopology:
                 self._pending_heads[partition] = (state.head, state.decisions)
         return processed
 
-    def punctuate(self, partition: int, state: PartitionState, now_ms: int) -> Processed:
+    def punctuate(
+        self, partition: int, state: PartitionState, now_ms: int, *, sources_behind: bool = False
+    ) -> Processed:
         """Decide what waited for an unknown photo and is sure now; sign the head when due.
 
-        The requests whose grace for an unknown photo has passed are decided, and the
-        partition's signed chain head is returned when one is due (CONTRACT §6).
+        The requests whose grace for an unknown photo has passed are decided, unless a source
+        of the partition has records still to come (``sources_behind``: the upload they wait
+        for may be among them); the partition's signed chain head is returned when one is due
+        (CONTRACT §6).
         """
-        released = self.processor.queues.release_unsure(state, now_ms)
+        released = self.processor.queues.release_unsure(state, None if sources_behind else now_ms)
         if released.outputs:
             self._track(partition, released, state)
         released.outputs += self._checkpoint(partition, now_ms)

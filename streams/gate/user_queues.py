@@ -24,9 +24,11 @@ producer's batches happened to land (two gates reading a backlog as it was writt
 not know stays at its queue's head, its owner listed in the partition's unsure users, until
 either an upload later than the request has been processed on its partition (uploads of a
 partition arrive in ``occurred_at`` order, so none before it is still to come) or
-``unknown_grace_ms`` of wall clock have passed (the gate's punctuation decides it then). An
-upload of the photo meanwhile wakes it like any upload's waiters, and it is decided with that
-owner. Only these requests, and their owner's later inputs, wait.
+``unknown_grace_ms`` of wall clock have passed (the gate's punctuation decides it then) at a
+moment when no source of the partition has records still to come: an upload on the broker that
+the gate has not been given yet (behind the consumer's prefetch, say) may be the one it waits
+for. An upload of the photo meanwhile wakes it like any upload's waiters, and it is decided with
+that owner. Only these requests, and their owner's later inputs, wait.
 """
 
 from __future__ import annotations

@@ -138,6 +138,19 @@ class Intake:
                     break
         return batch
 
+    def sources_behind(self, partition: int) -> bool:
+        """Whether a merged source of ``partition`` has records still to come.
+
+        That is: it is empty here while its partition's high watermark (as of the last fetch)
+        is past the position, or nothing of it is fetched yet.
+        """
+        task = self.tasks.get(partition)
+        if task is None or not self.synchronized:
+            return False
+        if self.cross is not None:
+            return self.cross.task.lagging(lambda name: self._high_of(*split_stream(name)))
+        return task.lagging(functools.partial(self._high, partition=partition))
+
     def clear(self) -> None:
         """Drop every record not processed yet (the consumer reads them again)."""
         self._unordered = []

@@ -120,8 +120,9 @@ class StreamLoop:
         wall = self.clock_ms()
         punctuate = self.topology.punctuate
         done = []
+        behind = self.transport.sources_behind
         for partition, task in self.tasks.items():
-            processed = punctuate(partition, task.state, wall)
+            processed = punctuate(partition, task.state, wall, sources_behind=behind(partition))
             if processed.outputs or processed.facts is not None:
                 done.append((RawInput(PUNCTUATION, partition, -1, wall, None, None), processed))
         return done

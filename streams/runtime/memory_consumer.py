@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from confluent_kafka import TopicPartition
 
 from streams.errors import TransientError
-from streams.runtime.crossmerge import CrossPartitionMerge
+from streams.runtime.crossmerge import CrossPartitionMerge, split_stream
 from streams.runtime.dead_letters import dead_letter
 from streams.runtime.memory_log import InMemoryBroker, LogRecord
 from streams.runtime.records import Output, RawInput
@@ -136,6 +136,23 @@ class InMemoryConsumer:
                         table.handler.broken(raw, str(exc))
                         letter = dead_letter(raw, kind, str(exc), at_ms=self.clock(), partition=0)
                         self.dead_letters.append(letter)
+
+    def sources_behind(self, tasks: Mapping[int, PartitionTask], partition: int) -> bool:
+        """Whether a merged source of ``partition`` has records not fetched yet.
+
+        The same judgement as the runner's :meth:`~streams.runtime.intake.Intake.sources_behind`.
+        """
+        task = tasks.get(partition)
+        if task is None or not self.spec.synchronized:
+            return False
+        if self.cross is not None:
+
+            def high(name: str) -> int:
+                topic, number = split_stream(name)
+                return self._high(number)(topic)
+
+            return self.cross.task.lagging(high)
+        return task.lagging(self._high(partition))
 
     def _high(self, partition: int) -> Callable[[str], int]:
         def high(topic: str) -> int:

@@ -306,6 +306,10 @@ class StreamRunner(Generic[T]):
         self._accept(messages)
         return self._drain(budget)
 
+    def sources_behind(self, partition: int) -> bool:
+        """Whether a source of ``partition`` has records on the broker not yet released."""
+        return self.intake.sources_behind(partition)
+
     def begin(self) -> Transaction:
         """Begin a Kafka transaction on the processor's producer.
 

@@ -329,6 +329,10 @@ class TopologyDriver(Generic[T]):
         self.consumer.poll_tables()
         return self.consumer.fetch(self.tasks, budget)
 
+    def sources_behind(self, partition: int) -> bool:
+        """Whether a source of ``partition`` has records the in-memory consumer holds back."""
+        return self.consumer.sources_behind(self.tasks, partition)
+
     def begin(self) -> Transaction:
         """Begin a transaction on the in-memory broker."""
         return MemoryTransaction(

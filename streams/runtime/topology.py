@@ -123,8 +123,15 @@ class Topology(Protocol):
     def committed(self, facts: Sequence[Any]) -> None:
         """Report what a committed transaction held (metrics); facts in processing order."""
 
-    def punctuate(self, partition: int, state: Any, now_ms: int) -> Processed:
-        """Return what wall-clock time alone makes due on ``partition`` (may change ``state``)."""
+    def punctuate(
+        self, partition: int, state: Any, now_ms: int, *, sources_behind: bool = False
+    ) -> Processed:
+        """Return what wall-clock time alone makes due on ``partition`` (may change ``state``).
+
+        ``sources_behind``: a source of the partition has records still to come (the transport's
+        :meth:`~streams.runtime.transport.Transport.sources_behind`); a wait for one of them
+        must not run out on the wall clock meanwhile.
+        """
 
     def delivered(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Learn, after a commit, the highest offset each tracked output got.

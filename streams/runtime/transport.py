@@ -95,3 +95,9 @@ class Transport(Protocol):
 
     def physical(self, logical: str) -> str:
         """Return the broker's name of a logical topic."""
+
+    def sources_behind(self, partition: int) -> bool:
+        """Whether a source of ``partition`` has records the loop has not been given yet.
+
+        As the event-time merge judges it: known to be on the broker, or its end not known yet.
+        """

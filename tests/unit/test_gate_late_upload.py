@@ -16,6 +16,7 @@ from __future__ import annotations
 from streams import topics
 from streams.gate.state import PartitionState
 from streams.gate.topology import GateTopology
+from streams.runtime.memory_consumer import Fetch
 from streams.runtime.runner import RuntimeOptions
 from streams.runtime.testing import TopologyDriver
 from streams.testing.topologies import gate_driver
@@ -77,6 +78,23 @@ def test_an_upload_fetched_with_the_punctuation_that_ends_the_grace_decides_it()
     request = released(driver, writer, owner, "p-late", now)
     driver.clock.advance(2 * GRACE_MS)  # stalled: nothing fetched, no punctuation, meanwhile
     writer.upload(owner, "p-late", now - 1_000)  # ... its upload was appended
+    driver.run()
+    assert verdict(driver, request) == ("ALLOW", "CONSENTED")
+
+
+def test_the_grace_does_not_run_out_while_the_upload_stream_has_records_to_come() -> None:
+    """Written while read: a request overtook its upload, not yet appended, at the start of the
+    write; the upload then sat behind the consumer's prefetch for longer than the grace. The
+    punctuation decided ``UNKNOWN_PHOTO`` meanwhile: 3,106 of 150,000 requests in one run, where
+    a gate reading the input whole decided them on their consents (2026-12-07)."""
+    driver, writer, owner, now = prepared()
+    request = released(driver, writer, owner, "p-late", now)
+    driver.consumer.set_fetch(topics.TOPIC_PHOTO_UPLOADS, [0], Fetch.HELD)
+    writer.upload(owner, "p-late", now - 1_000)  # on the broker, not fetched yet
+    for _ in range(4):
+        driver.advance(GRACE_MS)  # punctuations past the grace, the upload still to come
+    assert verdict(driver, request) is None, "decided while its upload was on the broker"
+    driver.consumer.set_fetch(topics.TOPIC_PHOTO_UPLOADS, [0], Fetch.LIVE)
     driver.run()
     assert verdict(driver, request) == ("ALLOW", "CONSENTED")
 

@@ -110,7 +110,9 @@ class Toy:
     def committed(self, facts: Sequence[Any]) -> None:
         self.committed_facts += facts
 
-    def punctuate(self, partition: int, state: CountState, now_ms: int) -> Processed:
+    def punctuate(
+        self, partition: int, state: CountState, now_ms: int, *, sources_behind: bool = False
+    ) -> Processed:
         self.punctuated.append(now_ms)
         return Processed()
 

@@ -51,7 +51,9 @@ class Topology:
     def committed(self, facts: Sequence[Any]) -> None:
         pass
 
-    def punctuate(self, partition: int, state: Any, now_ms: int) -> Processed:
+    def punctuate(
+        self, partition: int, state: Any, now_ms: int, *, sources_behind: bool = False
+    ) -> Processed:
         return Processed()
 
     def delivered(self, offsets: Mapping[tuple[str, int], int]) -> None:
